@@ -1,0 +1,7 @@
+/** @deputy/protocol: the zod schemas deputy speaks, and their types. */
+export * from "./approvals.js"
+export * from "./events.js"
+export * from "./ids.js"
+export * from "./ops.js"
+export * from "./status.js"
+export * from "./jsonSchemas.js"

@@ -105,13 +105,21 @@ export const TurnAbortReason = z.enum(["interrupted", "replaced", "review_ended"
 /** Why a turn was aborted. */
 export type TurnAbortReason = z.output<typeof TurnAbortReason>
 /** A turn ended early. */
-export const TurnAborted = z.object({ type: z.literal("turn_aborted"), turnId: turnId.optional(), reason: TurnAbortReason })
+export const TurnAborted = z.object({
+  type: z.literal("turn_aborted"),
+  turnId: turnId.optional(),
+  reason: TurnAbortReason
+})
 /** Something went wrong; the turn may or may not go on. */
 export const ErrorEvent = z.object({ type: z.literal("error"), message: z.string() })
 /** Something worth knowing went wrong, without stopping anything. */
 export const Warning = z.object({ type: z.literal("warning"), message: z.string() })
 /** The thread got a (new) name. */
-export const ThreadNameUpdated = z.object({ type: z.literal("thread_name_updated"), threadId: z.string(), name: z.string() })
+export const ThreadNameUpdated = z.object({
+  type: z.literal("thread_name_updated"),
+  threadId: z.string(),
+  name: z.string()
+})
 /** Last event of an agent that was shut down. */
 export const ShutdownComplete = z.object({ type: z.literal("shutdown_complete") })
 

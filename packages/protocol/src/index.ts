@@ -2,6 +2,6 @@
 export * from "./approvals.js"
 export * from "./events.js"
 export * from "./ids.js"
+export * from "./jsonSchemas.js"
 export * from "./ops.js"
 export * from "./status.js"
-export * from "./jsonSchemas.js"

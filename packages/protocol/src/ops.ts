@@ -21,7 +21,11 @@ export const ExecApprovalOp = z.object({
   decision: ReviewDecision
 })
 /** Answers a patch approval request: `id` is its `callId`. */
-export const PatchApprovalOp = z.object({ type: z.literal("patch_approval"), id: z.string().min(1), decision: ReviewDecision })
+export const PatchApprovalOp = z.object({
+  type: z.literal("patch_approval"),
+  id: z.string().min(1),
+  decision: ReviewDecision
+})
 /** Answers a user-input request: `id` is the id of the event that asked. */
 export const UserInputAnswerOp = z.object({
   type: z.literal("user_input_answer"),

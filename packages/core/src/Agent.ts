@@ -1,0 +1,57 @@
+/**
+ * The Agent port: what every backend implements. An agent lives in the Scope it was spawned in;
+ * closing that scope releases whatever it holds (a fiber, a child process).
+ */
+import type { AgentStatus, Event, Submission, ThreadId } from "@deputy/protocol"
+import { Data, type Effect, type Mailbox, type Scope, type Subscribable } from "effect"
+
+/** The agent took no more ops: it was shut down, or its backend ended. */
+export class AgentClosed extends Data.TaggedError("AgentClosed")<{ readonly threadId: string }> {
+  override get message() {
+    return `agent ${this.threadId} takes no more ops`
+  }
+}
+
+/** A backend could not start an agent. */
+export class SpawnFailed extends Data.TaggedError("SpawnFailed")<{
+  readonly backend: string
+  readonly reason: string
+  readonly cause?: unknown
+}> {
+  override get message() {
+    return `${this.backend} could not start an agent: ${this.reason}`
+  }
+}
+
+/** One running sub-agent, as its backend exposes it. */
+export interface Agent {
+  /** The deputy thread this agent serves. */
+  readonly threadId: ThreadId
+  /** The backend's name (`scripted`, `codex`, …). */
+  readonly backend: string
+  /** Hands a submission to the agent; fails with AgentClosed once it takes no more. Never waits for the work. */
+  readonly submit: (submission: Submission) => Effect.Effect<void, AgentClosed>
+  /**
+   * The agent's events, in order. Read with `take` / `takeAll`; it ends (done) after the agent's last
+   * event (`shutdown_complete`, or the backend's end).
+   */
+  readonly events: Mailbox.ReadonlyMailbox<Event>
+  /** The agent's status now, and its changes. */
+  readonly status: Subscribable.Subscribable<AgentStatus>
+}
+
+/** What a backend needs to start one agent. Backend-specific settings go in the backend's own constructor. */
+export interface SpawnOptions {
+  /** The thread id to use; a fresh one when absent. Already canonical. */
+  readonly threadId?: ThreadId
+  /** The working directory for the agent's commands and patches. */
+  readonly cwd?: string
+}
+
+/** A way to make agents: `scripted`, `codex`, `codex-exec`, … */
+export interface Backend<R = never> {
+  /** The backend's name, recorded in rollouts and `session_configured`. */
+  readonly name: string
+  /** Starts one agent in the caller's scope. Its first event is `session_configured`. */
+  readonly spawn: (options: SpawnOptions) => Effect.Effect<Agent, SpawnFailed, Scope.Scope | R>
+}

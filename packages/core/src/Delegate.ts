@@ -1,0 +1,333 @@
+/**
+ * The delegate: the machinery between a parent and one sub-agent. It owns a child scope of the
+ * caller's scope holding the agent, two bounded mailboxes (ops in, events out) and two forwarding
+ * fibers. Approval requests go to the Parent, never to the caller. Closing the scope (or `cancel`)
+ * withdraws pending requests, then sends Interrupt and Shutdown and drains within a bound (§1–§9).
+ */
+import {
+  type AgentStatus,
+  type Event,
+  type EventMsg,
+  type EventType,
+  emptyUserInputResponse,
+  isTurnEnd,
+  type Op,
+  type ReviewDecision,
+  type Submission,
+  type ThreadId,
+  type UserInputResponse
+} from "@deputy/protocol"
+import {
+  type Cause,
+  Chunk,
+  Data,
+  Deferred,
+  Duration,
+  Effect,
+  ExecutionStrategy,
+  Exit,
+  FiberSet,
+  Mailbox,
+  Scope,
+  type Stream,
+  type Subscribable
+} from "effect"
+import type { Agent } from "./Agent.js"
+import { Parent, type ParentError, type ParentRequest, type ParentService } from "./Parent.js"
+
+/** The delegate takes no more ops: it is one-shot, or it was cancelled or shut down. */
+export class OpsClosed extends Data.TaggedError("OpsClosed")<{ readonly threadId: string; readonly reason: string }> {
+  override get message() {
+    return `thread ${this.threadId} takes no more ops: ${this.reason}`
+  }
+}
+
+/** Event types the caller never sees by default (§2); they still reach `onEvent` (and so the rollout). */
+export const defaultDroppedEvents: ReadonlySet<EventType> = new Set<EventType>([
+  "agent_message_delta",
+  "agent_reasoning_delta",
+  "token_count",
+  "session_configured",
+  "thread_name_updated"
+])
+
+/** The default filter: forwards every event but the dropped kinds. */
+export const defaultEventFilter = (msg: EventMsg): boolean => !defaultDroppedEvents.has(msg.type)
+
+/** How a delegate behaves. Every field has a default. */
+export interface DelegateOptions {
+  /** Capacity of each of the two mailboxes (ops in, events out). Default 512. */
+  readonly capacity?: number
+  /** Which events reach the caller (true = forward). Approval requests never do. Default: `defaultEventFilter`. */
+  readonly filter?: (msg: EventMsg) => boolean
+  /** How long shutdown waits for the agent's turn to end. Default 500 ms. */
+  readonly drainTimeout?: Duration.DurationInput
+  /** Thread ids from the root down to this thread's parent; this thread is appended for requests' provenance. */
+  readonly ancestors?: ReadonlyArray<ThreadId>
+  /** The agent's name, shown to the parent with each request. */
+  readonly agentName?: string
+  /** Sees every event the agent emits, filtered ones included (a rollout writer). */
+  readonly onEvent?: (event: Event) => Effect.Effect<void>
+  /** Sees every submission made to the agent. */
+  readonly onSubmission?: (submission: Submission) => Effect.Effect<void>
+}
+
+/** A running delegate, as the caller holds it. */
+export interface Delegate {
+  /** The sub-agent's thread. */
+  readonly threadId: ThreadId
+  /** Queues an op for the agent and returns its submission id (`id`, or a fresh UUID). Waits while the ops mailbox is full. */
+  readonly submit: (op: Op, id?: string) => Effect.Effect<string, OpsClosed>
+  /** The caller's events in order; ends once the agent is shut down or gone. Read it once. */
+  readonly events: Stream.Stream<Event>
+  /** The next event; fails with NoSuchElementException once the events have ended. */
+  readonly take: Effect.Effect<Event, Cause.NoSuchElementException>
+  /** The agent's status now, and its changes. */
+  readonly status: Subscribable.Subscribable<AgentStatus>
+  /** The caller stops reading events; the delegate then shuts the agent down (§7). */
+  readonly close: Effect.Effect<void>
+  /** Withdraws pending requests, sends Interrupt then Shutdown, drains within the bound and releases the agent. Never fails. */
+  readonly cancel: Effect.Effect<void>
+  /** Waits until the agent has been shut down (by cancel, by the caller leaving, by its own end, or one-shot completion). */
+  readonly awaitShutdown: Effect.Effect<void>
+}
+
+const DEFAULT_CAPACITY = 512
+const DEFAULT_DRAIN = Duration.millis(500)
+
+/**
+ * Starts an agent with `spawn` in a child of the caller's scope and returns its delegate (§1–§8).
+ * Closing the caller's scope cancels the delegate.
+ */
+export const interactive = <E, R>(
+  spawn: Effect.Effect<Agent, E, R>,
+  options: DelegateOptions = {}
+): Effect.Effect<Delegate, E, Exclude<R, Scope.Scope> | Parent | Scope.Scope> => start(spawn, options, false)
+
+/**
+ * Starts an agent, submits `input` at once, and shuts the agent down by itself after the first
+ * `turn_complete` or `turn_aborted` (§9). The returned delegate refuses further ops with OpsClosed.
+ */
+export const oneShot = <E, R>(
+  spawn: Effect.Effect<Agent, E, R>,
+  input: Extract<Op, { type: "user_input" }>,
+  options: DelegateOptions & { readonly turnId?: string } = {}
+): Effect.Effect<Delegate, E, Exclude<R, Scope.Scope> | Parent | Scope.Scope> =>
+  Effect.gen(function* () {
+    const delegate = yield* start(spawn, options, true)
+    // The ops mailbox was just made, so it is open and has room: this submit cannot fail.
+    yield* Effect.orDie(delegate.submit(input, options.turnId))
+    return {
+      ...delegate,
+      submit: () => Effect.fail(new OpsClosed({ threadId: delegate.threadId, reason: "one-shot delegate" }))
+    }
+  })
+
+const start = <E, R>(
+  spawn: Effect.Effect<Agent, E, R>,
+  options: DelegateOptions,
+  isOneShot: boolean
+): Effect.Effect<Delegate, E, Exclude<R, Scope.Scope> | Parent | Scope.Scope> =>
+  Effect.gen(function* () {
+    const parent = yield* Parent
+    const scope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
+    const agent = yield* spawn.pipe(
+      Scope.extend(scope),
+      Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause)))
+    )
+    const capacity = options.capacity ?? DEFAULT_CAPACITY
+    const ops = yield* Mailbox.make<Submission>({ capacity })
+    const events = yield* Mailbox.make<Event>({ capacity })
+    const approvals = yield* FiberSet.make().pipe(Scope.extend(scope))
+    const isShutDown = yield* Deferred.make<void>()
+
+    const observeSubmission = options.onSubmission ?? (() => Effect.void)
+    const observeEvent = options.onEvent ?? (() => Effect.void)
+    const forward = options.filter ?? defaultEventFilter
+    const drainTimeout = options.drainTimeout ?? DEFAULT_DRAIN
+
+    // Errors submitting to a closed agent are ignored everywhere (§8): the agent is gone, nothing waits.
+    const send = (submission: Submission) =>
+      observeSubmission(submission).pipe(Effect.zipRight(agent.submit(submission)), Effect.ignore)
+
+    const drain = Effect.gen(function* () {
+      while (true) {
+        const event = yield* agent.events.take
+        yield* observeEvent(event)
+        if (isTurnEnd(event.msg) || event.msg.type === "shutdown_complete") return
+      }
+    }).pipe(Effect.ignore)
+
+    // §8: Interrupt, Shutdown, then drain until the turn ends or the bound passes. Never fails, never hangs.
+    const shutdownAgent = Effect.gen(function* () {
+      yield* FiberSet.clear(approvals) // §4: pending requests are withdrawn and answered `abort` first
+      yield* ops.shutdown
+      yield* send({ id: "interrupt", op: { type: "interrupt" } })
+      yield* send({ id: "shutdown", op: { type: "shutdown" } })
+      yield* Effect.interruptible(drain).pipe(Effect.timeoutOption(drainTimeout))
+      yield* events.end
+      yield* Deferred.succeed(isShutDown, undefined)
+    })
+    const shutdownOnce = yield* Effect.cached(Effect.uninterruptible(shutdownAgent))
+    yield* Scope.addFinalizer(scope, shutdownOnce)
+
+    const handleApproval = approvalHandler(parent, agent, send, options)
+    // Closing our own scope must happen outside it: the closing fiber would otherwise interrupt itself.
+    const closeFromOutside = Effect.asVoid(Effect.forkDaemon(Scope.close(scope, Exit.void)))
+
+    const forwardEvents = Effect.gen(function* () {
+      while (true) {
+        const [chunk, done] = yield* agent.events.takeAll
+        const out: Array<Event> = []
+        let turnEnded = false
+        for (const event of Chunk.toReadonlyArray(chunk)) {
+          yield* observeEvent(event)
+          if (isApprovalRequest(event.msg)) {
+            yield* FiberSet.run(approvals, handleApproval(event.id, event.msg))
+          } else if (forward(event.msg)) {
+            out.push(event)
+          }
+          if (isOneShot && isTurnEnd(event.msg)) {
+            turnEnded = true
+            break
+          }
+        }
+        // §6: a full events mailbox blocks us here; cancellation still interrupts the wait.
+        const undelivered =
+          out.length === 1 ? ((yield* events.offer(out[0]!)) ? 0 : 1) : (yield* events.offerAll(out)).length
+        if (undelivered > 0) return yield* closeFromOutside // §7: the caller has gone
+        if (turnEnded) {
+          // §9: a one-shot ends itself without the caller cancelling.
+          yield* send({ id: "shutdown", op: { type: "shutdown" } })
+          return yield* closeFromOutside
+        }
+        if (done) return yield* closeFromOutside
+      }
+    })
+
+    const forwardOps = Effect.gen(function* () {
+      while (true) {
+        const [chunk, done] = yield* ops.takeAll
+        for (const submission of Chunk.toReadonlyArray(chunk)) yield* send(submission)
+        if (done) return
+      }
+    })
+
+    yield* Effect.forkIn(forwardOps, scope)
+    yield* Effect.forkIn(forwardEvents, scope)
+
+    return {
+      threadId: agent.threadId,
+      submit: (op, id = crypto.randomUUID()) =>
+        Effect.flatMap(ops.offer({ id, op }), (accepted) =>
+          accepted
+            ? Effect.succeed(id)
+            : Effect.fail(new OpsClosed({ threadId: agent.threadId, reason: "the agent was shut down" }))
+        ),
+      events: Mailbox.toStream(events),
+      take: events.take,
+      status: agent.status,
+      close: Effect.asVoid(events.shutdown),
+      cancel: Scope.close(scope, Exit.void),
+      awaitShutdown: Deferred.await(isShutDown)
+    }
+  })
+
+type ApprovalRequestMsg = Extract<
+  EventMsg,
+  { type: "exec_approval_request" | "apply_patch_approval_request" | "request_user_input" }
+>
+
+const isApprovalRequest = (msg: EventMsg): msg is ApprovalRequestMsg =>
+  msg.type === "exec_approval_request" ||
+  msg.type === "apply_patch_approval_request" ||
+  msg.type === "request_user_input"
+
+/**
+ * Asks the parent while the agent waits (§3). A parent that fails or gives no answer yields the
+ * fail-closed answer (§5); interruption withdraws the request and sends the cancelled answer (§4).
+ */
+const approvalHandler =
+  (
+    parent: ParentService,
+    agent: Agent,
+    send: (submission: Submission) => Effect.Effect<void>,
+    options: DelegateOptions
+  ) =>
+  (eventId: string, msg: ApprovalRequestMsg): Effect.Effect<void> => {
+    const base = {
+      threadId: agent.threadId,
+      turnId: msg.turnId,
+      path: [...(options.ancestors ?? []), agent.threadId],
+      ...(options.agentName === undefined ? {} : { agentName: options.agentName })
+    }
+    const reply = <A>(
+      request: ParentRequest,
+      ask: Effect.Effect<A, ParentError>,
+      answer: (a: A) => Op,
+      failClosed: A,
+      cancelled: A
+    ) =>
+      Effect.gen(function* () {
+        const a = yield* ask.pipe(
+          Effect.orElseSucceed(() => failClosed),
+          Effect.onInterrupt(() =>
+            parent.withdraw(request.requestId).pipe(Effect.zipRight(send({ id: eventId, op: answer(cancelled) })))
+          )
+        )
+        yield* send({ id: eventId, op: answer(a) })
+      })
+
+    switch (msg.type) {
+      case "exec_approval_request": {
+        const approvalId = msg.approvalId ?? msg.callId
+        const request: ParentRequest = {
+          ...base,
+          kind: "exec",
+          requestId: `${agent.threadId}:${approvalId}`,
+          command: msg.command,
+          cwd: msg.cwd,
+          ...(msg.reason === undefined ? {} : { reason: msg.reason })
+        }
+        return reply<ReviewDecision>(
+          request,
+          parent.requestExecApproval(request),
+          (decision) => ({ type: "exec_approval", id: approvalId, turnId: msg.turnId, decision }),
+          "denied",
+          "abort"
+        )
+      }
+      case "apply_patch_approval_request": {
+        const request: ParentRequest = {
+          ...base,
+          kind: "patch",
+          requestId: `${agent.threadId}:${msg.callId}`,
+          changes: msg.changes,
+          ...(msg.reason === undefined ? {} : { reason: msg.reason }),
+          ...(msg.grantRoot === undefined ? {} : { grantRoot: msg.grantRoot })
+        }
+        return reply<ReviewDecision>(
+          request,
+          parent.requestPatchApproval(request),
+          (decision) => ({ type: "patch_approval", id: msg.callId, decision }),
+          "denied",
+          "abort"
+        )
+      }
+      case "request_user_input": {
+        const request: ParentRequest = {
+          ...base,
+          kind: "user_input",
+          requestId: `${agent.threadId}:${msg.callId}`,
+          questions: msg.questions
+        }
+        return reply<UserInputResponse>(
+          request,
+          parent.requestUserInput(request),
+          (response) => ({ type: "user_input_answer", id: eventId, response }),
+          emptyUserInputResponse(),
+          emptyUserInputResponse()
+        )
+      }
+    }
+  }

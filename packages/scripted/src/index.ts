@@ -1,0 +1,2 @@
+/** @deputy/scripted: the in-process scripted backend. */
+export {}

@@ -4,6 +4,7 @@ import { FileChange, Question, ReviewDecision, UserInputResponse } from "./appro
 import { Event, EventMsg } from "./events.js"
 import { ThreadId, TurnId } from "./ids.js"
 import { Op, Submission } from "./ops.js"
+import { Script } from "./script.js"
 import { AgentStatus } from "./status.js"
 
 const published = {
@@ -14,6 +15,7 @@ const published = {
   Op,
   Question,
   ReviewDecision,
+  Script,
   Submission,
   ThreadId,
   TurnId,

@@ -4,6 +4,7 @@ import { FileChange, Question, ReviewDecision, UserInputResponse } from "./appro
 import { Event, EventMsg } from "./events.js"
 import { ThreadId, TurnId } from "./ids.js"
 import { Op, Submission } from "./ops.js"
+import { RolloutItem, RolloutLine, RolloutMeta } from "./rollout.js"
 import { Script } from "./script.js"
 import { AgentStatus } from "./status.js"
 
@@ -15,6 +16,9 @@ const published = {
   Op,
   Question,
   ReviewDecision,
+  RolloutItem,
+  RolloutLine,
+  RolloutMeta,
   Script,
   Submission,
   ThreadId,

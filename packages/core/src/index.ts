@@ -2,7 +2,17 @@
 export { type Agent, AgentClosed, type Backend, SpawnFailed, type SpawnOptions } from "./Agent.js"
 export * as Delegate from "./Delegate.js"
 export { InvalidInput } from "./errors.js"
+export {
+  applyForkSnapshot,
+  type ForkSnapshot,
+  interrupted,
+  type TurnState,
+  truncateBeforeNthUserMessage,
+  turnState,
+  userMessagePositions
+} from "./ForkSnapshot.js"
 export { decode, formatIssues } from "./internal/decode.js"
+export { deputyHome } from "./internal/home.js"
 export {
   type ExecApprovalRequest,
   NoAnswer,
@@ -18,6 +28,15 @@ export {
   type UserInputRequest
 } from "./Parent.js"
 export {
+  POINTERS_DIR,
+  PointerFailed,
+  readLastThread,
+  readPointer,
+  workspacePointerPath,
+  writeLastThread,
+  writePointer
+} from "./Pointer.js"
+export {
   decodePolicy,
   ExecRule,
   PatchRule,
@@ -28,3 +47,21 @@ export {
   policyPatchDecision,
   policyUserInputAnswers
 } from "./Policy.js"
+export {
+  ARCHIVED_SESSIONS_DIR,
+  type RolloutContents,
+  type RolloutError,
+  RolloutIoFailed,
+  type RolloutLocation,
+  RolloutNotFound,
+  type RolloutPage,
+  RolloutStore,
+  type RolloutStoreOptions,
+  type RolloutStoreService,
+  type RolloutSummary,
+  RolloutUnreadable,
+  type RolloutWarning,
+  type RolloutWriter,
+  SESSIONS_DIR,
+  type WriterOptions
+} from "./Rollout.js"

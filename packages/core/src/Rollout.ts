@@ -1,0 +1,632 @@
+/**
+ * The rollout store (§20, §21): one append-only JSONL file per thread at
+ * `home/sessions/YYYY/MM/DD/rollout-<UTC timestamp>-<threadId>.jsonl`; archived rollouts keep the
+ * same date folders under `home/archived_sessions/`. The store lives as long as its layer and holds
+ * nothing open. A writer lives in the scope it was created in: it buffers lines in memory, appends
+ * them in one write at every turn boundary, and flushes once more when that scope closes.
+ */
+import {
+  canonicalUuid,
+  type Event,
+  type RolloutItem,
+  type RolloutMeta,
+  type Submission,
+  type ThreadId
+} from "@deputy/protocol"
+import { FileSystem, Path } from "@effect/platform"
+import type { PlatformError } from "@effect/platform/Error"
+import { Clock, Context, Data, Effect, Either, Layer, Option, type Scope } from "effect"
+import { InvalidInput } from "./errors.js"
+import { deputyHome } from "./internal/home.js"
+import {
+  encodeUtf8,
+  isRolloutLine,
+  jsonLine,
+  type ParsedRollout,
+  parseMetaLine,
+  parseRollout,
+  ROLLOUT_FILE,
+  type RolloutWarning,
+  relativeRolloutPath
+} from "./internal/rolloutFile.js"
+
+export type { RolloutWarning } from "./internal/rolloutFile.js"
+
+/** No rollout where one was looked for: no file at `path`, or none for `threadId` (among archived ones when `archived`). */
+export class RolloutNotFound extends Data.TaggedError("RolloutNotFound")<{
+  readonly threadId?: string
+  readonly path?: string
+  readonly archived?: boolean
+}> {
+  override get message() {
+    if (this.path !== undefined) return `no rollout file at ${this.path}`
+    return `no ${this.archived ? "archived " : ""}rollout for thread ${this.threadId}`
+  }
+}
+
+/** A rollout file exists but cannot be used: it is empty, or its first (metadata) line is unreadable. */
+export class RolloutUnreadable extends Data.TaggedError("RolloutUnreadable")<{
+  readonly path: string
+  /** The 1-based line at fault, when one is. */
+  readonly line?: number
+  readonly reason: string
+}> {
+  override get message() {
+    return `cannot read rollout ${this.path}${this.line === undefined ? "" : `:${this.line}`}: ${this.reason}`
+  }
+}
+
+/** The file system refused a rollout operation (permission, full disk, a file where a folder should be, …). */
+export class RolloutIoFailed extends Data.TaggedError("RolloutIoFailed")<{
+  readonly path: string
+  readonly operation: "create" | "append" | "read" | "list" | "move" | "repair"
+  readonly reason: string
+  readonly cause?: unknown
+}> {
+  override get message() {
+    return `rollout ${this.operation} failed for ${this.path}: ${this.reason}`
+  }
+}
+
+/** Anything reading or finding a rollout can fail with. */
+export type RolloutError = RolloutNotFound | RolloutUnreadable | RolloutIoFailed
+
+/** Where a thread's rollout is. */
+export interface RolloutLocation {
+  readonly threadId: ThreadId
+  readonly path: string
+  /** True when it lies under `archived_sessions/`. */
+  readonly archived: boolean
+}
+
+/** A rollout read back: its metadata, every readable line after it, and a warning per skipped line. */
+export interface RolloutContents {
+  readonly meta: RolloutMeta
+  readonly lines: ReadonlyArray<RolloutItem>
+  readonly warnings: ReadonlyArray<RolloutWarning>
+}
+
+/** One entry of `list`. `meta` is none when the file's first line is unreadable. */
+export interface RolloutSummary {
+  readonly threadId: ThreadId
+  readonly path: string
+  readonly meta: Option.Option<RolloutMeta>
+}
+
+/** One page of `list`, newest first; pass `nextCursor` back for the next page. */
+export interface RolloutPage {
+  readonly items: ReadonlyArray<RolloutSummary>
+  readonly nextCursor: Option.Option<string>
+}
+
+/** How a writer starts. */
+export interface WriterOptions {
+  /**
+   * `lazy` (fresh threads): no file until the first `user_input` submission (§20).
+   * `immediate` (forks): the metadata and `history` are written at once.
+   */
+  readonly mode: "lazy" | "immediate"
+  /** Lines to write right after the metadata (a fork's snapshot). */
+  readonly history?: ReadonlyArray<RolloutItem>
+  /**
+   * Told about every failed automatic write (the lazy creation at a turn's start, a turn-boundary
+   * flush, the flush on close). The ThreadManager turns it into an `error` event for the turn (§20).
+   * The lines stay buffered and the next turn boundary tries again. It must not wait on this
+   * thread's own events. Default: log a warning.
+   */
+  readonly onError?: (error: RolloutIoFailed) => Effect.Effect<void>
+}
+
+/**
+ * Records one thread. `submission` and `event` never fail and never lose a line: they buffer it,
+ * and at a turn boundary (a `user_input` submission; `turn_complete`, `turn_aborted` and
+ * `shutdown_complete` events) or once the buffer is large they append the whole buffer as one
+ * write. A failed write goes to `onError`, and its lines stay buffered for the next try.
+ */
+export interface RolloutWriter {
+  readonly threadId: ThreadId
+  /** The file, once it exists (a lazy writer has none before its first turn). */
+  readonly path: Effect.Effect<Option.Option<string>>
+  /**
+   * Records the backend's own thread id (known from `session_configured`) in the metadata line if
+   * that line is not on disk yet (a lazy writer before its first turn). Rollouts are append-only, so
+   * a written metadata line is never rewritten; the `session_configured` event line records the id anyway.
+   */
+  readonly setBackendThreadId: (backendThreadId: string) => Effect.Effect<void>
+  /** Records a submission; a `user_input` one starts a turn, so it creates the file (lazy) and flushes. */
+  readonly submission: (submission: Submission) => Effect.Effect<void>
+  /** Records an event; a turn-ending one (or `shutdown_complete`) flushes. */
+  readonly event: (event: Event) => Effect.Effect<void>
+  /**
+   * Appends everything buffered now (a lazy writer before its first turn has no file, so it keeps
+   * buffering). Fails with RolloutIoFailed when the write fails; the lines stay buffered.
+   */
+  readonly flush: Effect.Effect<void, RolloutIoFailed>
+}
+
+/** The rollout store's service. */
+export interface RolloutStoreService {
+  /** The home folder this store works in. */
+  readonly home: string
+  /** A writer for a new thread, living in the caller's scope; closing it flushes. Never fails: see `WriterOptions.onError`. */
+  readonly create: (
+    meta: Omit<RolloutMeta, "type">,
+    options: WriterOptions
+  ) => Effect.Effect<RolloutWriter, never, Scope.Scope>
+  /**
+   * A writer appending to an existing rollout. A torn last line (crash mid-write) is cut off first
+   * (kept, newline added, when it is a complete line that lost only its newline).
+   */
+  readonly resume: (
+    path: string,
+    options?: { readonly onError?: (error: RolloutIoFailed) => Effect.Effect<void> }
+  ) => Effect.Effect<RolloutWriter, RolloutNotFound | RolloutUnreadable | RolloutIoFailed, Scope.Scope>
+  /** Reads a whole rollout in one pass (§21); skipped lines become warnings naming file and line. */
+  readonly read: (path: string) => Effect.Effect<RolloutContents, RolloutNotFound | RolloutUnreadable | RolloutIoFailed>
+  /** Reads only the metadata line. */
+  readonly readMeta: (path: string) => Effect.Effect<RolloutMeta, RolloutNotFound | RolloutUnreadable | RolloutIoFailed>
+  /** The metadata of every rollout, live and archived, in no particular order; unreadable files are skipped. */
+  readonly allMetas: Effect.Effect<ReadonlyArray<RolloutMeta>, RolloutIoFailed>
+  /** Finds a thread's rollout, live ones first, then archived ones. */
+  readonly findById: (
+    threadId: string
+  ) => Effect.Effect<RolloutLocation, RolloutNotFound | InvalidInput | RolloutIoFailed>
+  /** Live (not archived) rollouts, newest first. Default limit 50. A bad cursor fails with InvalidInput. */
+  readonly list: (options?: {
+    readonly limit?: number
+    readonly cursor?: string
+  }) => Effect.Effect<RolloutPage, InvalidInput | RolloutIoFailed>
+  /** Moves a live rollout into `archived_sessions/` (same date folders) and returns its new path. */
+  readonly archive: (threadId: string) => Effect.Effect<string, RolloutNotFound | InvalidInput | RolloutIoFailed>
+  /** Moves an archived rollout back into `sessions/` and returns its path there. */
+  readonly unarchive: (threadId: string) => Effect.Effect<string, RolloutNotFound | InvalidInput | RolloutIoFailed>
+}
+
+/** How the store is set up. */
+export interface RolloutStoreOptions {
+  /** The home folder; default `deputyHome` (`DEPUTY_HOME`, else `~/.deputy`). */
+  readonly home?: string
+  /** A writer flushes once this many characters are buffered, turn boundary or not. Default 1 MiB. */
+  readonly flushThreshold?: number
+}
+
+/** Where rollouts live, how to write one, read one back, find, list and archive them (§20, §21). */
+export class RolloutStore extends Context.Tag("@deputy/core/RolloutStore")<RolloutStore, RolloutStoreService>() {
+  /** The store on the real file system, in `options.home` or the default home. */
+  static readonly layer = (
+    options: RolloutStoreOptions = {}
+  ): Layer.Layer<RolloutStore, never, FileSystem.FileSystem | Path.Path> =>
+    Layer.effect(
+      RolloutStore,
+      Effect.gen(function* () {
+        const path = yield* Path.Path
+        const home = options.home === undefined ? yield* deputyHome : path.resolve(options.home)
+        return make(yield* FileSystem.FileSystem, path, home, options.flushThreshold ?? 1024 * 1024)
+      })
+    )
+}
+
+/** The folder of live rollouts, relative to home. */
+export const SESSIONS_DIR = "sessions"
+/** The folder of archived rollouts, relative to home. */
+export const ARCHIVED_SESSIONS_DIR = "archived_sessions"
+
+const TURN_BOUNDARIES: ReadonlySet<string> = new Set(["turn_complete", "turn_aborted", "shutdown_complete"])
+const DEFAULT_LIMIT = 50
+const CHUNK = 64 * 1024
+const MAX_META_BYTES = 16 * 1024 * 1024
+
+const isNotFound = (error: PlatformError) => error._tag === "SystemError" && error.reason === "NotFound"
+const isAlreadyExists = (error: PlatformError) => error._tag === "SystemError" && error.reason === "AlreadyExists"
+
+const ioFailed = (path: string, operation: RolloutIoFailed["operation"]) => (error: PlatformError) =>
+  new RolloutIoFailed({ path, operation, reason: error.message, cause: error })
+
+const nowIso = Effect.map(Clock.currentTimeMillis, (millis) => new Date(millis).toISOString())
+
+const make = (
+  fs: FileSystem.FileSystem,
+  path: Path.Path,
+  home: string,
+  flushThreshold: number
+): RolloutStoreService => {
+  const roots = { live: path.join(home, SESSIONS_DIR), archived: path.join(home, ARCHIVED_SESSIONS_DIR) }
+
+  const readBytes = (file: string) =>
+    fs
+      .readFile(file)
+      .pipe(
+        Effect.mapError((error) =>
+          isNotFound(error) ? new RolloutNotFound({ path: file }) : ioFailed(file, "read")(error)
+        )
+      )
+
+  const read = Effect.fn("RolloutStore.read")(function* (file: string) {
+    const parsed: Either.Either<ParsedRollout, { line?: number; reason: string }> = parseRollout(
+      file,
+      yield* readBytes(file)
+    )
+    if (Either.isLeft(parsed)) return yield* new RolloutUnreadable({ path: file, ...parsed.left })
+    return parsed.right
+  })
+
+  // Only the first line: list and resume need the metadata, not a 100,000-line history.
+  const readMeta = Effect.fn("RolloutStore.readMeta")(function* (file: string) {
+    const firstLine = yield* Effect.scoped(
+      Effect.gen(function* () {
+        const handle = yield* fs.open(file, { flag: "r" })
+        const chunks: Array<Uint8Array> = []
+        let total = 0
+        for (;;) {
+          const chunk = yield* handle.readAlloc(CHUNK)
+          if (Option.isNone(chunk)) break
+          const newline = chunk.value.indexOf(10)
+          chunks.push(newline === -1 ? chunk.value : chunk.value.subarray(0, newline))
+          total += chunk.value.byteLength
+          if (newline !== -1 || total > MAX_META_BYTES) break
+        }
+        return Buffer.concat(chunks)
+      })
+    ).pipe(
+      Effect.mapError((error) =>
+        isNotFound(error) ? new RolloutNotFound({ path: file }) : ioFailed(file, "read")(error)
+      )
+    )
+    if (firstLine.byteLength === 0) {
+      return yield* new RolloutUnreadable({ path: file, reason: "the file is empty (no metadata line)" })
+    }
+    let text: string | undefined
+    try {
+      text = new TextDecoder("utf-8", { fatal: true }).decode(firstLine)
+    } catch {
+      text = undefined
+    }
+    const meta = parseMetaLine(text)
+    if (Either.isLeft(meta)) return yield* new RolloutUnreadable({ path: file, ...meta.left })
+    return meta.right
+  })
+
+  // ---- finding files ----
+
+  const listDir = (dir: string) =>
+    fs.readDirectory(dir).pipe(
+      Effect.catchIf(isNotFound, () => Effect.succeed<Array<string>>([])),
+      Effect.mapError(ioFailed(dir, "list"))
+    )
+
+  const numbered = (names: ReadonlyArray<string>, digits: number) =>
+    names.filter((name) => name.length === digits && /^\d+$/.test(name)).sort((a, b) => (a < b ? 1 : -1))
+
+  /** Day folders under `root`, newest first, as `YYYY/MM/DD`; `until` skips days after it. */
+  const dayFolders = (root: string, until?: string) =>
+    Effect.gen(function* () {
+      const days: Array<string> = []
+      for (const year of numbered(yield* listDir(root), 4)) {
+        if (until !== undefined && year > until.slice(0, 4)) continue
+        for (const month of numbered(yield* listDir(path.join(root, year)), 2)) {
+          if (until !== undefined && `${year}/${month}` > until.slice(0, 7)) continue
+          for (const day of numbered(yield* listDir(path.join(root, year, month)), 2)) {
+            if (until !== undefined && `${year}/${month}/${day}` > until.slice(0, 10)) continue
+            days.push(`${year}/${month}/${day}`)
+          }
+        }
+      }
+      return days
+    })
+
+  const canonical = (threadId: string) => {
+    const id = canonicalUuid(threadId)
+    return id === undefined
+      ? Effect.fail(new InvalidInput({ source: "thread id", issues: [`${JSON.stringify(threadId)} is not a UUID`] }))
+      : Effect.succeed(id as ThreadId)
+  }
+
+  /** The rollout of `threadId` under `root`, as a path relative to it. */
+  const findIn = (root: string, threadId: ThreadId) =>
+    Effect.gen(function* () {
+      const suffix = `-${threadId}.jsonl`
+      for (const day of yield* dayFolders(root)) {
+        const name = (yield* listDir(path.join(root, day))).find(
+          (entry) => entry.endsWith(suffix) && ROLLOUT_FILE.test(entry)
+        )
+        if (name !== undefined) return Option.some(`${day}/${name}`)
+      }
+      return Option.none<string>()
+    })
+
+  const findById = Effect.fn("RolloutStore.findById")(function* (threadId: string) {
+    const id = yield* canonical(threadId)
+    const live = yield* findIn(roots.live, id)
+    if (Option.isSome(live)) return { threadId: id, path: path.join(roots.live, live.value), archived: false }
+    const archived = yield* findIn(roots.archived, id)
+    if (Option.isSome(archived))
+      return { threadId: id, path: path.join(roots.archived, archived.value), archived: true }
+    return yield* new RolloutNotFound({ threadId: id })
+  })
+
+  const badCursor = (cursor: string) =>
+    new InvalidInput({ source: "rollout list cursor", issues: [`${JSON.stringify(cursor)} is not a cursor from list`] })
+
+  const decodeCursor = (cursor: string) => {
+    const key = Buffer.from(cursor, "base64url").toString("utf8")
+    const name = key.split("/")[3]
+    return /^\d{4}\/\d{2}\/\d{2}\/[^/]+$/.test(key) && name !== undefined && ROLLOUT_FILE.test(name)
+      ? Effect.succeed(key)
+      : Effect.fail(badCursor(cursor))
+  }
+
+  const list = Effect.fn("RolloutStore.list")(function* (
+    options: { readonly limit?: number; readonly cursor?: string } = {}
+  ) {
+    const limit = Math.max(1, Math.floor(options.limit ?? DEFAULT_LIMIT))
+    const after = options.cursor === undefined ? undefined : yield* decodeCursor(options.cursor)
+    // Keys `YYYY/MM/DD/rollout-<stamp>-<id>.jsonl` sort by time: newest first is descending order.
+    const keys: Array<string> = []
+    for (const day of yield* dayFolders(roots.live, after)) {
+      const names = (yield* listDir(path.join(roots.live, day)))
+        .filter((name) => ROLLOUT_FILE.test(name))
+        .map((name) => `${day}/${name}`)
+        .filter((key) => after === undefined || key < after)
+        .sort((a, b) => (a < b ? 1 : -1))
+      keys.push(...names)
+      if (keys.length > limit) break
+    }
+    const page = keys.slice(0, limit)
+    const items = yield* Effect.forEach(
+      page,
+      (key) => {
+        const file = path.join(roots.live, key)
+        const threadId = ROLLOUT_FILE.exec(key.split("/")[3] ?? "")?.[2] as ThreadId
+        return readMeta(file).pipe(
+          Effect.option,
+          Effect.map((meta): RolloutSummary => ({ threadId, path: file, meta }))
+        )
+      },
+      { concurrency: 16 }
+    )
+    const last = page[page.length - 1]
+    const nextCursor =
+      keys.length > limit && last !== undefined ? Option.some(Buffer.from(last).toString("base64url")) : Option.none()
+    return { items, nextCursor }
+  })
+
+  const allMetas = Effect.gen(function* () {
+    const files: Array<string> = []
+    for (const root of [roots.live, roots.archived]) {
+      for (const day of yield* dayFolders(root)) {
+        for (const name of yield* listDir(path.join(root, day))) {
+          if (ROLLOUT_FILE.test(name)) files.push(path.join(root, day, name))
+        }
+      }
+    }
+    const metas = yield* Effect.forEach(files, (file) => Effect.option(readMeta(file)), { concurrency: 16 })
+    return metas.flatMap((meta) => (Option.isSome(meta) ? [meta.value] : []))
+  }).pipe(Effect.withSpan("RolloutStore.allMetas"))
+
+  const move = (threadId: string, from: "live" | "archived") =>
+    Effect.gen(function* () {
+      const id = yield* canonical(threadId)
+      const key = yield* findIn(roots[from], id)
+      if (Option.isNone(key)) return yield* new RolloutNotFound({ threadId: id, archived: from === "archived" })
+      const source = path.join(roots[from], key.value)
+      const target = path.join(roots[from === "live" ? "archived" : "live"], key.value)
+      yield* fs.makeDirectory(path.dirname(target), { recursive: true }).pipe(Effect.mapError(ioFailed(target, "move")))
+      yield* fs.rename(source, target).pipe(Effect.mapError(ioFailed(source, "move")))
+      return target
+    })
+
+  // ---- writing ----
+
+  const makeWriter = (
+    threadId: ThreadId,
+    file: string,
+    header: { meta: RolloutMeta | undefined },
+    state: WriterState,
+    onError: (error: RolloutIoFailed) => Effect.Effect<void>
+  ) =>
+    Effect.gen(function* () {
+      const lock = yield* Effect.makeSemaphore(1)
+      const append = (line: string) => {
+        state.pending.push(line)
+        state.pendingChars += line.length
+      }
+      // One write per flush, whole lines only; uninterruptible so a cancelled fiber cannot cut a line (§21).
+      const write = Effect.gen(function* () {
+        if (!state.started) return // §20: a lazy writer waits for the first turn
+        if (state.exists && state.pending.length === 0 && !state.dirty) return
+        const lines = state.pending
+        state.pending = []
+        state.pendingChars = 0
+        const attempt = state.exists ? appendLines(lines) : createFile(lines)
+        yield* Effect.catchAll(attempt, (error) => {
+          state.pending = lines.concat(state.pending) // keep them, in order, for the next try
+          for (const line of lines) state.pendingChars += line.length
+          return Effect.fail(error)
+        })
+      })
+      const createFile = (lines: ReadonlyArray<string>) =>
+        Effect.gen(function* () {
+          const data = encodeUtf8((header.meta === undefined ? "" : jsonLine(header.meta)) + lines.join(""))
+          yield* fs
+            .makeDirectory(path.dirname(file), { recursive: true })
+            .pipe(Effect.mapError(ioFailed(file, "create")))
+          // `wx` never clobbers another thread's file; after a failed attempt of ours, `w` redoes it.
+          yield* fs.writeFile(file, data, { flag: state.ownsFile ? "w" : "wx" }).pipe(
+            Effect.tapError((error) =>
+              Effect.sync(() => {
+                if (!isAlreadyExists(error)) state.ownsFile = true
+              })
+            ),
+            Effect.mapError(ioFailed(file, "create"))
+          )
+          state.exists = true
+          state.ownsFile = true
+          state.size = data.byteLength
+        })
+      const appendLines = (lines: ReadonlyArray<string>) =>
+        Effect.gen(function* () {
+          if (state.dirty) {
+            // A failed append may have left part of a line: cut back to the last whole line first.
+            yield* fs.truncate(file, state.size).pipe(Effect.mapError(ioFailed(file, "repair")))
+            state.dirty = false
+          }
+          if (lines.length === 0) return
+          const data = encodeUtf8(lines.join(""))
+          yield* fs.writeFile(file, data, { flag: "a" }).pipe(
+            Effect.tapError(() =>
+              Effect.sync(() => {
+                state.dirty = true
+              })
+            ),
+            Effect.mapError(ioFailed(file, "append"))
+          )
+          state.size += data.byteLength
+        })
+      const flush = Effect.uninterruptible(lock.withPermits(1)(write)).pipe(Effect.withSpan("RolloutWriter.flush"))
+      // onError runs outside the lock, so it may record an `error` event through this writer.
+      const autoFlush = Effect.catchAll(flush, onError)
+      const maybeFlush = (boundary: boolean) =>
+        boundary || state.closed || state.pendingChars >= flushThreshold ? autoFlush : Effect.void
+      yield* Effect.addFinalizer(() =>
+        Effect.suspend(() => {
+          state.closed = true
+          return autoFlush
+        })
+      )
+      const writer: RolloutWriter = {
+        threadId,
+        path: Effect.sync(() => (state.exists ? Option.some(file) : Option.none())),
+        setBackendThreadId: (backendThreadId) =>
+          Effect.sync(() => {
+            if (!state.exists && header.meta !== undefined) header.meta = { ...header.meta, backendThreadId }
+          }),
+        submission: (submission) =>
+          Effect.flatMap(nowIso, (at) => {
+            append(jsonLine({ type: "submission", at, submission }))
+            const startsTurn = submission.op.type === "user_input"
+            if (startsTurn) state.started = true
+            return maybeFlush(startsTurn)
+          }),
+        event: (event) =>
+          Effect.flatMap(nowIso, (at) => {
+            append(jsonLine({ type: "event", at, event }))
+            return maybeFlush(TURN_BOUNDARIES.has(event.msg.type))
+          }),
+        flush
+      }
+      return writer
+    })
+
+  const defaultOnError = (error: RolloutIoFailed) => Effect.logWarning(error.message)
+
+  const create = Effect.fn("RolloutStore.create")(function* (meta: Omit<RolloutMeta, "type">, options: WriterOptions) {
+    const createdAt = new Date(meta.createdAt)
+    const when = Number.isNaN(createdAt.getTime()) ? new Date(yield* Clock.currentTimeMillis) : createdAt
+    const file = path.join(roots.live, relativeRolloutPath(meta.threadId, when))
+    const state = newState({ started: options.mode === "immediate" })
+    const header = { meta: { type: "meta" as const, ...meta } }
+    for (const item of options.history ?? []) {
+      const line = jsonLine(item)
+      state.pending.push(line)
+      state.pendingChars += line.length
+    }
+    const writer = yield* makeWriter(meta.threadId, file, header, state, options.onError ?? defaultOnError)
+    if (options.mode === "immediate") yield* Effect.catchAll(writer.flush, options.onError ?? defaultOnError)
+    return writer
+  })
+
+  /** Cuts a torn last line off (or ends a complete one with its newline) so appends start on a fresh line. */
+  const repairTail = (file: string) =>
+    Effect.scoped(
+      Effect.gen(function* () {
+        const handle = yield* fs.open(file, { flag: "r" })
+        const size = Number((yield* handle.stat).size)
+        if (size === 0) return size
+        let end = size
+        let tail: Uint8Array = new Uint8Array(0)
+        while (end > 0) {
+          const start = Math.max(0, end - CHUNK)
+          yield* handle.seek(start, "start")
+          const chunk = new Uint8Array(end - start)
+          const read = Number(yield* handle.read(chunk))
+          tail = Buffer.concat([chunk.subarray(0, read), tail])
+          if (start === 0 || chunk.subarray(0, read).includes(10)) break
+          end = start
+        }
+        if (tail[tail.length - 1] === 10) return size
+        const lastNewline = tail.lastIndexOf(10)
+        const fragment = tail.subarray(lastNewline + 1)
+        let text: string | undefined
+        try {
+          text = new TextDecoder("utf-8", { fatal: true }).decode(fragment)
+        } catch {
+          text = undefined
+        }
+        if (text !== undefined && isRolloutLine(text)) {
+          yield* fs.writeFile(file, encodeUtf8("\n"), { flag: "a" })
+          return size + 1
+        }
+        const keep = size - fragment.byteLength
+        yield* fs.truncate(file, keep)
+        return keep
+      })
+    ).pipe(
+      Effect.mapError((error) =>
+        isNotFound(error) ? new RolloutNotFound({ path: file }) : ioFailed(file, "repair")(error)
+      )
+    )
+
+  const resume = Effect.fn("RolloutStore.resume")(function* (
+    file: string,
+    options: { readonly onError?: (error: RolloutIoFailed) => Effect.Effect<void> } = {}
+  ) {
+    const meta = yield* readMeta(file)
+    const size = yield* repairTail(file)
+    const state = newState({ started: true })
+    state.exists = true
+    state.ownsFile = true
+    state.size = size
+    return yield* makeWriter(meta.threadId, file, { meta: undefined }, state, options.onError ?? defaultOnError)
+  })
+
+  return {
+    home,
+    create,
+    resume,
+    read,
+    readMeta,
+    allMetas,
+    findById,
+    list,
+    archive: (threadId) => move(threadId, "live").pipe(Effect.withSpan("RolloutStore.archive")),
+    unarchive: (threadId) => move(threadId, "archived").pipe(Effect.withSpan("RolloutStore.unarchive"))
+  }
+}
+
+interface WriterState {
+  /** Encoded lines (newline included) not yet on disk, oldest first. */
+  pending: Array<string>
+  pendingChars: number
+  /** False for a lazy writer until its first turn. */
+  started: boolean
+  /** The file exists (created by this writer, or resumed). */
+  exists: boolean
+  /** This writer made (or may have half-made) the file, so a retry may overwrite it. */
+  ownsFile: boolean
+  /** Bytes on disk known to end in a whole line. */
+  size: number
+  /** A failed append may have left a partial line past `size`. */
+  dirty: boolean
+  closed: boolean
+}
+
+const newState = (options: { readonly started: boolean }): WriterState => ({
+  pending: [],
+  pendingChars: 0,
+  started: options.started,
+  exists: false,
+  ownsFile: false,
+  size: 0,
+  dirty: false,
+  closed: false
+})

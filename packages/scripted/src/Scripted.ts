@@ -1,0 +1,439 @@
+/**
+ * The scripted backend (§24): an in-process agent that plays a Script, one turn per `user_input`.
+ * An agent lives in the scope it was spawned in and owns there: a driver fiber that takes ops one
+ * at a time, at most one turn fiber (which may own a child process), and the bounded events
+ * mailbox. Closing that scope interrupts both fibers, kills the child and ends the events.
+ *
+ * Events carry no time and no random id (the thread id aside), so the same script with the same
+ * answers gives the same events. Steps that need no waiting are batched into one `offerAll`, so a
+ * long run of deltas costs about one Effect per mailbox-full of events.
+ */
+import { type Agent, AgentClosed, type Backend, type SpawnOptions } from "@deputy/core"
+import {
+  type AgentStatus,
+  type Event,
+  type EventMsg,
+  newThreadId,
+  type ReviewDecision,
+  type Script,
+  type ScriptStep,
+  type Submission,
+  type ThreadId,
+  type UserInputResponse
+} from "@deputy/protocol"
+import type { CommandExecutor, FileSystem } from "@effect/platform"
+import { Cause, Deferred, Effect, Exit, Fiber, FiberSet, Mailbox, type Scope, SubscriptionRef } from "effect"
+import { runCommand } from "./internal/exec.js"
+import { applyChanges, resolvePath } from "./internal/patch.js"
+import { fill, hasTemplate } from "./internal/template.js"
+
+/** The backend's name, in `session_configured` and rollouts. */
+export const name = "scripted"
+
+/** What a scripted agent needs from its context: real processes (exec steps) and real files (patch steps). */
+export type Requirements = CommandExecutor.CommandExecutor | FileSystem.FileSystem
+
+/** Settings shared by every agent of a scripted backend. */
+export interface Options {
+  /** Capacity of the events mailbox: a full one holds the script back until the reader takes (§6). Default 1024. */
+  readonly eventsCapacity?: number
+  /** The working directory when the spawn options name none. Default `process.cwd()`. */
+  readonly cwd?: string
+}
+
+/** The default capacity of an agent's events mailbox. */
+export const defaultEventsCapacity = 1024
+
+/** A backend whose every agent plays `script` from its first turn. */
+export const backend = (script: Script, options: Options = {}): Backend<Requirements> => ({
+  name,
+  spawn: (spawnOptions) => spawn(script, { ...options, ...spawnOptions })
+})
+
+/**
+ * Starts one agent playing `script` in the caller's scope. Never fails. Its first event is
+ * `session_configured` (event id `""`), then `thread_name_updated` when the script has a name.
+ */
+export const spawn = (
+  script: Script,
+  options: Options & SpawnOptions = {}
+): Effect.Effect<Agent, never, Scope.Scope | Requirements> =>
+  Effect.gen(function* () {
+    const threadId = options.threadId ?? newThreadId()
+    const cwd = options.cwd ?? process.cwd()
+    const capacity = Math.max(1, Math.floor(options.eventsCapacity ?? defaultEventsCapacity))
+    const events = yield* Mailbox.make<Event>({ capacity })
+    const inbox = yield* Mailbox.make<Inbox>()
+    const status = yield* SubscriptionRef.make<AgentStatus>({ type: "pending_init" })
+    const state: AgentState = { closed: false }
+
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function* () {
+        state.closed = true
+        yield* SubscriptionRef.update(
+          status,
+          (now): AgentStatus => (now.type === "errored" ? now : { type: "shutdown" })
+        )
+        yield* events.end
+      })
+    )
+    const turns = yield* FiberSet.make()
+    const play = player({ script, cwd, capacity, events })
+    yield* Effect.forkScoped(driver({ script, threadId, cwd, events, inbox, status, state, turns, play }))
+
+    return {
+      threadId,
+      backend: name,
+      submit: (submission) =>
+        Effect.suspend(() => {
+          if (state.closed) return Effect.fail(new AgentClosed({ threadId }))
+          if (submission.op.type === "shutdown") state.closed = true // later submits fail at once
+          inbox.unsafeOffer({ _tag: "Op", submission })
+          return Effect.void
+        }),
+      events,
+      status
+    }
+  })
+
+/**
+ * What a turn fiber reports when it ends by itself. The driver emits the last event (turn_complete,
+ * turn_aborted, or the fatal error) after updating the status, so a reader who sees it sees the new status.
+ */
+type Outcome =
+  | { readonly _tag: "Ended"; readonly last: EventMsg }
+  | { readonly _tag: "Fatal"; readonly message: string }
+
+/** What the driver takes: ops, and the end of the turn it started. */
+type Inbox =
+  | { readonly _tag: "Op"; readonly submission: Submission }
+  | { readonly _tag: "TurnDone"; readonly seq: number; readonly exit: Exit.Exit<Outcome> }
+
+interface AgentState {
+  closed: boolean
+}
+
+/** Answers the running turn waits for, keyed `exec:<callId>`, `patch:<callId>` or `input:<eventId>`. */
+interface Waiting {
+  readonly decisions: Map<string, Deferred.Deferred<ReviewDecision>>
+  readonly responses: Map<string, Deferred.Deferred<UserInputResponse>>
+}
+
+interface Player {
+  readonly waiting: Waiting
+  /** Plays turn `index` of the script as turn `turnId`, ending it with turn_complete or turn_aborted unless interrupted. */
+  readonly playTurn: (turnId: string, index: number) => Effect.Effect<Outcome, never, Requirements>
+}
+
+/**
+ * The turn side: plays steps, holding what a thread remembers across turns (answers, commands and
+ * paths approved for the session). One turn runs at a time, so plain mutable state is safe.
+ */
+const player = (config: {
+  readonly script: Script
+  readonly cwd: string
+  readonly capacity: number
+  readonly events: Mailbox.Mailbox<Event>
+}): Player => {
+  const { script, cwd, capacity, events } = config
+  const waiting: Waiting = { decisions: new Map(), responses: new Map() }
+  const answers = new Map<string, string>()
+  const sessionCommands = new Set<string>()
+  const sessionPaths = new Set<string>()
+  // Filling templates walks a step; only steps that use one pay for it.
+  const compiled = script.turns.map((turn) => turn.steps.map((step) => ({ step, isTemplated: hasTemplate(step) })))
+
+  const playTurn = (turnId: string, index: number): Effect.Effect<Outcome, never, Requirements> =>
+    Effect.gen(function* () {
+      let out: Array<Event> = []
+      const emit = (msg: EventMsg) => {
+        out.push({ id: turnId, msg })
+      }
+      // §6: a full mailbox suspends us here until the reader takes; an ended one drops the rest.
+      const flush = Effect.suspend(() => {
+        if (out.length === 0) return Effect.void
+        const batch = out
+        out = []
+        return batch.length === 1 ? events.offer(batch[0]!) : events.offerAll(batch)
+      })
+      const stream = (text: string, pieces: number, type: "agent_message_delta" | "agent_reasoning_delta") =>
+        Effect.gen(function* () {
+          for (let i = 0; i < pieces; i++) {
+            const delta = text.slice(
+              Math.floor((i * text.length) / pieces),
+              Math.floor(((i + 1) * text.length) / pieces)
+            )
+            emit({ type, delta })
+            if (out.length >= capacity) yield* flush
+          }
+        })
+      const decide = (key: string, request: EventMsg) =>
+        Effect.gen(function* () {
+          const slot = yield* Deferred.make<ReviewDecision>()
+          waiting.decisions.set(key, slot) // before the request leaves, so no answer can miss it
+          emit(request)
+          yield* flush
+          return yield* Deferred.await(slot)
+        }).pipe(Effect.ensuring(Effect.sync(() => waiting.decisions.delete(key))))
+      const end = (last: EventMsg) => Effect.as(flush, { _tag: "Ended", last } as const)
+      const aborted = end({ type: "turn_aborted", turnId, reason: "interrupted" })
+
+      emit({ type: "turn_started", turnId })
+      const turn = script.turns[index]
+      const steps = compiled[index]
+      if (turn === undefined || steps === undefined) {
+        emit({ type: "error", message: `script has no turn ${index + 1} (it has ${script.turns.length})` })
+        return yield* end({ type: "turn_complete", turnId })
+      }
+      let lastAgentMessage: string | undefined
+      for (let round = 0; round < turn.repeat; round++) {
+        for (let stepIndex = 0; stepIndex < steps.length; stepIndex++) {
+          const { step: raw, isTemplated } = steps[stepIndex]!
+          const step: ScriptStep = isTemplated ? fill(raw, answers) : raw
+          const callId = turn.repeat > 1 ? `call-${index}-${stepIndex}-${round}` : `call-${index}-${stepIndex}`
+          switch (step.type) {
+            case "message":
+              if (step.deltas !== undefined) yield* stream(step.text, step.deltas, "agent_message_delta")
+              emit({ type: "agent_message", message: step.text })
+              lastAgentMessage = step.text
+              break
+            case "reasoning":
+              if (step.deltas !== undefined) yield* stream(step.text, step.deltas, "agent_reasoning_delta")
+              emit({ type: "agent_reasoning", text: step.text })
+              break
+            case "token_count":
+              emit({
+                type: "token_count",
+                inputTokens: step.input,
+                outputTokens: step.output,
+                totalTokens: step.input + step.output
+              })
+              break
+            case "fail":
+              if (step.fatal) {
+                yield* flush
+                return { _tag: "Fatal", message: step.message } as const
+              }
+              emit({ type: "error", message: step.message })
+              break
+            case "sleep":
+              yield* flush
+              yield* Effect.sleep(step.ms)
+              break
+            case "ask": {
+              const key = `input:${turnId}` // §3: the answer names the event id, which is the turn id
+              const slot = yield* Deferred.make<UserInputResponse>()
+              waiting.responses.set(key, slot)
+              emit({ type: "request_user_input", callId, turnId, questions: step.questions })
+              yield* flush
+              const response = yield* Deferred.await(slot).pipe(
+                Effect.ensuring(Effect.sync(() => waiting.responses.delete(key)))
+              )
+              for (const question of step.questions) {
+                answers.set(question.id, response.answers[question.id]?.answers[0] ?? "")
+              }
+              break
+            }
+            case "exec": {
+              const [program, ...args] = step.command
+              if (program === undefined) break // the schema requires a program
+              const commandCwd = resolvePath(cwd, step.cwd ?? ".")
+              const sessionKey = JSON.stringify(step.command)
+              const decision: ReviewDecision =
+                step.needsApproval && !sessionCommands.has(sessionKey)
+                  ? yield* decide(`exec:${callId}`, {
+                      type: "exec_approval_request",
+                      callId,
+                      turnId,
+                      command: step.command,
+                      cwd: commandCwd,
+                      ...(step.reason === undefined ? {} : { reason: step.reason })
+                    })
+                  : "approved"
+              if (decision === "abort") return yield* aborted
+              if (decision === "denied") break
+              if (decision === "approved_for_session") sessionCommands.add(sessionKey)
+              emit({ type: "exec_command_begin", callId, turnId, command: step.command, cwd: commandCwd })
+              yield* flush
+              const result = yield* runCommand([program, ...args], commandCwd)
+              emit({ type: "exec_command_end", callId, turnId, ...result })
+              break
+            }
+            case "patch": {
+              const paths = Object.keys(step.changes).map((path) => resolvePath(cwd, path))
+              const isAutoApproved = paths.every((path) => sessionPaths.has(path))
+              const decision: ReviewDecision = isAutoApproved
+                ? "approved"
+                : yield* decide(`patch:${callId}`, {
+                    type: "apply_patch_approval_request",
+                    callId,
+                    turnId,
+                    changes: step.changes,
+                    ...(step.reason === undefined ? {} : { reason: step.reason })
+                  })
+              if (decision === "abort") return yield* aborted
+              if (decision === "denied") break
+              if (decision === "approved_for_session") for (const path of paths) sessionPaths.add(path)
+              emit({ type: "patch_apply_begin", callId, turnId, autoApproved: isAutoApproved, changes: step.changes })
+              yield* flush
+              const result = yield* applyChanges(cwd, step.changes)
+              emit({ type: "patch_apply_end", callId, turnId, ...result })
+              break
+            }
+          }
+          if (out.length >= capacity) yield* flush
+        }
+      }
+      return yield* end({
+        type: "turn_complete",
+        turnId,
+        ...(lastAgentMessage === undefined ? {} : { lastAgentMessage })
+      })
+    })
+
+  return { waiting, playTurn }
+}
+
+/**
+ * The op side: takes ops one at a time, starts turns (queueing inputs that arrive during one),
+ * routes answers to the waiting turn, and handles interrupt and shutdown. It alone changes status.
+ */
+const driver = (config: {
+  readonly script: Script
+  readonly threadId: ThreadId
+  readonly cwd: string
+  readonly events: Mailbox.Mailbox<Event>
+  readonly inbox: Mailbox.Mailbox<Inbox>
+  readonly status: SubscriptionRef.SubscriptionRef<AgentStatus>
+  readonly state: AgentState
+  readonly turns: FiberSet.FiberSet
+  readonly play: Player
+}): Effect.Effect<void, never, Requirements> =>
+  Effect.gen(function* () {
+    const { script, threadId, events, inbox, status, state, turns, play } = config
+    const { decisions, responses } = play.waiting
+    const pending: Array<string> = []
+    let current:
+      | { readonly seq: number; readonly turnId: string; readonly fiber: Fiber.RuntimeFiber<boolean> }
+      | undefined
+    let nextSeq = 0
+    let nextTurnIndex = 0
+    let isDone = false
+
+    const warn = (id: string, message: string) => events.offer({ id, msg: { type: "warning", message } })
+
+    const startTurn = (turnId: string) =>
+      Effect.gen(function* () {
+        const seq = nextSeq++
+        const index = nextTurnIndex++
+        yield* SubscriptionRef.set(status, { type: "running", turnId })
+        const fiber = yield* FiberSet.run(
+          turns,
+          play.playTurn(turnId, index).pipe(
+            Effect.exit,
+            Effect.flatMap((exit) => inbox.offer({ _tag: "TurnDone", seq, exit }))
+          )
+        )
+        current = { seq, turnId, fiber }
+      })
+
+    // Status first, then the turn's last event, then the next queued turn (§24).
+    const turnEnded = (turnId: string, last: EventMsg) =>
+      Effect.gen(function* () {
+        current = undefined
+        yield* SubscriptionRef.set(status, { type: "idle" })
+        yield* events.offer({ id: turnId, msg: last })
+        const next = pending.shift()
+        if (next !== undefined) yield* startTurn(next)
+      })
+
+    // §24: a fatal step (or a bug) kills the agent like a crashed backend: an error, no shutdown_complete.
+    const die = (turnId: string, message: string) =>
+      Effect.gen(function* () {
+        state.closed = true
+        isDone = true
+        current = undefined
+        yield* SubscriptionRef.set(status, { type: "errored", message })
+        yield* events.offer({ id: turnId, msg: { type: "error", message } })
+        yield* events.end
+      })
+
+    // Interrupting the turn fiber closes its scopes, which kills its child process (§24).
+    const abortTurn = Effect.gen(function* () {
+      const running = current
+      if (running === undefined) return
+      const exit = yield* Fiber.interrupt(running.fiber)
+      if (Exit.isSuccess(exit)) return // it had already ended; its TurnDone is in the inbox
+      yield* turnEnded(running.turnId, { type: "turn_aborted", turnId: running.turnId, reason: "interrupted" })
+    })
+
+    const handle = (message: Inbox): Effect.Effect<void, never, Requirements> => {
+      if (message._tag === "TurnDone") {
+        if (current?.seq !== message.seq) return Effect.void // interrupted, and already reported
+        const { exit } = message
+        const { turnId } = current
+        if (Exit.isFailure(exit)) return die(turnId, `scripted agent failed: ${Cause.pretty(exit.cause)}`)
+        return exit.value._tag === "Fatal" ? die(turnId, exit.value.message) : turnEnded(turnId, exit.value.last)
+      }
+      const { id, op } = message.submission
+      switch (op.type) {
+        case "user_input":
+          if (current !== undefined) {
+            pending.push(id) // §24: starts once the running turn ends
+            return Effect.void
+          }
+          return startTurn(id)
+        case "exec_approval":
+        case "patch_approval": {
+          const kind = op.type === "exec_approval" ? "exec" : "patch"
+          const slot = decisions.get(`${kind}:${op.id}`)
+          return slot
+            ? Deferred.succeed(slot, op.decision)
+            : warn(id, `no ${kind} approval is pending with id ${op.id}; ${op.type} ignored`)
+        }
+        case "user_input_answer": {
+          const slot = responses.get(`input:${op.id}`)
+          return slot
+            ? Deferred.succeed(slot, op.response)
+            : warn(id, `no user input request is pending with id ${op.id}; user_input_answer ignored`)
+        }
+        case "interrupt":
+          return abortTurn // a no-op when idle
+        case "shutdown":
+          return Effect.gen(function* () {
+            pending.length = 0
+            yield* abortTurn
+            yield* SubscriptionRef.set(status, { type: "shutdown" })
+            yield* events.offer({ id, msg: { type: "shutdown_complete" } })
+            yield* events.end
+            isDone = true
+          })
+      }
+    }
+
+    const startup: Array<Event> = [
+      {
+        id: "",
+        msg: {
+          type: "session_configured",
+          threadId,
+          backend: name,
+          cwd: config.cwd,
+          ...(script.model === undefined ? {} : { model: script.model })
+        }
+      }
+    ]
+    if (script.name !== undefined) {
+      startup.push({ id: "", msg: { type: "thread_name_updated", threadId, name: script.name } })
+    }
+    yield* events.offerAll(startup)
+    yield* SubscriptionRef.set(status, { type: "idle" })
+
+    while (!isDone) {
+      const [messages] = yield* inbox.takeAll
+      for (const message of messages) {
+        yield* handle(message)
+        if (isDone) return
+      }
+    }
+  })

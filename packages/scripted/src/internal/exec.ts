@@ -1,0 +1,55 @@
+/**
+ * Runs one real command for an `exec` step and collects its output. The child lives in a scope of
+ * its own: interrupting the caller closes it, which kills the child's process group, escalating
+ * from SIGTERM to SIGKILL so nothing outlives the turn.
+ */
+import { Command, type CommandExecutor } from "@effect/platform"
+import { Duration, Effect, Stream } from "effect"
+
+/** How a command ended: `exitCode` null when it was killed by a signal or could not start (then `stderr` says why). */
+export interface CommandResult {
+  readonly exitCode: number | null
+  readonly stdout: string
+  readonly stderr: string
+}
+
+const KILL_GRACE = Duration.seconds(2)
+
+const text = <E>(bytes: Stream.Stream<Uint8Array, E>) => Stream.mkString(Stream.decodeText(bytes))
+
+// Scope close alone sends SIGTERM and waits forever (STYLE: things that bite), so escalate to SIGKILL.
+const killEscalating = (process: CommandExecutor.Process) =>
+  Effect.gen(function* () {
+    if (!(yield* process.isRunning)) return
+    const stopped = yield* process.kill("SIGTERM").pipe(Effect.interruptible, Effect.timeoutOption(KILL_GRACE))
+    if (stopped._tag === "None") yield* process.kill("SIGKILL").pipe(Effect.interruptible, Effect.timeout(KILL_GRACE))
+  }).pipe(Effect.ignore)
+
+/** Runs `argv` (no shell) in `cwd` with an empty stdin; waits for it to end. Never fails. */
+export const runCommand = (
+  argv: readonly [string, ...Array<string>],
+  cwd: string
+): Effect.Effect<CommandResult, never, CommandExecutor.CommandExecutor> =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const [program, ...args] = argv
+      const command = Command.make(program, ...args).pipe(
+        Command.workingDirectory(cwd),
+        Command.stdin(Stream.empty) // the child sees end-of-input at once, like `< /dev/null`
+      )
+      const process = yield* Command.start(command)
+      yield* Effect.addFinalizer(() => killEscalating(process))
+      const [stdout, stderr, exitCode] = yield* Effect.all(
+        [
+          text(process.stdout),
+          text(process.stderr),
+          process.exitCode.pipe(
+            Effect.map((code): number | null => code),
+            Effect.orElseSucceed(() => null) // killed by a signal
+          )
+        ],
+        { concurrency: "unbounded" }
+      )
+      return { exitCode, stdout, stderr }
+    })
+  ).pipe(Effect.catchAll((error) => Effect.succeed({ exitCode: null, stdout: "", stderr: error.message })))

@@ -1,0 +1,261 @@
+/**
+ * The real Codex CLI (the root devDependency @openai/codex) against @deputy/mock-model, offline: each test gets a fresh
+ * CODEX_HOME and cwd, and the child sees only PATH, HOME, CODEX_HOME and a dummy key.
+ */
+import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process"
+import { existsSync } from "node:fs"
+import { mkdtemp, readFile, rm } from "node:fs/promises"
+import { createRequire } from "node:module"
+import { tmpdir } from "node:os"
+import { dirname, join } from "node:path"
+import { createInterface } from "node:readline"
+import { type MockModel, type ScenarioInput, startMockModel } from "@deputy/mock-model"
+import { afterEach, describe, expect, it } from "vitest"
+
+const require = createRequire(import.meta.url)
+const keyName = "DEPUTY_MOCK_MODEL_KEY"
+
+const triples: Record<string, string> = {
+  "linux-x64": "x86_64-unknown-linux-musl",
+  "linux-arm64": "aarch64-unknown-linux-musl",
+  "darwin-x64": "x86_64-apple-darwin",
+  "darwin-arm64": "aarch64-apple-darwin"
+}
+
+/** The native binary shipped by @openai/codex (skipping the node wrapper), else the wrapper run by node. */
+const codexCommand = (): { readonly file: string; readonly prefix: ReadonlyArray<string> } => {
+  const wrapperPackage = require.resolve("@openai/codex/package.json")
+  const target = `${process.platform}-${process.arch}`
+  const triple = triples[target]
+  if (triple !== undefined) {
+    try {
+      const platformPackage = createRequire(wrapperPackage).resolve(`@openai/codex-${target}/package.json`)
+      const file = join(dirname(platformPackage), "vendor", triple, "bin", "codex")
+      if (existsSync(file)) return { file, prefix: [] }
+    } catch {
+      // fall through to the wrapper
+    }
+  }
+  return { file: process.execPath, prefix: [join(dirname(wrapperPackage), "bin", "codex.js")] }
+}
+
+interface Sandbox {
+  readonly home: string
+  readonly cwd: string
+  readonly model: MockModel
+}
+
+const cleanups: Array<() => Promise<void>> = []
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
+})
+
+/** A mock model plus a fresh CODEX_HOME (with config.toml) and cwd, all removed after the test. */
+const sandbox = async (scenario: ScenarioInput): Promise<Sandbox> => {
+  const model = await startMockModel(scenario)
+  cleanups.push(() => model.close())
+  const home = await mkdtemp(join(tmpdir(), "deputy-codex-home-"))
+  const cwd = await mkdtemp(join(tmpdir(), "deputy-codex-cwd-"))
+  cleanups.push(() => rm(home, { recursive: true, force: true }))
+  cleanups.push(() => rm(cwd, { recursive: true, force: true }))
+  await model.writeCodexConfig(home, { envKey: keyName })
+  return { home, cwd, model }
+}
+
+/** Spawns codex in its own process group with a minimal environment; the test's cleanup kills the group. */
+const spawnCodex = (box: Sandbox, args: ReadonlyArray<string>): ChildProcessWithoutNullStreams => {
+  const { file, prefix } = codexCommand()
+  const child = spawn(file, [...prefix, ...args], {
+    cwd: box.cwd,
+    detached: true,
+    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: box.home, CODEX_HOME: box.home, [keyName]: "dummy" }
+  })
+  cleanups.unshift(async () => {
+    if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return
+    const exited = new Promise((resolve) => child.once("exit", resolve))
+    try {
+      process.kill(-child.pid, "SIGKILL")
+    } catch {
+      // already gone
+    }
+    await exited
+  })
+  return child
+}
+
+const collect = (stream: NodeJS.ReadableStream): (() => string) => {
+  let text = ""
+  stream.setEncoding("utf8")
+  stream.on("data", (chunk: string) => {
+    text += chunk
+  })
+  return () => text
+}
+
+const exitOf = (child: ChildProcessWithoutNullStreams): Promise<number | null> =>
+  new Promise((resolve) => {
+    if (child.exitCode !== null) resolve(child.exitCode)
+    else child.once("exit", (code) => resolve(code))
+  })
+
+type Json = Record<string, unknown>
+
+/** A tiny JSON-RPC client over the app-server's stdio JSONL: requests, notifications, server requests. */
+const rpcClient = (child: ChildProcessWithoutNullStreams, answer: (method: string, params: Json) => unknown) => {
+  let nextId = 1
+  const pending = new Map<number, { resolve: (v: Json) => void; reject: (e: Error) => void }>()
+  const notifications: Array<{ method: string; params: Json }> = []
+  const serverRequests: Array<{ method: string; params: Json }> = []
+  const waiters: Array<{ method: string; resolve: (params: Json) => void }> = []
+  const send = (message: Json) => child.stdin.write(`${JSON.stringify(message)}\n`)
+  createInterface({ input: child.stdout }).on("line", (line) => {
+    const message = JSON.parse(line) as Json
+    const method = typeof message.method === "string" ? message.method : undefined
+    const params = (message.params ?? {}) as Json
+    if (method !== undefined && message.id !== undefined) {
+      serverRequests.push({ method, params })
+      send({ id: message.id, result: answer(method, params) })
+    } else if (method !== undefined) {
+      notifications.push({ method, params })
+      for (const waiter of waiters.filter((w) => w.method === method)) {
+        waiters.splice(waiters.indexOf(waiter), 1)
+        waiter.resolve(params)
+      }
+    } else if (typeof message.id === "number") {
+      const slot = pending.get(message.id)
+      pending.delete(message.id)
+      if (message.error !== undefined) slot?.reject(new Error(JSON.stringify(message.error)))
+      else slot?.resolve(message.result as Json)
+    }
+  })
+  return {
+    notifications,
+    serverRequests,
+    request: (method: string, params: Json): Promise<Json> =>
+      new Promise((resolve, reject) => {
+        const id = nextId++
+        pending.set(id, { resolve, reject })
+        send({ id, method, params })
+      }),
+    notify: (method: string) => send({ method }),
+    /** The next notification `method` (or an earlier one not yet waited for). */
+    next: (method: string): Promise<Json> =>
+      new Promise((resolve) => {
+        const seen = notifications.find((n) => n.method === method)
+        if (seen !== undefined) resolve(seen.params)
+        else waiters.push({ method, resolve })
+      })
+  }
+}
+
+/** initialize → initialized → thread/start; resolves to the client and the thread id. */
+const startThread = async (
+  box: Sandbox,
+  threadParams: Json,
+  answer: (method: string, params: Json) => unknown = () => ({})
+) => {
+  const child = spawnCodex(box, ["app-server"])
+  const stderr = collect(child.stderr)
+  const rpc = rpcClient(child, answer)
+  await rpc.request("initialize", {
+    clientInfo: { name: "deputy-test", title: null, version: "0.0.0" },
+    capabilities: null
+  })
+  rpc.notify("initialized")
+  const started = await rpc.request("thread/start", { cwd: box.cwd, ...threadParams })
+  const thread = started.thread as Json
+  return { child, rpc, stderr, threadId: String(thread.id) }
+}
+
+const textInput = (text: string) => [{ type: "text", text, text_elements: [] }]
+
+describe("real Codex CLI against @deputy/mock-model", () => {
+  it("codex exec --json: one turn answered with an assistant message", { timeout: 60_000 }, async () => {
+    const box = await sandbox({
+      responses: [{ steps: [{ type: "message", text: "Hello from the mock model", deltas: 3 }] }]
+    })
+    const child = spawnCodex(box, ["exec", "--json", "--skip-git-repo-check", "say hello"])
+    child.stdin.end()
+    const stdout = collect(child.stdout)
+    const stderr = collect(child.stderr)
+    const code = await exitOf(child)
+    expect(code, stderr()).toBe(0)
+    const events = stdout()
+      .split("\n")
+      .filter((line) => line.trim() !== "")
+      .map((line) => JSON.parse(line) as Json)
+    const messages = events.flatMap((e) => {
+      const item = e.item as Json | undefined
+      return e.type === "item.completed" && item?.type === "agent_message" ? [item.text] : []
+    })
+    expect(messages).toEqual(["Hello from the mock model"])
+    expect(events.map((e) => e.type)).toContain("turn.completed")
+    const requests = box.model.requests()
+    expect(requests).toHaveLength(1)
+    expect(requests[0]).toMatchObject({
+      method: "POST",
+      path: "/v1/responses",
+      response: "responses.0",
+      lastUserMessage: "say hello"
+    })
+    expect(requests[0]?.headers.authorization).toBe("[redacted]")
+    expect(requests[0]?.body).toMatchObject({ model: "mock-model", stream: true })
+  })
+
+  it("codex app-server: initialize, thread/start, turn/start, turn/completed", { timeout: 60_000 }, async () => {
+    const box = await sandbox({
+      responses: [
+        {
+          steps: [
+            { type: "reasoning", summary: "Thinking about a greeting" },
+            { type: "message", text: "Hello over app-server", deltas: 4 }
+          ]
+        }
+      ]
+    })
+    const { rpc, stderr, threadId } = await startThread(box, { approvalPolicy: "never", sandbox: "read-only" })
+    const turn = await rpc.request("turn/start", { threadId, input: textInput("greet me") })
+    expect((turn.turn as Json).status).toBe("inProgress")
+    const completed = await rpc.next("turn/completed")
+    expect((completed.turn as Json).status, stderr()).toBe("completed")
+    const agentMessages = rpc.notifications.flatMap((n) => {
+      const item = n.params.item as Json | undefined
+      return n.method === "item/completed" && item?.type === "agentMessage" ? [item.text] : []
+    })
+    expect(agentMessages).toEqual(["Hello over app-server"])
+    const deltas = rpc.notifications.filter((n) => n.method === "item/agentMessage/delta").map((n) => n.params.delta)
+    expect(deltas.join("")).toBe("Hello over app-server")
+    expect(deltas.length).toBe(4)
+    expect(box.model.requests().map((r) => r.lastUserMessage)).toEqual(["greet me"])
+  })
+
+  it("codex app-server: an exec_command approval answered accept really runs", { timeout: 60_000 }, async () => {
+    const box = await sandbox({
+      responses: [
+        {
+          name: "run",
+          steps: [{ type: "exec_command", callId: "call-touch", cmd: "printf deputy > made-by-codex.txt" }]
+        },
+        {
+          name: "after",
+          match: { callOutput: "call-touch" },
+          steps: [{ type: "message", text: "The file is written." }]
+        }
+      ]
+    })
+    const { rpc, stderr, threadId } = await startThread(
+      box,
+      { approvalPolicy: "untrusted", sandbox: "workspace-write" },
+      (method) => (method === "item/commandExecution/requestApproval" ? { decision: "accept" } : {})
+    )
+    await rpc.request("turn/start", { threadId, input: textInput("write the file") })
+    const completed = await rpc.next("turn/completed")
+    expect((completed.turn as Json).status, stderr()).toBe("completed")
+    expect(rpc.serverRequests.map((r) => r.method)).toEqual(["item/commandExecution/requestApproval"])
+    expect(rpc.serverRequests[0]?.params).toMatchObject({ threadId, itemId: "call-touch" })
+    expect(await readFile(join(box.cwd, "made-by-codex.txt"), "utf8")).toBe("deputy")
+    const requests = box.model.requests()
+    expect(requests.map((r) => r.response)).toEqual(["run", "after"])
+    expect(requests[1]?.callOutputs.map((o) => o.callId)).toEqual(["call-touch"])
+  })
+})

@@ -227,6 +227,9 @@ describe("real Codex CLI against @deputy/mock-model", () => {
     expect(deltas.join("")).toBe("Hello over app-server")
     expect(deltas.length).toBe(4)
     expect(box.model.requests().map((r) => r.lastUserMessage)).toEqual(["greet me"])
+    // The written config.toml draws no warning (a host without bubblewrap gets one about the sandbox, not the config).
+    const warnings = rpc.notifications.filter((n) => n.method === "configWarning")
+    expect(warnings.filter((n) => !String(n.params.summary).includes("bubblewrap"))).toEqual([])
   })
 
   it("codex app-server: an exec_command approval answered accept really runs", { timeout: 60_000 }, async () => {
@@ -258,4 +261,67 @@ describe("real Codex CLI against @deputy/mock-model", () => {
     expect(requests.map((r) => r.response)).toEqual(["run", "after"])
     expect(requests[1]?.callOutputs.map((o) => o.callId)).toEqual(["call-touch"])
   })
+
+  it(
+    "codex exec --json: response.failed and an unmatched request fail the turn with the mock's message",
+    {
+      timeout: 60_000
+    },
+    async () => {
+      const box = await sandbox({
+        responses: [
+          {
+            match: { lastUserMessageContains: "fail" },
+            steps: [{ type: "fail", code: "server_error", message: "boom" }]
+          }
+        ]
+      })
+      const run = async (prompt: string) => {
+        const child = spawnCodex(box, ["exec", "--json", "--skip-git-repo-check", prompt])
+        child.stdin.end()
+        const stdout = collect(child.stdout)
+        const code = await exitOf(child)
+        const failed = stdout()
+          .split("\n")
+          .filter((line) => line.includes('"turn.failed"'))
+          .map((line) => JSON.parse(line) as { error: { message: string } })
+        return { code, messages: failed.map((f) => f.error.message) }
+      }
+      const failed = await run("please fail")
+      expect(failed.code).toBe(1)
+      expect(failed.messages).toHaveLength(1)
+      expect(failed.messages[0]).toContain("boom")
+      const unmatched = await run("nothing matches this")
+      expect(unmatched.code).toBe(1)
+      expect(unmatched.messages[0]).toContain("no scenario response matches request #1")
+      expect(box.model.requests().map((r) => r.response)).toEqual(["responses.0", null])
+    }
+  )
+
+  it(
+    "codex app-server: turn/interrupt during a long delay ends the turn interrupted",
+    { timeout: 60_000 },
+    async () => {
+      const box = await sandbox({
+        responses: [
+          {
+            steps: [
+              { type: "delay", ms: 30_000 },
+              { type: "message", text: "too late" }
+            ]
+          }
+        ]
+      })
+      const { rpc, stderr, threadId } = await startThread(box, { approvalPolicy: "never", sandbox: "read-only" })
+      const started = await rpc.request("turn/start", { threadId, input: textInput("take your time") })
+      const turnId = String((started.turn as Json).id)
+      while (box.model.requests().length === 0) await new Promise((resolve) => setTimeout(resolve, 10))
+      expect(await rpc.request("turn/interrupt", { threadId, turnId })).toEqual({})
+      const completed = await rpc.next("turn/completed")
+      expect((completed.turn as Json).status, stderr()).toBe("interrupted")
+      while (box.model.requests()[0]?.clientClosedEarly !== true) {
+        await new Promise((resolve) => setTimeout(resolve, 10))
+      }
+    }
+  )
 })

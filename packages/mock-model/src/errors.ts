@@ -1,5 +1,5 @@
 /** Errors of the mock model: a scenario that does not decode, a server that cannot start. */
-import { Data } from "effect"
+import * as Data from "effect/Data"
 
 /** A scenario (object, JSON or YAML file) failed validation; each issue names the bad field by its zod path. */
 export class InvalidScenario extends Data.TaggedError("InvalidScenario")<{

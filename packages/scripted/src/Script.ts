@@ -7,7 +7,7 @@ import { Script } from "@deputy/protocol"
 import { FileSystem } from "@effect/platform"
 import type { PlatformError } from "@effect/platform/Error"
 import { Effect } from "effect"
-import { parseDocument } from "yaml"
+import { LineCounter, parseDocument } from "yaml"
 
 const isJson = (source: string) => source.toLowerCase().endsWith(".json")
 
@@ -22,13 +22,12 @@ const parseText = (text: string, source: string): Effect.Effect<unknown, Invalid
         return Effect.fail(syntaxError(source, error instanceof Error ? error.message : String(error)))
       }
     }
-    const document = parseDocument(text, { prettyErrors: false })
+    const lineCounter = new LineCounter()
+    const document = parseDocument(text, { lineCounter, prettyErrors: false })
     const first = document.errors[0]
     if (first !== undefined) {
-      const at = first.linePos?.[0]
-      return Effect.fail(
-        syntaxError(source, at ? `line ${at.line}, column ${at.col}: ${first.message}` : first.message)
-      )
+      const at = lineCounter.linePos(first.pos[0])
+      return Effect.fail(syntaxError(source, `line ${at.line}, column ${at.col}: ${first.message}`))
     }
     return Effect.succeed(document.toJS() as unknown)
   })

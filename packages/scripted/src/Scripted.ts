@@ -156,17 +156,15 @@ const player = (config: {
         out = []
         return batch.length === 1 ? events.offer(batch[0]!) : events.offerAll(batch)
       })
-      const stream = (text: string, pieces: number, type: "agent_message_delta" | "agent_reasoning_delta") =>
-        Effect.gen(function* () {
-          for (let i = 0; i < pieces; i++) {
-            const delta = text.slice(
-              Math.floor((i * text.length) / pieces),
-              Math.floor(((i + 1) * text.length) / pieces)
-            )
-            emit({ type, delta })
-            if (out.length >= capacity) yield* flush
-          }
-        })
+      // Buffers deltas `from`… of `text` cut in `pieces` until the buffer is full; returns where it stopped.
+      const pushDeltas = (text: string, pieces: number, from: number, type: DeltaType) => {
+        let i = from
+        for (; i < pieces && out.length < capacity; i++) {
+          const delta = text.slice(Math.floor((i * text.length) / pieces), Math.floor(((i + 1) * text.length) / pieces))
+          out.push({ id: turnId, msg: { type, delta } })
+        }
+        return i
+      }
       const decide = (key: string, request: EventMsg) =>
         Effect.gen(function* () {
           const slot = yield* Deferred.make<ReviewDecision>()
@@ -190,17 +188,23 @@ const player = (config: {
         for (let stepIndex = 0; stepIndex < steps.length; stepIndex++) {
           const { step: raw, isTemplated } = steps[stepIndex]!
           const step: ScriptStep = isTemplated ? fill(raw, answers) : raw
-          const callId = turn.repeat > 1 ? `call-${index}-${stepIndex}-${round}` : `call-${index}-${stepIndex}`
           switch (step.type) {
             case "message":
-              if (step.deltas !== undefined) yield* stream(step.text, step.deltas, "agent_message_delta")
-              emit({ type: "agent_message", message: step.text })
-              lastAgentMessage = step.text
+            case "reasoning": {
+              const pieces = step.deltas ?? 0
+              const type = step.type === "message" ? "agent_message_delta" : "agent_reasoning_delta"
+              for (let next = pushDeltas(step.text, pieces, 0, type); next < pieces; ) {
+                yield* flush
+                next = pushDeltas(step.text, pieces, next, type)
+              }
+              if (step.type === "reasoning") {
+                emit({ type: "agent_reasoning", text: step.text })
+              } else {
+                emit({ type: "agent_message", message: step.text })
+                lastAgentMessage = step.text
+              }
               break
-            case "reasoning":
-              if (step.deltas !== undefined) yield* stream(step.text, step.deltas, "agent_reasoning_delta")
-              emit({ type: "agent_reasoning", text: step.text })
-              break
+            }
             case "token_count":
               emit({
                 type: "token_count",
@@ -221,6 +225,7 @@ const player = (config: {
               yield* Effect.sleep(step.ms)
               break
             case "ask": {
+              const callId = callIdOf(index, stepIndex, round, turn.repeat)
               const key = `input:${turnId}` // §3: the answer names the event id, which is the turn id
               const slot = yield* Deferred.make<UserInputResponse>()
               waiting.responses.set(key, slot)
@@ -235,6 +240,7 @@ const player = (config: {
               break
             }
             case "exec": {
+              const callId = callIdOf(index, stepIndex, round, turn.repeat)
               const [program, ...args] = step.command
               if (program === undefined) break // the schema requires a program
               const commandCwd = resolvePath(cwd, step.cwd ?? ".")
@@ -260,6 +266,7 @@ const player = (config: {
               break
             }
             case "patch": {
+              const callId = callIdOf(index, stepIndex, round, turn.repeat)
               const paths = Object.keys(step.changes).map((path) => resolvePath(cwd, path))
               const isAutoApproved = paths.every((path) => sessionPaths.has(path))
               const decision: ReviewDecision = isAutoApproved
@@ -293,6 +300,12 @@ const player = (config: {
 
   return { waiting, playTurn }
 }
+
+type DeltaType = "agent_message_delta" | "agent_reasoning_delta"
+
+/** Deterministic (§24): `call-<turn>-<step>`, with `-<round>` when the turn repeats. */
+const callIdOf = (turnIndex: number, stepIndex: number, round: number, repeat: number) =>
+  repeat > 1 ? `call-${turnIndex}-${stepIndex}-${round}` : `call-${turnIndex}-${stepIndex}`
 
 /**
  * The op side: takes ops one at a time, starts turns (queueing inputs that arrive during one),

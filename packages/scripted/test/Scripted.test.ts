@@ -1,11 +1,11 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
-import type { Agent } from "@deputy/core"
+import { type Agent, Delegate, Parent } from "@deputy/core"
 import { type AgentStatus, Script, userText } from "@deputy/protocol"
 import { FileSystem } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { assert, describe, it, layer } from "@effect/vitest"
-import { Effect, Exit, Fiber, Option, Scope, Stream, TestClock } from "effect"
+import { Chunk, Effect, Exit, Fiber, Option, Scope, Stream, TestClock } from "effect"
 import type { z } from "zod"
 import { Scripted } from "../src/index.js"
 import { answerAll, drain, messagesOf, playTurn, THREAD, takeUntil, types } from "./fixtures/harness.js"
@@ -599,6 +599,76 @@ layer(NodeContext.layer, { excludeTestServices: true })("Scripted agent, real pr
       })
       assert.isFalse(isAlive(pid))
     })
+  )
+
+  it.scoped("§24 closing the spawn scope kills the running child process", () =>
+    Effect.gen(function* () {
+      const dir = yield* inTempDir
+      const scope = yield* Scope.make()
+      const agent = yield* spawn(
+        {
+          turns: [
+            { steps: [{ type: "exec", command: ["sh", "-c", "echo $$ > pid; exec sleep 30"], needsApproval: false }] }
+          ]
+        },
+        { cwd: dir }
+      ).pipe(Scope.extend(scope))
+      yield* agent.submit({ id: "t1", op: userText("go") })
+      yield* takeUntil(agent, (e) => e.msg.type === "exec_command_begin")
+      const pid = yield* waitForPid(join(dir, "pid"))
+      yield* Scope.close(scope, Exit.void)
+      assert.isFalse(isAlive(pid))
+    })
+  )
+
+  it.scoped("§24 behind a Delegate: a one-shot turn runs the command the parent approved", () =>
+    Effect.gen(function* () {
+      const dir = yield* inTempDir
+      const backend = Scripted.backend(
+        script({
+          turns: [
+            {
+              steps: [
+                { type: "exec", command: ["touch", "done"] },
+                { type: "message", text: "touched" }
+              ]
+            }
+          ]
+        }),
+        { cwd: dir }
+      )
+      const delegate = yield* Delegate.oneShot(backend.spawn({ threadId: THREAD }), {
+        type: "user_input",
+        items: [{ type: "text", text: "go" }]
+      })
+      const seen = yield* Stream.runCollect(delegate.events).pipe(Effect.map(Chunk.toArray))
+      assert.deepStrictEqual(types(seen), [
+        "turn_started",
+        "exec_command_begin",
+        "exec_command_end",
+        "agent_message",
+        "turn_complete"
+      ])
+      assert.isTrue(existsSync(join(dir, "done")))
+    }).pipe(Effect.provide(Parent.layerCallbacks({ execApproval: () => "approved" })))
+  )
+
+  it.scoped("§4 cancelling a Delegate mid-command kills the child and shuts the agent down", () =>
+    Effect.gen(function* () {
+      const dir = yield* inTempDir
+      const backend = Scripted.backend(
+        script({ turns: [{ steps: [{ type: "exec", command: ["sh", "-c", "echo $$ > pid; exec sleep 30"] }] }] }),
+        { cwd: dir }
+      )
+      const delegate = yield* Delegate.interactive(backend.spawn({ threadId: THREAD }))
+      yield* delegate.submit(userText("go"), "t1")
+      yield* Stream.runDrain(delegate.events.pipe(Stream.takeUntil((e) => e.msg.type === "exec_command_begin")))
+      const pid = yield* waitForPid(join(dir, "pid"))
+      yield* delegate.cancel
+      yield* delegate.awaitShutdown
+      assert.isFalse(isAlive(pid))
+      assert.deepStrictEqual(yield* delegate.status.get, { type: "shutdown" })
+    }).pipe(Effect.provide(Parent.layerCallbacks({ execApproval: () => "approved" })))
   )
 
   it.scoped("§24 the same script and the same answers give the same events", () =>

@@ -119,9 +119,10 @@ export interface WriterOptions {
 
 /**
  * Records one thread. `submission` and `event` never fail and never lose a line: they buffer it,
- * and at a turn boundary (a `user_input` submission; `turn_complete`, `turn_aborted` and
- * `shutdown_complete` events) or once the buffer is large they append the whole buffer as one
- * write. A failed write goes to `onError`, and its lines stay buffered for the next try.
+ * and at a turn boundary (`turn_complete`, `turn_aborted` and `shutdown_complete` events, and the
+ * `user_input` submission that must create a lazy writer's file) or once the buffer is large they
+ * append the whole buffer as one write (the file is opened per write, so a thousand idle threads hold
+ * no descriptors). A failed write goes to `onError`, and its lines stay buffered for the next try.
  */
 export interface RolloutWriter {
   readonly threadId: ThreadId
@@ -133,7 +134,7 @@ export interface RolloutWriter {
    * a written metadata line is never rewritten; the `session_configured` event line records the id anyway.
    */
   readonly setBackendThreadId: (backendThreadId: string) => Effect.Effect<void>
-  /** Records a submission; a `user_input` one starts a turn, so it creates the file (lazy) and flushes. */
+  /** Records a submission; a `user_input` one starts a turn, so a lazy writer creates its file then (§20). */
   readonly submission: (submission: Submission) => Effect.Effect<void>
   /** Records an event; a turn-ending one (or `shutdown_complete`) flushes. */
   readonly event: (event: Event) => Effect.Effect<void>
@@ -221,8 +222,6 @@ const isAlreadyExists = (error: PlatformError) => error._tag === "SystemError" &
 
 const ioFailed = (path: string, operation: RolloutIoFailed["operation"]) => (error: PlatformError) =>
   new RolloutIoFailed({ path, operation, reason: error.message, cause: error })
-
-const nowIso = Effect.map(Clock.currentTimeMillis, (millis) => new Date(millis).toISOString())
 
 const make = (
   fs: FileSystem.FileSystem,
@@ -426,6 +425,9 @@ const make = (
   ) =>
     Effect.gen(function* () {
       const lock = yield* Effect.makeSemaphore(1)
+      // Read once: `submission` and `event` are on every agent's hot path.
+      const clock = yield* Effect.clock
+      const now = () => new Date(clock.unsafeCurrentTimeMillis()).toISOString()
       const append = (line: string) => {
         state.pending.push(line)
         state.pendingChars += line.length
@@ -482,7 +484,8 @@ const make = (
           )
           state.size += data.byteLength
         })
-      const flush = Effect.uninterruptible(lock.withPermits(1)(write)).pipe(Effect.withSpan("RolloutWriter.flush"))
+      // Waiting for the lock can be interrupted; a write under way cannot.
+      const flush = lock.withPermits(1)(Effect.uninterruptible(write)).pipe(Effect.withSpan("RolloutWriter.flush"))
       // onError runs outside the lock, so it may record an `error` event through this writer.
       const autoFlush = Effect.catchAll(flush, onError)
       const maybeFlush = (boundary: boolean) =>
@@ -501,15 +504,16 @@ const make = (
             if (!state.exists && header.meta !== undefined) header.meta = { ...header.meta, backendThreadId }
           }),
         submission: (submission) =>
-          Effect.flatMap(nowIso, (at) => {
-            append(jsonLine({ type: "submission", at, submission }))
+          Effect.suspend(() => {
+            append(`{"type":"submission","at":"${now()}","submission":${JSON.stringify(submission)}}\n`)
+            // §20: the first turn creates the file (and each later one retries a failed creation).
             const startsTurn = submission.op.type === "user_input"
             if (startsTurn) state.started = true
-            return maybeFlush(startsTurn)
+            return maybeFlush(startsTurn && !state.exists)
           }),
         event: (event) =>
-          Effect.flatMap(nowIso, (at) => {
-            append(jsonLine({ type: "event", at, event }))
+          Effect.suspend(() => {
+            append(`{"type":"event","at":"${now()}","event":${JSON.stringify(event)}}\n`)
             return maybeFlush(TURN_BOUNDARIES.has(event.msg.type))
           }),
         flush

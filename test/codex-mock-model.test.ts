@@ -9,7 +9,7 @@ import { createRequire } from "node:module"
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { createInterface } from "node:readline"
-import { type MockModel, type ScenarioInput, startMockModel } from "@deputy/mock-model"
+import { type CodexConfigOptions, type MockModel, type ScenarioInput, startMockModel } from "@deputy/mock-model"
 import { afterEach, describe, expect, it } from "vitest"
 
 const require = createRequire(import.meta.url)
@@ -51,14 +51,14 @@ afterEach(async () => {
 })
 
 /** A mock model plus a fresh CODEX_HOME (with config.toml) and cwd, all removed after the test. */
-const sandbox = async (scenario: ScenarioInput): Promise<Sandbox> => {
+const sandbox = async (scenario: ScenarioInput, config: CodexConfigOptions = {}): Promise<Sandbox> => {
   const model = await startMockModel(scenario)
   cleanups.push(() => model.close())
   const home = await mkdtemp(join(tmpdir(), "deputy-codex-home-"))
   const cwd = await mkdtemp(join(tmpdir(), "deputy-codex-cwd-"))
   cleanups.push(() => rm(home, { recursive: true, force: true }))
   cleanups.push(() => rm(cwd, { recursive: true, force: true }))
-  await model.writeCodexConfig(home, { envKey: keyName })
+  await model.writeCodexConfig(home, { envKey: keyName, ...config })
   return { home, cwd, model }
 }
 
@@ -159,7 +159,7 @@ const startThread = async (
   const rpc = rpcClient(child, answer)
   await rpc.request("initialize", {
     clientInfo: { name: "deputy-test", title: null, version: "0.0.0" },
-    capabilities: null
+    capabilities: { experimentalApi: true }
   })
   rpc.notify("initialized")
   const started = await rpc.request("thread/start", { cwd: box.cwd, ...threadParams })
@@ -322,6 +322,92 @@ describe("real Codex CLI against @deputy/mock-model", () => {
       while (box.model.requests()[0]?.clientClosedEarly !== true) {
         await new Promise((resolve) => setTimeout(resolve, 10))
       }
+    }
+  )
+
+  it(
+    "codex app-server: a custom apply_patch call asks for file-change approval and edits the file",
+    {
+      timeout: 60_000
+    },
+    async () => {
+      const patch = "*** Begin Patch\n*** Add File: added.txt\n+from the mock\n*** End Patch"
+      const box = await sandbox(
+        {
+          responses: [
+            { name: "patch", steps: [{ type: "apply_patch", callId: "call-patch", patch }] },
+            { name: "after", match: { callOutput: "call-patch" }, steps: [{ type: "message", text: "patched" }] }
+          ]
+        },
+        { applyPatchTool: true }
+      )
+      const { rpc, stderr, threadId } = await startThread(
+        box,
+        { approvalPolicy: "untrusted", sandbox: "read-only" },
+        (method) => (method === "item/fileChange/requestApproval" ? { decision: "accept" } : {})
+      )
+      await rpc.request("turn/start", { threadId, input: textInput("add a file") })
+      const completed = await rpc.next("turn/completed")
+      expect((completed.turn as Json).status, stderr()).toBe("completed")
+      expect(rpc.serverRequests.map((r) => r.method)).toEqual(["item/fileChange/requestApproval"])
+      expect(await readFile(join(box.cwd, "added.txt"), "utf8")).toBe("from the mock\n")
+      const tools = (box.model.requests()[0]?.body as { tools: Array<{ type: string; name?: string }> }).tools
+      expect(tools).toContainEqual(expect.objectContaining({ type: "custom", name: "apply_patch" }))
+      expect(box.model.requests().map((r) => r.response)).toEqual(["patch", "after"])
+    }
+  )
+
+  it(
+    "codex app-server: request_user_input reaches the client and the answer reaches the model",
+    {
+      timeout: 60_000
+    },
+    async () => {
+      const box = await sandbox(
+        {
+          responses: [
+            {
+              name: "ask",
+              steps: [
+                {
+                  type: "request_user_input",
+                  callId: "call-ask",
+                  questions: [
+                    {
+                      id: "color",
+                      header: "Color",
+                      question: "Which color?",
+                      options: [
+                        { label: "Red", description: "warm" },
+                        { label: "Blue", description: "cool" }
+                      ]
+                    }
+                  ]
+                }
+              ]
+            },
+            {
+              name: "answered",
+              match: { callOutput: "call-ask", callOutputContains: "Blue" },
+              steps: [{ type: "message", text: "Blue it is" }]
+            }
+          ]
+        },
+        { requestUserInput: true }
+      )
+      const { rpc, stderr, threadId } = await startThread(
+        box,
+        { approvalPolicy: "never", sandbox: "read-only" },
+        (method) => (method === "item/tool/requestUserInput" ? { answers: { color: { answers: ["Blue"] } } } : {})
+      )
+      await rpc.request("turn/start", { threadId, input: textInput("ask me") })
+      const completed = await rpc.next("turn/completed")
+      expect((completed.turn as Json).status, stderr()).toBe("completed")
+      expect(rpc.serverRequests.map((r) => r.method)).toEqual(["item/tool/requestUserInput"])
+      expect(rpc.serverRequests[0]?.params).toMatchObject({ questions: [{ id: "color", question: "Which color?" }] })
+      expect(box.model.requests().map((r) => r.response)).toEqual(["ask", "answered"])
+      const warnings = rpc.notifications.filter((n) => n.method === "configWarning")
+      expect(warnings.filter((n) => !String(n.params.summary).includes("bubblewrap"))).toEqual([])
     }
   )
 })

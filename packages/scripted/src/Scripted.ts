@@ -15,6 +15,7 @@ import {
   type EventMsg,
   newThreadId,
   type ReviewDecision,
+  type RolloutItem,
   type Script,
   type ScriptStep,
   type Submission,
@@ -39,6 +40,11 @@ export interface Options {
   readonly eventsCapacity?: number
   /** The working directory when the spawn options name none. Default `process.cwd()`. */
   readonly cwd?: string
+  /**
+   * For a resumed or forked thread, its history so far: the agent goes on with the next script turn
+   * and remembers the answers and session approvals given (usually passed in the spawn options).
+   */
+  readonly history?: ReadonlyArray<RolloutItem>
 }
 
 /** The default capacity of an agent's events mailbox. */
@@ -78,7 +84,7 @@ export const spawn = (
       })
     )
     const turns = yield* FiberSet.make()
-    const play = player({ script, cwd, capacity, events })
+    const play = player({ script, cwd, capacity, events, history: options.history ?? [] })
     yield* Effect.forkScoped(driver({ script, threadId, cwd, events, inbox, status, state, turns, play }))
 
     return {
@@ -121,6 +127,8 @@ interface Waiting {
 
 interface Player {
   readonly waiting: Waiting
+  /** Turns its history already played: the next input plays the script turn after them. */
+  readonly turnsPlayed: number
   /** Plays turn `index` of the script as turn `turnId`, ending it with turn_complete or turn_aborted unless interrupted. */
   readonly playTurn: (turnId: string, index: number) => Effect.Effect<Outcome, never, Requirements>
 }
@@ -134,12 +142,11 @@ const player = (config: {
   readonly cwd: string
   readonly capacity: number
   readonly events: Mailbox.Mailbox<Event>
+  readonly history: ReadonlyArray<RolloutItem>
 }): Player => {
   const { script, cwd, capacity, events } = config
   const waiting: Waiting = { decisions: new Map(), responses: new Map() }
-  const answers = new Map<string, string>()
-  const sessionCommands = new Set<string>()
-  const sessionPaths = new Set<string>()
+  const { turnsPlayed, answers, sessionCommands, sessionPaths } = remember(config.history, cwd)
   // Filling templates walks a step; only steps that use one pay for it.
   const compiled = script.turns.map((turn) => turn.steps.map((step) => ({ step, isTemplated: hasTemplate(step) })))
 
@@ -298,7 +305,44 @@ const player = (config: {
       })
     })
 
-  return { waiting, playTurn }
+  return { waiting, turnsPlayed, playTurn }
+}
+
+/** What a resumed or forked thread remembers from its history (§12, §17): turns played, answers, session approvals. */
+const remember = (history: ReadonlyArray<RolloutItem>, cwd: string) => {
+  let turnsPlayed = 0
+  const answers = new Map<string, string>()
+  const sessionCommands = new Set<string>()
+  const sessionPaths = new Set<string>()
+  const requests = new Map<string, EventMsg>() // keyed as in Waiting
+  for (const item of history) {
+    if (item.type === "event") {
+      const { id, msg } = item.event
+      if (msg.type === "turn_started") turnsPlayed++
+      else if (msg.type === "exec_approval_request") requests.set(`exec:${msg.approvalId ?? msg.callId}`, msg)
+      else if (msg.type === "apply_patch_approval_request") requests.set(`patch:${msg.callId}`, msg)
+      else if (msg.type === "request_user_input") requests.set(`input:${id}`, msg)
+      continue
+    }
+    const op = item.submission.op
+    if (op.type === "exec_approval" && op.decision === "approved_for_session") {
+      const request = requests.get(`exec:${op.id}`)
+      if (request?.type === "exec_approval_request") sessionCommands.add(JSON.stringify(request.command))
+    } else if (op.type === "patch_approval" && op.decision === "approved_for_session") {
+      const request = requests.get(`patch:${op.id}`)
+      if (request?.type === "apply_patch_approval_request") {
+        for (const path of Object.keys(request.changes)) sessionPaths.add(resolvePath(cwd, path))
+      }
+    } else if (op.type === "user_input_answer") {
+      const request = requests.get(`input:${op.id}`)
+      if (request?.type === "request_user_input") {
+        for (const question of request.questions) {
+          answers.set(question.id, op.response.answers[question.id]?.answers[0] ?? "")
+        }
+      }
+    }
+  }
+  return { turnsPlayed, answers, sessionCommands, sessionPaths }
 }
 
 type DeltaType = "agent_message_delta" | "agent_reasoning_delta"
@@ -330,7 +374,7 @@ const driver = (config: {
       | { readonly seq: number; readonly turnId: string; readonly fiber: Fiber.RuntimeFiber<boolean> }
       | undefined
     let nextSeq = 0
-    let nextTurnIndex = 0
+    let nextTurnIndex = play.turnsPlayed
     let isDone = false
 
     const warn = (id: string, message: string) => events.offer({ id, msg: { type: "warning", message } })

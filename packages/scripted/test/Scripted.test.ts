@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { type Agent, Delegate, Parent } from "@deputy/core"
-import { type AgentStatus, Script, userText } from "@deputy/protocol"
+import { type AgentStatus, type EventMsg, type Op, type RolloutItem, Script, userText } from "@deputy/protocol"
 import { FileSystem } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { assert, describe, it, layer } from "@effect/vitest"
@@ -439,6 +439,40 @@ layer(NodeContext.layer, { excludeTestServices: true })("Scripted agent, real pr
     })
   )
 
+  it.scoped("§24 a command reads an empty stdin; a missing program ends with exit code null and says why", () =>
+    Effect.gen(function* () {
+      const dir = yield* inTempDir
+      const agent = yield* spawn(
+        {
+          turns: [
+            {
+              steps: [
+                { type: "exec", command: ["cat"], needsApproval: false },
+                { type: "exec", command: ["deputy-no-such-program"], needsApproval: false },
+                { type: "exec", command: ["true"], cwd: "missing-dir", needsApproval: false }
+              ]
+            }
+          ]
+        },
+        { cwd: dir }
+      )
+      yield* started(agent)
+      const ends = messagesOf(yield* playTurn(agent, "t1"), "exec_command_end")
+      assert.deepStrictEqual(ends[0], {
+        type: "exec_command_end",
+        callId: "call-0-0",
+        turnId: "t1",
+        exitCode: 0,
+        stdout: "",
+        stderr: ""
+      })
+      assert.strictEqual(ends[1]?.exitCode, null)
+      assert.include(ends[1]?.stderr, "deputy-no-such-program")
+      assert.strictEqual(ends[2]?.exitCode, null)
+      assert.include(ends[2]?.stderr, "missing-dir")
+    })
+  )
+
   it.scoped("§24 exec denied does not run and the turn goes on; abort ends the turn with turn_aborted", () =>
     Effect.gen(function* () {
       const dir = yield* inTempDir
@@ -669,6 +703,58 @@ layer(NodeContext.layer, { excludeTestServices: true })("Scripted agent, real pr
       assert.isFalse(isAlive(pid))
       assert.deepStrictEqual(yield* delegate.status.get, { type: "shutdown" })
     }).pipe(Effect.provide(Parent.layerCallbacks({ execApproval: () => "approved" })))
+  )
+
+  it.scoped("§12 a resumed agent goes on with the next turn, remembering answers and session approvals", () =>
+    Effect.gen(function* () {
+      const dir = yield* inTempDir
+      const at = "2025-01-01T00:00:00.000Z"
+      const event = (id: string, msg: EventMsg): RolloutItem => ({ type: "event", at, event: { id, msg } })
+      const submission = (id: string, op: Op): RolloutItem => ({ type: "submission", at, submission: { id, op } })
+      const history: Array<RolloutItem> = [
+        submission("t1", userText("first")),
+        event("t1", { type: "turn_started", turnId: "t1" }),
+        event("t1", { type: "exec_approval_request", callId: "call-0-0", turnId: "t1", command: ["true"], cwd: dir }),
+        submission("a1", { type: "exec_approval", id: "call-0-0", decision: "approved_for_session" }),
+        event("t1", {
+          type: "request_user_input",
+          callId: "call-0-1",
+          turnId: "t1",
+          questions: [{ id: "name", question: "?" }]
+        }),
+        submission("a2", {
+          type: "user_input_answer",
+          id: "t1",
+          response: { answers: { name: { answers: ["Ada"] } } }
+        }),
+        event("t1", { type: "turn_complete", turnId: "t1" })
+      ]
+      const agent = yield* spawn(
+        {
+          turns: [
+            { steps: [] },
+            {
+              steps: [
+                { type: "exec", command: ["true"] },
+                { type: "message", text: "hi {{answer.name}}" }
+              ]
+            }
+          ]
+        },
+        { cwd: dir, history }
+      )
+      assert.strictEqual((yield* agent.events.take).msg.type, "session_configured")
+      const events = yield* playTurn(agent, "t2")
+      assert.deepStrictEqual(types(events), [
+        "turn_started",
+        "exec_command_begin",
+        "exec_command_end",
+        "agent_message",
+        "turn_complete"
+      ])
+      assert.strictEqual(messagesOf(events, "exec_command_begin")[0]?.callId, "call-1-0")
+      assert.deepStrictEqual(messagesOf(events, "agent_message"), [{ type: "agent_message", message: "hi Ada" }])
+    })
   )
 
   it.scoped("§24 the same script and the same answers give the same events", () =>

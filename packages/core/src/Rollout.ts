@@ -465,25 +465,27 @@ const make = (
           state.ownsFile = true
           state.size = data.byteLength
         })
+      // `r+` and a write at the last known good byte: a rollout moved away (archived) is an error, never
+      // a new file without metadata, and a partial line left by a failed write is overwritten (§21).
       const appendLines = (lines: ReadonlyArray<string>) =>
-        Effect.gen(function* () {
-          if (state.dirty) {
-            // A failed append may have left part of a line: cut back to the last whole line first.
-            yield* fs.truncate(file, state.size).pipe(Effect.mapError(ioFailed(file, "repair")))
+        Effect.scoped(
+          Effect.gen(function* () {
+            const data = encodeUtf8(lines.join(""))
+            const handle = yield* fs.open(file, { flag: "r+" })
+            if (state.dirty) yield* handle.truncate(state.size)
+            yield* handle.seek(state.size, "start")
+            yield* handle.writeAll(data)
             state.dirty = false
-          }
-          if (lines.length === 0) return
-          const data = encodeUtf8(lines.join(""))
-          yield* fs.writeFile(file, data, { flag: "a" }).pipe(
-            Effect.tapError(() =>
-              Effect.sync(() => {
-                state.dirty = true
-              })
-            ),
-            Effect.mapError(ioFailed(file, "append"))
-          )
-          state.size += data.byteLength
-        })
+            state.size += data.byteLength
+          })
+        ).pipe(
+          Effect.tapError(() =>
+            Effect.sync(() => {
+              state.dirty = true
+            })
+          ),
+          Effect.mapError(ioFailed(file, "append"))
+        )
       // Waiting for the lock can be interrupted; a write under way cannot.
       const flush = lock.withPermits(1)(Effect.uninterruptible(write)).pipe(Effect.withSpan("RolloutWriter.flush"))
       // onError runs outside the lock, so it may record an `error` event through this writer.

@@ -1,4 +1,5 @@
 import { spawn } from "node:child_process"
+import { homedir } from "node:os"
 import { fileURLToPath } from "node:url"
 import {
   type Event,
@@ -11,7 +12,8 @@ import {
 import { FileSystem, Path } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { assert, describe, layer } from "@effect/vitest"
-import { Effect, Exit, Option, Ref, Scope } from "effect"
+import { ConfigProvider, Effect, Exit, Option, Ref, Scope } from "effect"
+import { deputyHome } from "../src/internal/home.js"
 import { type RolloutIoFailed, RolloutStore, type RolloutStoreService } from "../src/Rollout.js"
 
 const repoRoot = fileURLToPath(new URL("../../../", import.meta.url))
@@ -188,6 +190,49 @@ layer(NodeContext.layer, { excludeTestServices: true })("RolloutStore", (it) => 
         yield* writer.submission(userInput("turn-2"))
         const file = Option.getOrThrow(yield* writer.path)
         assert.deepStrictEqual(kinds((yield* store.read(file)).lines), ["user_input", "turn_complete", "user_input"])
+      })
+    )
+
+    it.scoped(
+      "§20 a failed append is reported, and the next turn boundary writes the kept lines after the last whole line",
+      () =>
+        Effect.gen(function* () {
+          const { fs, store } = yield* tempStore
+          const errors = yield* Ref.make<ReadonlyArray<RolloutIoFailed>>([])
+          const { writer } = yield* openWriter(store, metaOf(), {
+            mode: "lazy",
+            onError: (error) => Ref.update(errors, (all) => [...all, error])
+          })
+          yield* writer.submission(userInput("turn-1"))
+          const file = Option.getOrThrow(yield* writer.path)
+          // The rollout is moved away and a folder put in its place: the append fails, and creates nothing.
+          yield* fs.rename(file, `${file}.away`)
+          yield* fs.makeDirectory(file)
+          yield* writer.event(message("turn-1", "kept"))
+          yield* writer.event(turnComplete("turn-1"))
+          assert.deepStrictEqual(
+            (yield* Ref.get(errors)).map((error) => error.operation),
+            ["append"]
+          )
+          yield* fs.remove(file, { recursive: true })
+          yield* fs.rename(`${file}.away`, file)
+          yield* writer.event(turnComplete("turn-2"))
+          const back = yield* store.read(file)
+          assert.deepStrictEqual(kinds(back.lines), ["user_input", "agent_message", "turn_complete", "turn_complete"])
+          assert.deepStrictEqual(back.warnings, [])
+        })
+    )
+
+    it.effect("§20 home is DEPUTY_HOME when set, else ~/.deputy", () =>
+      Effect.gen(function* () {
+        const fromEnv = yield* deputyHome.pipe(
+          Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["DEPUTY_HOME", "/tmp/deputy-home"]])))
+        )
+        assert.strictEqual(fromEnv, "/tmp/deputy-home")
+        const fallback = yield* deputyHome.pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map())))
+        assert.strictEqual(fallback, `${homedir()}/.deputy`)
+        const store = yield* Effect.provide(RolloutStore, RolloutStore.layer({ home: "/tmp/elsewhere" }))
+        assert.strictEqual(store.home, "/tmp/elsewhere")
       })
     )
 

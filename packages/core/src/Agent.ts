@@ -2,7 +2,7 @@
  * The Agent port: what every backend implements. An agent lives in the Scope it was spawned in;
  * closing that scope releases whatever it holds (a fiber, a child process).
  */
-import type { AgentStatus, Event, Submission, ThreadId } from "@deputy/protocol"
+import type { AgentStatus, Event, RolloutItem, Submission, ThreadId } from "@deputy/protocol"
 import { Data, type Effect, type Mailbox, type Scope, type Subscribable } from "effect"
 
 /** The agent took no more ops: it was shut down, or its backend ended. */
@@ -46,6 +46,10 @@ export interface SpawnOptions {
   readonly threadId?: ThreadId
   /** The working directory for the agent's commands and patches. */
   readonly cwd?: string
+  /** For a resumed or forked thread: its history so far (rollout lines after the metadata); the agent goes on after it. */
+  readonly history?: ReadonlyArray<RolloutItem>
+  /** For a resumed thread: the backend's own id for it (e.g. Codex's thread id), from the rollout metadata. */
+  readonly backendThreadId?: string
 }
 
 /** A way to make agents: `scripted`, `codex`, `codex-exec`, … */

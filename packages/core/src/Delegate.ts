@@ -84,6 +84,8 @@ export interface Delegate {
   readonly take: Effect.Effect<Event, Cause.NoSuchElementException>
   /** The agent's status now, and its changes. */
   readonly status: Subscribable.Subscribable<AgentStatus>
+  /** Adds an event of deputy's own (e.g. a failed rollout write) to the caller's events; dropped once they ended. */
+  readonly report: (msg: EventMsg, id?: string) => Effect.Effect<void>
   /** The caller stops reading events; the delegate then shuts the agent down (§7). */
   readonly close: Effect.Effect<void>
   /** Withdraws pending requests, sends Interrupt then Shutdown, drains within the bound and releases the agent. Never fails. */
@@ -226,6 +228,7 @@ const start = <E, R>(
         ),
       events: Mailbox.toStream(events),
       take: events.take,
+      report: (msg, id = "") => Effect.asVoid(events.offer({ id, msg })),
       status: agent.status,
       close: Effect.asVoid(events.shutdown),
       cancel: Scope.close(scope, Exit.void),

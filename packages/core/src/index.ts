@@ -47,6 +47,7 @@ export {
   policyPatchDecision,
   policyUserInputAnswers
 } from "./Policy.js"
+export { type ResumeOutcome, resumeWithFallback } from "./Resume.js"
 export {
   ARCHIVED_SESSIONS_DIR,
   type RolloutContents,
@@ -65,3 +66,19 @@ export {
   SESSIONS_DIR,
   type WriterOptions
 } from "./Rollout.js"
+export {
+  DuplicateThreadId,
+  DuplicateTurnId,
+  type ForkOptions,
+  type OpLogEntry,
+  type ResumeOptions,
+  RolloutPathMismatch,
+  SessionConfiguredNotFirst,
+  type ShutdownReport,
+  type StartOptions,
+  type Thread,
+  ThreadManager,
+  type ThreadManagerService,
+  ThreadNotFound,
+  type ThreadStartError
+} from "./ThreadManager.js"

@@ -1,0 +1,519 @@
+/**
+ * The ThreadManager: starts, resumes and forks threads and keeps the live ones in a registry
+ * (§10–§16). Each thread owns a child scope of the manager's scope holding its agent, its delegate
+ * and its rollout writer; removing or shutting a thread down closes that scope. The manager lives
+ * as long as its layer.
+ */
+import {
+  type Event,
+  type Op,
+  type RolloutItem,
+  type RolloutMeta,
+  type SessionSource,
+  type Submission,
+  ThreadId,
+  TurnId
+} from "@deputy/protocol"
+import {
+  Context,
+  Data,
+  type Duration,
+  Effect,
+  ExecutionStrategy,
+  Exit,
+  Layer,
+  Option,
+  PubSub,
+  Ref,
+  Stream as S,
+  Scope,
+  type Stream,
+  SynchronizedRef
+} from "effect"
+import type { AgentClosed, Backend, SpawnFailed } from "./Agent.js"
+import { type Delegate, type DelegateOptions, interactive, type OpsClosed } from "./Delegate.js"
+import type { InvalidInput } from "./errors.js"
+import { applyForkSnapshot, type ForkSnapshot } from "./ForkSnapshot.js"
+import { decode } from "./internal/decode.js"
+import type { Parent } from "./Parent.js"
+import { type RolloutError, type RolloutIoFailed, RolloutStore, type RolloutWriter } from "./Rollout.js"
+
+/** No live thread has this id. */
+export class ThreadNotFound extends Data.TaggedError("ThreadNotFound")<{ readonly threadId: string }> {
+  override get message() {
+    return `no live thread ${this.threadId}`
+  }
+}
+
+/** A live thread already has this id (§11). */
+export class DuplicateThreadId extends Data.TaggedError("DuplicateThreadId")<{ readonly threadId: string }> {
+  override get message() {
+    return `thread ${this.threadId} already exists`
+  }
+}
+
+/** This thread already used this turn id (§11). */
+export class DuplicateTurnId extends Data.TaggedError("DuplicateTurnId")<{
+  readonly threadId: string
+  readonly turnId: string
+}> {
+  override get message() {
+    return `thread ${this.threadId} already has a turn ${this.turnId}`
+  }
+}
+
+/** The agent's first event was not `session_configured` (§10); the agent was shut down. */
+export class SessionConfiguredNotFirst extends Data.TaggedError("SessionConfiguredNotFirst")<{
+  readonly threadId: string
+  readonly got: string
+}> {
+  override get message() {
+    return `thread ${this.threadId}: first event was ${this.got}, expected session_configured`
+  }
+}
+
+/** A resume named a rollout file other than the running thread's (§12). */
+export class RolloutPathMismatch extends Data.TaggedError("RolloutPathMismatch")<{
+  readonly threadId: string
+  readonly running: string
+  readonly requested: string
+}> {
+  override get message() {
+    return `thread ${this.threadId} is running from ${this.running}, not ${this.requested}`
+  }
+}
+
+/** Why a thread could not be started, resumed or forked. */
+export type ThreadStartError =
+  | InvalidInput
+  | DuplicateThreadId
+  | SessionConfiguredNotFirst
+  | SpawnFailed
+  | RolloutError
+  | RolloutPathMismatch
+  | ThreadNotFound
+
+/** What the manager reports after `shutdownAll`, each list sorted by id (§13). */
+export interface ShutdownReport {
+  readonly completed: ReadonlyArray<ThreadId>
+  readonly submitFailed: ReadonlyArray<ThreadId>
+  readonly timedOut: ReadonlyArray<ThreadId>
+}
+
+/** One live thread as the manager hands it out. */
+export interface Thread {
+  readonly threadId: ThreadId
+  /** The thread's metadata, as its rollout's first line has (or will have) it. */
+  readonly meta: RolloutMeta
+  /**
+   * Submits an op. A `user_input` may name its turn id (a UUID, canonicalised, unique in the thread);
+   * otherwise a fresh one is used. Returns the submission id (the turn id for user input).
+   */
+  readonly submit: (
+    op: Op,
+    options?: { readonly turnId?: string }
+  ) => Effect.Effect<string, InvalidInput | DuplicateTurnId | OpsClosed>
+  /** The caller's events (filtered as the delegate's options say). */
+  readonly events: Stream.Stream<Event>
+  /** The delegate underneath, for status, take, close and cancel. */
+  readonly delegate: Delegate
+  /** The rollout file, once it exists. */
+  readonly rolloutPath: Effect.Effect<Option.Option<string>>
+  /** False once the agent has been shut down. */
+  readonly isRunning: Effect.Effect<boolean>
+}
+
+/** How to start a thread. */
+export interface StartOptions<R> {
+  readonly backend: Backend<R>
+  /** The thread id to use (any UUID spelling); fresh when absent. */
+  readonly threadId?: string
+  readonly cwd?: string
+  /** Top-level, or a sub-agent of another thread. Default top-level. */
+  readonly source?: SessionSource
+  readonly name?: string
+  /** Internal threads (made by deputy itself) are hidden from `get` and `list` (§16). */
+  readonly internal?: boolean
+  /** Options for the thread's delegate (capacity, filter, drain bound, …). */
+  readonly delegate?: DelegateOptions
+}
+
+/** How to resume a thread: by id, or by rollout path (or both, which must agree). */
+export interface ResumeOptions<R> extends Omit<StartOptions<R>, "source" | "threadId"> {
+  readonly threadId?: string
+  readonly rolloutPath?: string
+}
+
+/** How to fork a thread. */
+export interface ForkOptions<R> extends Omit<StartOptions<R>, "source"> {
+  /** The thread to fork (live or only in a rollout). */
+  readonly from: string
+  readonly snapshot: ForkSnapshot
+}
+
+/** One op as the manager submitted it, for tests and audit. */
+export interface OpLogEntry {
+  readonly threadId: ThreadId
+  readonly submission: Submission
+}
+
+/** The ThreadManager service. */
+export interface ThreadManagerService {
+  /** Starts a fresh thread; its first event must be `session_configured`. */
+  readonly start: <R>(options: StartOptions<R>) => Effect.Effect<Thread, ThreadStartError, R | Parent>
+  /** Resumes a thread from its rollout; a running thread is returned as it is (§12). */
+  readonly resume: <R>(options: ResumeOptions<R>) => Effect.Effect<Thread, ThreadStartError, R | Parent>
+  /** Forks a thread from a snapshot of its history into a new thread whose rollout is written at once. */
+  readonly fork: <R>(options: ForkOptions<R>) => Effect.Effect<Thread, ThreadStartError, R | Parent>
+  /** A live, non-internal thread. */
+  readonly get: (threadId: string) => Effect.Effect<Thread, ThreadNotFound | InvalidInput>
+  /** The ids of live, non-internal threads, sorted. */
+  readonly list: Effect.Effect<ReadonlyArray<ThreadId>>
+  /** Takes a thread out of the registry and shuts it down. */
+  readonly remove: (threadId: string) => Effect.Effect<Option.Option<ThreadId>, InvalidInput>
+  /** Shuts every thread down concurrently, each within `timeout`, and reports (§13). */
+  readonly shutdownAll: (timeout: Duration.DurationInput) => Effect.Effect<ShutdownReport>
+  /** The thread, then every descendant it spawned (from rollouts and live threads), first-seen order (§14). */
+  readonly subtree: (threadId: string) => Effect.Effect<ReadonlyArray<ThreadId>, InvalidInput | RolloutError>
+  /** Thread ids as threads are created; a slow subscriber never blocks a spawn (§15). */
+  readonly created: Effect.Effect<Stream.Stream<ThreadId>, never, Scope.Scope>
+  /** Every op submitted through the manager, in order. */
+  readonly opLog: Effect.Effect<ReadonlyArray<OpLogEntry>>
+}
+
+/** Registry of live threads. */
+export class ThreadManager extends Context.Tag("@deputy/core/ThreadManager")<ThreadManager, ThreadManagerService>() {
+  /** A manager whose threads live until the layer's scope closes. Needs a RolloutStore. */
+  static readonly layer: Layer.Layer<ThreadManager, never, RolloutStore> = Layer.scoped(
+    ThreadManager,
+    Effect.suspend(() => make)
+  )
+}
+
+interface Entry {
+  readonly thread: Thread
+  readonly internal: boolean
+  readonly scope: Scope.CloseableScope
+  readonly shutdown: Effect.Effect<void, AgentClosed>
+  readonly flush: Effect.Effect<void>
+}
+
+const decodeThreadId = decode(ThreadId, "thread id")
+const decodeTurnId = decode(TurnId, "turn id")
+const CREATED_BUFFER = 1024
+
+const make = Effect.gen(function* () {
+  const store = yield* RolloutStore
+  const managerScope = yield* Effect.scope
+  const registry = yield* SynchronizedRef.make(new Map<ThreadId, Entry>())
+  // Ids reserved by starts in flight: a second start with the same id fails at once (§11).
+  const reserved = new Set<ThreadId>()
+  const created = yield* PubSub.sliding<ThreadId>(CREATED_BUFFER)
+  const opLog = yield* Ref.make<ReadonlyArray<OpLogEntry>>([])
+
+  const reserve = (threadId: ThreadId) =>
+    SynchronizedRef.modifyEffect(registry, (threads) => {
+      if (threads.has(threadId) || reserved.has(threadId)) {
+        return Effect.fail(new DuplicateThreadId({ threadId }))
+      }
+      reserved.add(threadId)
+      return Effect.succeed([undefined, threads] as const)
+    })
+
+  /** Spawns, checks the first event, wires the rollout and the delegate, registers. */
+  const launch = <R>(
+    options: StartOptions<R>,
+    threadId: ThreadId,
+    meta: RolloutMeta,
+    rollout: (
+      onError: (error: RolloutIoFailed) => Effect.Effect<void>
+    ) => Effect.Effect<RolloutWriter, RolloutError, Scope.Scope>,
+    history: ReadonlyArray<RolloutItem> | undefined,
+    knownTurnIds: Set<string>
+  ) =>
+    Effect.gen(function* () {
+      const scope = yield* Scope.fork(managerScope, ExecutionStrategy.sequential)
+      const fail = <E>(error: E) => Scope.close(scope, Exit.void).pipe(Effect.zipRight(Effect.fail(error)))
+      // §20: a failed rollout write becomes an `error` event for the caller; the next turn tries again.
+      let reportError: (error: RolloutIoFailed) => Effect.Effect<void> = () => Effect.void
+      const writer = yield* rollout((error) => reportError(error)).pipe(Scope.extend(scope), Effect.catchAll(fail))
+      const agent = yield* options.backend
+        .spawn({
+          threadId,
+          ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
+          ...(history === undefined ? {} : { history }),
+          ...(meta.backendThreadId === undefined ? {} : { backendThreadId: meta.backendThreadId })
+        })
+        .pipe(Scope.extend(scope), Effect.catchAll(fail))
+      // §10: the first event must be session_configured; anything else shuts the agent down.
+      const first = yield* agent.events.take.pipe(Effect.option)
+      yield* Option.match(first, { onNone: () => Effect.void, onSome: writer.event })
+      if (Option.isNone(first) || first.value.msg.type !== "session_configured") {
+        const got = Option.match(first, { onNone: () => "the end of the events", onSome: (e) => e.msg.type })
+        yield* agent.submit({ id: "shutdown", op: { type: "shutdown" } }).pipe(Effect.ignore)
+        return yield* fail(new SessionConfiguredNotFirst({ threadId, got }))
+      }
+      const configured = first.value.msg
+      if (configured.backendThreadId !== undefined) yield* writer.setBackendThreadId(configured.backendThreadId)
+
+      const logOp = (submission: Submission) => Ref.update(opLog, (all) => [...all, { threadId, submission }])
+      const delegate = yield* interactive(Effect.succeed(agent), {
+        ...options.delegate,
+        onSubmission: (submission) => Effect.zipRight(writer.submission(submission), logOp(submission)),
+        onEvent: (event) => writer.event(event)
+      }).pipe(Scope.extend(scope))
+      reportError = (error) => delegate.report({ type: "error", message: error.message })
+
+      const submit: Thread["submit"] = (op, submitOptions) =>
+        Effect.gen(function* () {
+          if (op.type !== "user_input") return yield* delegate.submit(op)
+          const turnId =
+            submitOptions?.turnId === undefined
+              ? TurnId.parse(crypto.randomUUID())
+              : yield* decodeTurnId(submitOptions.turnId)
+          if (knownTurnIds.has(turnId)) return yield* new DuplicateTurnId({ threadId, turnId })
+          knownTurnIds.add(turnId)
+          return yield* delegate.submit(op, turnId)
+        })
+
+      const thread: Thread = {
+        threadId,
+        meta,
+        submit,
+        events: delegate.events,
+        delegate,
+        rolloutPath: writer.path,
+        isRunning: Effect.map(Effect.exit(delegate.awaitShutdown.pipe(Effect.timeout(0))), Exit.isFailure)
+      }
+      const entry: Entry = {
+        thread,
+        internal: options.internal === true,
+        scope,
+        shutdown: agent.submit({ id: "shutdown", op: { type: "shutdown" } }),
+        flush: Effect.ignore(writer.flush)
+      }
+      yield* SynchronizedRef.update(registry, (threads) => new Map(threads).set(threadId, entry))
+      yield* PubSub.publish(created, threadId)
+      return thread
+    }).pipe(Effect.ensuring(Effect.sync(() => reserved.delete(threadId))))
+
+  const metaFor = (
+    threadId: ThreadId,
+    backend: string,
+    options: { cwd?: string; source?: SessionSource; name?: string },
+    forkedFromId?: ThreadId
+  ): RolloutMeta => ({
+    type: "meta" as const,
+    threadId,
+    createdAt: new Date().toISOString(),
+    backend,
+    cwd: options.cwd ?? process.cwd(),
+    source: options.source ?? { type: "top_level" },
+    ...(forkedFromId === undefined ? {} : { forkedFromId }),
+    ...(options.name === undefined ? {} : { name: options.name })
+  })
+
+  const start = <R>(options: StartOptions<R>) =>
+    Effect.gen(function* () {
+      const threadId =
+        options.threadId === undefined ? ThreadId.parse(crypto.randomUUID()) : yield* decodeThreadId(options.threadId)
+      yield* reserve(threadId)
+      const meta = metaFor(threadId, options.backend.name, options)
+      // §20: a fresh thread writes no file until its first turn.
+      return yield* launch(
+        options,
+        threadId,
+        meta,
+        (onError) => store.create(meta, { mode: "lazy", onError }),
+        undefined,
+        new Set()
+      )
+    })
+
+  const liveEntry = (threadId: ThreadId) =>
+    Effect.map(SynchronizedRef.get(registry), (threads) => Option.fromNullable(threads.get(threadId)))
+
+  const resume = <R>(options: ResumeOptions<R>) =>
+    Effect.gen(function* () {
+      const named = options.threadId === undefined ? undefined : yield* decodeThreadId(options.threadId)
+      const path = options.rolloutPath ?? (named === undefined ? undefined : (yield* store.findById(named)).path)
+      if (path === undefined) return yield* new ThreadNotFound({ threadId: "(none given)" })
+      const history = yield* store.read(path)
+      const threadId = history.meta.threadId
+      if (named !== undefined && named !== threadId) {
+        return yield* new RolloutPathMismatch({ threadId: named, running: "(not running)", requested: path })
+      }
+      const live = yield* liveEntry(threadId)
+      if (Option.isSome(live)) {
+        // §12: a running thread is returned as it is; a stale entry is replaced.
+        if (yield* live.value.thread.isRunning) {
+          const running = Option.getOrUndefined(yield* live.value.thread.rolloutPath)
+          if (options.rolloutPath !== undefined && running !== undefined && running !== options.rolloutPath) {
+            return yield* new RolloutPathMismatch({ threadId, running, requested: options.rolloutPath })
+          }
+          return live.value.thread
+        }
+        yield* dropEntry(threadId)
+      }
+      yield* reserve(threadId)
+      const knownTurnIds = new Set(
+        history.lines.flatMap((item) =>
+          item.type === "submission" && item.submission.op.type === "user_input" ? [item.submission.id] : []
+        )
+      )
+      return yield* launch(
+        { ...options, cwd: options.cwd ?? history.meta.cwd },
+        threadId,
+        history.meta,
+        (onError) => store.resume(path, { onError }),
+        history.lines,
+        knownTurnIds
+      )
+    })
+
+  const fork = <R>(options: ForkOptions<R>) =>
+    Effect.gen(function* () {
+      const sourceId = yield* decodeThreadId(options.from)
+      // A live source's buffered lines are flushed first, so the snapshot sees its whole history.
+      const live = yield* liveEntry(sourceId)
+      if (Option.isSome(live)) yield* live.value.flush
+      const source = yield* store.read((yield* store.findById(sourceId)).path)
+      const history = applyForkSnapshot(source.lines, options.snapshot)
+      const threadId =
+        options.threadId === undefined ? ThreadId.parse(crypto.randomUUID()) : yield* decodeThreadId(options.threadId)
+      yield* reserve(threadId)
+      const meta = metaFor(
+        threadId,
+        options.backend.name,
+        { ...options, cwd: options.cwd ?? source.meta.cwd, source: source.meta.source },
+        sourceId
+      )
+      const knownTurnIds = new Set<string>()
+      // §20: a forked thread writes its rollout at once, starting with the snapshot.
+      return yield* launch(
+        options,
+        threadId,
+        meta,
+        (onError) => store.create(meta, { mode: "immediate", history, onError }),
+        history,
+        knownTurnIds
+      )
+    })
+
+  const dropEntry = (threadId: ThreadId) =>
+    SynchronizedRef.modify(registry, (threads) => {
+      const entry = threads.get(threadId)
+      if (!entry) return [Option.none<Entry>(), threads] as const
+      const rest = new Map(threads)
+      rest.delete(threadId)
+      return [Option.some(entry), rest] as const
+    }).pipe(
+      Effect.tap(Option.match({ onNone: () => Effect.void, onSome: (entry) => Scope.close(entry.scope, Exit.void) }))
+    )
+
+  const shutdownAll = (timeout: Duration.DurationInput) =>
+    Effect.gen(function* () {
+      const entries = [...(yield* SynchronizedRef.get(registry)).values()]
+      const outcomes = yield* Effect.forEach(
+        entries,
+        (entry) =>
+          entry.shutdown.pipe(
+            Effect.matchEffect({
+              onFailure: () => Effect.succeed("submitFailed" as const),
+              onSuccess: () =>
+                entry.thread.delegate.awaitShutdown.pipe(
+                  Effect.timeoutTo({
+                    duration: timeout,
+                    onSuccess: () => "completed" as const,
+                    onTimeout: () => "timedOut" as const
+                  })
+                )
+            }),
+            Effect.map((outcome) => [entry.thread.threadId, outcome] as const)
+          ),
+        { concurrency: "unbounded" }
+      )
+      const sorted = (kind: string) =>
+        outcomes
+          .filter(([, o]) => o === kind)
+          .map(([id]) => id)
+          .sort()
+      const report: ShutdownReport = {
+        completed: sorted("completed"),
+        submitFailed: sorted("submitFailed"),
+        timedOut: sorted("timedOut")
+      }
+      // §13: completed threads leave the registry; the others stay for a retry or a look.
+      yield* Effect.forEach(report.completed, dropEntry, { discard: true })
+      return report
+    })
+
+  const subtree = (threadId: string) =>
+    Effect.gen(function* () {
+      const root = yield* decodeThreadId(threadId)
+      const children = new Map<ThreadId, Array<ThreadId>>()
+      const addChild = (parent: ThreadId, child: ThreadId) => {
+        const list = children.get(parent) ?? []
+        list.push(child)
+        children.set(parent, list)
+      }
+      for (const meta of yield* store.allMetas) {
+        if (meta.source.type === "sub_agent") addChild(meta.source.parentThreadId, meta.threadId)
+      }
+      for (const entry of (yield* SynchronizedRef.get(registry)).values()) {
+        const source = entry.thread.meta.source
+        if (source.type === "sub_agent") addChild(source.parentThreadId, entry.thread.threadId)
+      }
+      const seen = new Set<ThreadId>([root])
+      const order: Array<ThreadId> = [root]
+      for (let i = 0; i < order.length; i++) {
+        for (const child of children.get(order[i]!) ?? []) {
+          if (!seen.has(child)) {
+            seen.add(child)
+            order.push(child)
+          }
+        }
+      }
+      return order
+    })
+
+  const visible = (threadId: ThreadId) =>
+    Effect.map(
+      liveEntry(threadId),
+      Option.filter((entry) => !entry.internal)
+    )
+
+  const service: ThreadManagerService = {
+    start,
+    resume,
+    fork,
+    get: (threadId) =>
+      Effect.flatMap(decodeThreadId(threadId), (id) =>
+        Effect.flatMap(
+          visible(id),
+          Option.match({
+            onNone: () => Effect.fail(new ThreadNotFound({ threadId: id })),
+            onSome: (entry) => Effect.succeed(entry.thread)
+          })
+        )
+      ),
+    list: Effect.map(SynchronizedRef.get(registry), (threads) =>
+      [...threads.values()]
+        .filter((e) => !e.internal)
+        .map((e) => e.thread.threadId)
+        .sort()
+    ),
+    remove: (threadId) =>
+      Effect.flatMap(decodeThreadId(threadId), (id) =>
+        Effect.map(
+          dropEntry(id),
+          Option.map((e) => e.thread.threadId)
+        )
+      ),
+    shutdownAll,
+    subtree,
+    created: Effect.map(PubSub.subscribe(created), (queue) => S.fromQueue(queue)),
+    opLog: Ref.get(opLog)
+  }
+  return service
+})

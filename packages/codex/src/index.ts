@@ -1,0 +1,2 @@
+/** @deputy/codex: the Codex backends. */
+export {}

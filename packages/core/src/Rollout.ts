@@ -22,7 +22,6 @@ import {
   encodeUtf8,
   isRolloutLine,
   jsonLine,
-  type ParsedRollout,
   parseMetaLine,
   parseRollout,
   ROLLOUT_FILE,
@@ -241,10 +240,7 @@ const make = (
       )
 
   const read = Effect.fn("RolloutStore.read")(function* (file: string) {
-    const parsed: Either.Either<ParsedRollout, { line?: number; reason: string }> = parseRollout(
-      file,
-      yield* readBytes(file)
-    )
+    const parsed = parseRollout(file, yield* readBytes(file))
     if (Either.isLeft(parsed)) return yield* new RolloutUnreadable({ path: file, ...parsed.left })
     return parsed.right
   })

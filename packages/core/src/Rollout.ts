@@ -43,12 +43,16 @@ export class RolloutNotFound extends Data.TaggedError("RolloutNotFound")<{
   }
 }
 
-/** A rollout file exists but cannot be used: it is empty, or its first (metadata) line is unreadable. */
+/**
+ * A rollout file exists but cannot be used: it is empty, or its first (metadata) line is unreadable.
+ * `readable` holds the lines that could still be read, so nothing saved is lost.
+ */
 export class RolloutUnreadable extends Data.TaggedError("RolloutUnreadable")<{
   readonly path: string
   /** The 1-based line at fault, when one is. */
   readonly line?: number
   readonly reason: string
+  readonly readable?: ReadonlyArray<RolloutItem>
 }> {
   override get message() {
     return `cannot read rollout ${this.path}${this.line === undefined ? "" : `:${this.line}`}: ${this.reason}`

@@ -406,6 +406,8 @@ layer(NodeContext.layer, { excludeTestServices: true })("RolloutStore", (it) => 
         assert.strictEqual(missing._tag, "RolloutUnreadable")
         assert.include(missing.message, `${noMeta}:1:`)
         assert.include(missing.message, 'type "meta"')
+        // Nothing saved is lost: the readable lines come back with the error.
+        assert.deepStrictEqual(kinds(missing.readable ?? []), ["agent_message"])
 
         const badMeta = `${home}/bad-meta.jsonl`
         yield* fs.writeFileString(badMeta, `${JSON.stringify({ type: "meta", threadId: "nope" })}\n`)

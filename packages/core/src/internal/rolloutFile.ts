@@ -19,6 +19,8 @@ export interface RolloutWarning {
 export interface ParseFailure {
   readonly line?: number
   readonly reason: string
+  /** The lines that were still readable (line 1 too, when it is a submission or event): nothing saved is lost. */
+  readonly readable: ReadonlyArray<RolloutItem>
 }
 
 /** What `parseRollout` returns on success. */
@@ -91,7 +93,7 @@ const typeOf = (value: unknown): string | undefined =>
     : undefined
 
 /** Parses a metadata line (line 1 of a rollout). */
-export const parseMetaLine = (text: string | undefined): Either.Either<RolloutMeta, ParseFailure> => {
+export const parseMetaLine = (text: string | undefined): Either.Either<RolloutMeta, Omit<ParseFailure, "readable">> => {
   if (text === undefined) return Either.left({ line: 1, reason: "the metadata line is not valid UTF-8" })
   if (text.trim() === "") return Either.left({ line: 1, reason: "the metadata line is empty" })
   const json = parseJson(text)
@@ -116,20 +118,23 @@ export const parseMetaLine = (text: string | undefined): Either.Either<RolloutMe
  */
 export const parseRollout = (path: string, bytes: Uint8Array): Either.Either<ParsedRollout, ParseFailure> => {
   if (bytes.every((byte) => byte === 0x20 || byte === 0x0a || byte === 0x0d || byte === 0x09)) {
-    return Either.left({ reason: "the file is empty (no metadata line)" })
+    return Either.left({ reason: "the file is empty (no metadata line)", readable: [] })
   }
   const raw = splitLines(bytes)
   const terminated = raw[raw.length - 1] === ""
   if (terminated) raw.pop()
   const meta = parseMetaLine(raw[0])
-  if (Either.isLeft(meta)) {
-    const torn = raw.length === 1 && !terminated
-    return Either.left(torn ? { ...meta.left, reason: `${meta.left.reason} (torn write?)` } : meta.left)
-  }
   const lines: Array<RolloutItem> = []
   const warnings: Array<RolloutWarning> = []
   const warn = (line: number, kind: RolloutWarning["kind"], what: string) =>
     warnings.push({ path, line, kind, message: `${path}:${line}: ${what}` })
+  if (Either.isLeft(meta) && raw[0] !== undefined) {
+    // Without a metadata line the file is unusable, but its readable lines go back with the error:
+    // line 1 too, when it is a submission or an event.
+    const first = parseJson(raw[0])
+    const item = Either.isRight(first) ? RolloutItem.safeParse(first.right) : undefined
+    if (item?.success) lines.push(item.data)
+  }
   for (let index = 1; index < raw.length; index++) {
     const text = raw[index]
     const line = index + 1
@@ -157,6 +162,11 @@ export const parseRollout = (path: string, bytes: Uint8Array): Either.Either<Par
     } else {
       warn(line, "invalid_line", `skipped a line that is not a rollout line: ${formatIssues(item.error).join("; ")}`)
     }
+  }
+  if (Either.isLeft(meta)) {
+    const torn = raw.length === 1 && !terminated
+    const reason = torn ? `${meta.left.reason} (torn write?)` : meta.left.reason
+    return Either.left({ ...meta.left, reason, readable: lines })
   }
   return Either.right({ meta: meta.right, lines, warnings })
 }

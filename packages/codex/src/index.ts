@@ -1,2 +1,2 @@
-/** @deputy/codex: the Codex backends. */
-export {}
+/** The exec backend (§26): `CodexExec.backend(options)`, `checkPolicy`, `ApprovalsUnsupported`, pointer helpers. */
+export * as CodexExec from "./Exec.js"

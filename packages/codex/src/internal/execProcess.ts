@@ -1,0 +1,93 @@
+/**
+ * One `codex exec` child process, owned by the scope it is started in. The child runs in its own
+ * process group with exactly the environment given; closing the scope kills the group (SIGTERM,
+ * then SIGKILL after a grace), so nothing outlives its turn. Stdout is read once, as lines, into a
+ * bounded mailbox (a slow reader holds the child back); stderr is always drained, each line logged
+ * at debug level and the last few kept for error messages.
+ */
+import { Command, type CommandExecutor } from "@effect/platform"
+import type { PlatformError } from "@effect/platform/Error"
+import { Duration, Effect, Fiber, Mailbox, type Scope, Stream } from "effect"
+
+/** What starting a child needs. */
+export interface ExecProcessConfig {
+  readonly binary: string
+  readonly args: ReadonlyArray<string>
+  readonly cwd: string
+  /** The child's whole environment (nothing is inherited). */
+  readonly env: Readonly<Record<string, string>>
+  /** Written to the child's stdin, which is then closed. */
+  readonly stdin: string
+  /** How long SIGTERM may take before SIGKILL. */
+  readonly killGrace: Duration.DurationInput
+}
+
+/** A running child, as its turn reads it. */
+export interface ExecProcess {
+  readonly pid: number
+  /** Stdout, one line per message, ending at end-of-file (failing only if reading fails). */
+  readonly lines: Mailbox.ReadonlyMailbox<string, PlatformError>
+  /** Waits for the child to exit: its exit code, or null when a signal ended it. */
+  readonly exitCode: Effect.Effect<number | null>
+  /** The last stderr lines, once stderr has ended (or after a short wait). */
+  readonly stderrTail: Effect.Effect<ReadonlyArray<string>>
+  /** Kills the process group: SIGTERM, SIGKILL after the grace. Never fails; done when the child is gone. */
+  readonly kill: Effect.Effect<void>
+}
+
+const STDOUT_CAPACITY = 64
+const STDERR_TAIL = 20
+const STDERR_WAIT = Duration.seconds(1)
+
+// Scope close alone sends SIGTERM and waits forever (STYLE: things that bite), so escalate to SIGKILL.
+const killEscalating = (process: CommandExecutor.Process, grace: Duration.DurationInput) =>
+  Effect.gen(function* () {
+    if (!(yield* process.isRunning)) return
+    const stopped = yield* process.kill("SIGTERM").pipe(Effect.interruptible, Effect.timeoutOption(grace))
+    if (stopped._tag === "None") yield* process.kill("SIGKILL").pipe(Effect.interruptible, Effect.timeout(grace))
+  }).pipe(Effect.ignore)
+
+/** Starts the child in the caller's scope. Fails only when it cannot be spawned (no such binary, bad cwd). */
+export const startExecProcess = (
+  config: ExecProcessConfig
+): Effect.Effect<ExecProcess, PlatformError, Scope.Scope | CommandExecutor.CommandExecutor> =>
+  Effect.gen(function* () {
+    const command = Command.make(config.binary, ...config.args).pipe(
+      Command.workingDirectory(config.cwd),
+      Command.env(config.env, { extendEnv: false }),
+      Command.stdin(Stream.make(new TextEncoder().encode(config.stdin)))
+    )
+    // The platform spawns every child detached, i.e. as the leader of its own process group.
+    const process = yield* Command.start(command)
+    const kill = killEscalating(process, config.killGrace)
+    yield* Effect.addFinalizer(() => kill)
+
+    const tail: Array<string> = []
+    const stderr = yield* process.stderr.pipe(
+      Stream.decodeText(),
+      Stream.splitLines,
+      Stream.runForEach((line) => {
+        tail.push(line)
+        if (tail.length > STDERR_TAIL) tail.shift()
+        return Effect.logDebug(`codex stderr: ${line}`)
+      }),
+      Effect.ignore,
+      Effect.forkScoped
+    )
+    const lines = yield* Mailbox.fromStream(process.stdout.pipe(Stream.decodeText(), Stream.splitLines), {
+      capacity: STDOUT_CAPACITY
+    })
+    return {
+      pid: process.pid,
+      lines,
+      exitCode: process.exitCode.pipe(
+        Effect.map((code): number | null => code),
+        Effect.orElseSucceed(() => null) // ended by a signal
+      ),
+      stderrTail: Fiber.await(stderr).pipe(
+        Effect.timeoutOption(STDERR_WAIT),
+        Effect.map(() => [...tail])
+      ),
+      kill
+    }
+  })

@@ -42,7 +42,7 @@ export class OpsClosed extends Data.TaggedError("OpsClosed")<{ readonly threadId
   }
 }
 
-/** Event types the caller never sees by default (§2); they still reach `onEvent` (and so the rollout). */
+/** Event types the caller never sees by default (§2); they still reach `onEvents` (and so the rollout). */
 export const defaultDroppedEvents: ReadonlySet<EventType> = new Set<EventType>([
   "agent_message_delta",
   "agent_reasoning_delta",
@@ -66,8 +66,8 @@ export interface DelegateOptions {
   readonly ancestors?: ReadonlyArray<ThreadId>
   /** The agent's name, shown to the parent with each request. */
   readonly agentName?: string
-  /** Sees every event the agent emits, filtered ones included (a rollout writer). */
-  readonly onEvent?: (event: Event) => Effect.Effect<void>
+  /** Sees every event the agent emits, filtered ones included, in order and in batches (a rollout writer). */
+  readonly onEvents?: (events: ReadonlyArray<Event>) => Effect.Effect<void>
   /** Sees every submission made to the agent. */
   readonly onSubmission?: (submission: Submission) => Effect.Effect<void>
 }
@@ -144,7 +144,8 @@ const start = <E, R>(
     const isShutDown = yield* Deferred.make<void>()
 
     const observeSubmission = options.onSubmission ?? (() => Effect.void)
-    const observeEvent = options.onEvent ?? (() => Effect.void)
+    const observeEvents = options.onEvents
+
     const forward = options.filter ?? defaultEventFilter
     const drainTimeout = options.drainTimeout ?? DEFAULT_DRAIN
 
@@ -155,7 +156,7 @@ const start = <E, R>(
     const drain = Effect.gen(function* () {
       while (true) {
         const event = yield* agent.events.take
-        yield* observeEvent(event)
+        if (observeEvents) yield* observeEvents([event])
         if (isTurnEnd(event.msg) || event.msg.type === "shutdown_complete") return
       }
     }).pipe(Effect.ignore)
@@ -182,8 +183,10 @@ const start = <E, R>(
         const [chunk, done] = yield* agent.events.takeAll
         const out: Array<Event> = []
         let turnEnded = false
-        for (const event of Chunk.toReadonlyArray(chunk)) {
-          yield* observeEvent(event)
+        const batch = Chunk.toReadonlyArray(chunk)
+        // Hot path: one Effect per batch, not per event.
+        if (observeEvents) yield* observeEvents(batch)
+        for (const event of batch) {
           if (isApprovalRequest(event.msg)) {
             yield* FiberSet.run(approvals, handleApproval(event.id, event.msg))
           } else if (forward(event.msg)) {

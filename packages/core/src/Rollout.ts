@@ -141,6 +141,8 @@ export interface RolloutWriter {
   readonly submission: (submission: Submission) => Effect.Effect<void>
   /** Records an event; a turn-ending one (or `shutdown_complete`) flushes. */
   readonly event: (event: Event) => Effect.Effect<void>
+  /** Records events in order with one timestamp, as `event` would one by one (the delegate's batches). */
+  readonly events: (events: ReadonlyArray<Event>) => Effect.Effect<void>
   /**
    * Appends everything buffered now (a lazy writer before its first turn has no file, so it keeps
    * buffering). Fails with RolloutIoFailed when the write fails; the lines stay buffered.
@@ -517,6 +519,17 @@ const make = (
           Effect.suspend(() => {
             append(`{"type":"event","at":"${now()}","event":${JSON.stringify(event)}}\n`)
             return maybeFlush(TURN_BOUNDARIES.has(event.msg.type))
+          }),
+        events: (events) =>
+          Effect.suspend(() => {
+            // One timestamp per batch: formatting a date costs as much as serialising the event.
+            const prefix = `{"type":"event","at":"${now()}","event":`
+            let boundary = false
+            for (const event of events) {
+              append(`${prefix}${JSON.stringify(event)}}\n`)
+              if (TURN_BOUNDARIES.has(event.msg.type)) boundary = true
+            }
+            return maybeFlush(boundary)
           }),
         flush
       }

@@ -260,7 +260,7 @@ const make = Effect.gen(function* () {
       const delegate = yield* interactive(Effect.succeed(agent), {
         ...options.delegate,
         onSubmission: (submission) => Effect.zipRight(writer.submission(submission), logOp(submission)),
-        onEvent: (event) => writer.event(event)
+        onEvents: writer.events
       }).pipe(Scope.extend(scope))
       reportError = (error) => delegate.report({ type: "error", message: error.message })
 

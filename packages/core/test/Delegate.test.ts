@@ -53,7 +53,7 @@ describe("Delegate.interactive", () => {
       const fake = yield* makeFakeAgent()
       const seen: Array<Event> = []
       const delegate = yield* Delegate.interactive(Effect.succeed(fake.agent), {
-        onEvent: (event) => Effect.sync(() => seen.push(event))
+        onEvents: (events) => Effect.sync(() => seen.push(...events))
       })
       yield* fake.emit("t", { type: "session_configured", threadId: THREAD, backend: "fake" })
       yield* fake.emit("t", { type: "agent_message_delta", delta: "h" })
@@ -64,7 +64,7 @@ describe("Delegate.interactive", () => {
       yield* fake.emit("t", { type: "turn_complete", turnId: "t" })
       assert.deepStrictEqual((yield* delegate.take).msg.type, "agent_message")
       assert.deepStrictEqual((yield* delegate.take).msg.type, "turn_complete")
-      // Filtered events still reach onEvent (and so the rollout).
+      // Filtered events still reach onEvents (and so the rollout).
       assert.strictEqual(seen.length, 7)
     }).pipe(Effect.provide(denyAll))
   )

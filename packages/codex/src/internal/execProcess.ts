@@ -39,12 +39,15 @@ const STDOUT_CAPACITY = 64
 const STDERR_TAIL = 20
 const STDERR_WAIT = Duration.seconds(1)
 
-// Scope close alone sends SIGTERM and waits forever (STYLE: things that bite), so escalate to SIGKILL.
+// Scope close alone sends SIGTERM and waits forever (STYLE: things that bite), so escalate to SIGKILL;
+// then SIGKILL the group once more, so nothing the child started outlives it.
 const killEscalating = (process: CommandExecutor.Process, grace: Duration.DurationInput) =>
   Effect.gen(function* () {
-    if (!(yield* process.isRunning)) return
-    const stopped = yield* process.kill("SIGTERM").pipe(Effect.interruptible, Effect.timeoutOption(grace))
-    if (stopped._tag === "None") yield* process.kill("SIGKILL").pipe(Effect.interruptible, Effect.timeout(grace))
+    if (yield* process.isRunning) {
+      const stopped = yield* process.kill("SIGTERM").pipe(Effect.interruptible, Effect.timeoutOption(grace))
+      if (stopped._tag === "None") yield* process.kill("SIGKILL").pipe(Effect.interruptible, Effect.timeout(grace))
+    }
+    yield* process.kill("SIGKILL").pipe(Effect.ignore) // fails (ignored) once the group is empty
   }).pipe(Effect.ignore)
 
 /** Starts the child in the caller's scope. Fails only when it cannot be spawned (no such binary, bad cwd). */
@@ -60,7 +63,6 @@ export const startExecProcess = (
     // The platform spawns every child detached, i.e. as the leader of its own process group.
     const process = yield* Command.start(command)
     const kill = killEscalating(process, config.killGrace)
-    yield* Effect.addFinalizer(() => kill)
 
     const tail: Array<string> = []
     const stderr = yield* process.stderr.pipe(
@@ -73,6 +75,10 @@ export const startExecProcess = (
       }),
       Effect.ignore,
       Effect.forkScoped
+    )
+    // Killed first, then its last stderr lines logged (the pipe ends with the group), bounded.
+    yield* Effect.addFinalizer(() =>
+      kill.pipe(Effect.zipRight(Fiber.await(stderr).pipe(Effect.interruptible, Effect.timeoutOption(STDERR_WAIT))))
     )
     const lines = yield* Mailbox.fromStream(process.stdout.pipe(Stream.decodeText(), Stream.splitLines), {
       capacity: STDOUT_CAPACITY

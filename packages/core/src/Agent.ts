@@ -2,7 +2,7 @@
  * The Agent port: what every backend implements. An agent lives in the Scope it was spawned in;
  * closing that scope releases whatever it holds (a fiber, a child process).
  */
-import type { AgentStatus, Event, RolloutItem, Submission, ThreadId } from "@deputy/protocol"
+import type { AgentStatus, Event, RolloutItem, SubAgentStatus, Submission, ThreadId } from "@deputy/protocol"
 import { Data, type Effect, type Mailbox, type Scope, type Subscribable } from "effect"
 
 /** The agent took no more ops: it was shut down, or its backend ended. */
@@ -50,7 +50,33 @@ export interface SpawnOptions {
   readonly history?: ReadonlyArray<RolloutItem>
   /** For a resumed thread: the backend's own id for it (e.g. Codex's thread id), from the rollout metadata. */
   readonly backendThreadId?: string
+  /**
+   * Starts a nested sub-agent of this thread (given when the agent runs under a ThreadManager). The
+   * child's approvals climb to the same Parent as this thread's; interrupting the wait cancels the
+   * child's whole subtree.
+   */
+  readonly spawnChild?: SpawnChild
 }
+
+/** What an agent asks for when it spawns a nested sub-agent. */
+export interface ChildRequest<R> {
+  /** The backend the child runs on. */
+  readonly backend: Backend<R>
+  /** The child's first (and only) user input: it runs one turn. */
+  readonly input: string
+  /** The child's name, shown with its approval requests. */
+  readonly name?: string
+}
+
+/** How a nested sub-agent's one turn ended. */
+export interface ChildOutcome {
+  readonly threadId: ThreadId
+  readonly status: SubAgentStatus
+  readonly lastAgentMessage?: string
+}
+
+/** Runs one nested sub-agent for one turn and waits for it; fails only when it cannot be started. */
+export type SpawnChild = <R>(request: ChildRequest<R>) => Effect.Effect<ChildOutcome, SpawnFailed, R>
 
 /** A way to make agents: `scripted`, `codex`, `codex-exec`, … */
 export interface Backend<R = never> {

@@ -1,5 +1,14 @@
 /** @deputy/core: the Agent port, the Parent, and the Delegate. */
-export { type Agent, AgentClosed, type Backend, SpawnFailed, type SpawnOptions } from "./Agent.js"
+export {
+  type Agent,
+  AgentClosed,
+  type Backend,
+  type ChildOutcome,
+  type ChildRequest,
+  type SpawnChild,
+  SpawnFailed,
+  type SpawnOptions
+} from "./Agent.js"
 export * as Delegate from "./Delegate.js"
 export { InvalidInput } from "./errors.js"
 export {

@@ -122,6 +122,25 @@ export const ThreadNameUpdated = z.object({
 })
 /** Last event of an agent that was shut down. */
 export const ShutdownComplete = z.object({ type: z.literal("shutdown_complete") })
+/** A nested sub-agent of this thread started (its own thread records its own events). */
+export const SubAgentStarted = z.object({
+  type: z.literal("sub_agent_started"),
+  threadId: z.string().min(1),
+  name: z.string().optional(),
+  depth: z.number().int().positive()
+})
+/** How a nested sub-agent's work ended. */
+export const SubAgentStatus = z.enum(["completed", "aborted", "failed"])
+/** How a nested sub-agent's work ended. */
+export type SubAgentStatus = z.output<typeof SubAgentStatus>
+/** A nested sub-agent of this thread ended. */
+export const SubAgentEnded = z.object({
+  type: z.literal("sub_agent_ended"),
+  threadId: z.string().min(1),
+  name: z.string().optional(),
+  status: SubAgentStatus,
+  lastAgentMessage: z.string().optional()
+})
 
 /** Every event message. */
 export const EventMsg = z.discriminatedUnion("type", [
@@ -144,7 +163,9 @@ export const EventMsg = z.discriminatedUnion("type", [
   ErrorEvent,
   Warning,
   ThreadNameUpdated,
-  ShutdownComplete
+  ShutdownComplete,
+  SubAgentStarted,
+  SubAgentEnded
 ])
 /** Every event message. */
 export type EventMsg = z.output<typeof EventMsg>

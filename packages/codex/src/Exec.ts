@@ -329,14 +329,14 @@ class ExecFailed extends Data.TaggedError("ExecFailed")<{ readonly reason: strin
 
 /** A child past its `thread.started`, with the lines it printed before that. */
 interface Opened {
-  readonly process: ExecProcess
+  readonly child: ExecProcess
   readonly codexThreadId: string
   readonly before: ReadonlyArray<string>
 }
 
 /** The next stdout line; none at end-of-file (a read error counts as the end, with a warning). */
-const nextLine = (process: ExecProcess): Effect.Effect<Option.Option<string>> =>
-  process.lines.take.pipe(
+const nextLine = (child: ExecProcess): Effect.Effect<Option.Option<string>> =>
+  child.lines.take.pipe(
     Effect.map(Option.some),
     Effect.catchAll((error) =>
       error._tag === "NoSuchElementException"
@@ -356,7 +356,7 @@ const exitReason = (what: string, code: number | null, tail: ReadonlyArray<strin
 /** Starts a child with `args` and reads until its `thread.started`; fails with ExecFailed if it ends first. */
 const open = (config: TurnConfig, what: string, args: ReadonlyArray<string>, prompt: string) =>
   Effect.gen(function* () {
-    const process = yield* startExecProcess({
+    const child = yield* startExecProcess({
       binary: config.binary,
       args: [...config.baseArgs, ...args],
       cwd: config.cwd,
@@ -366,14 +366,14 @@ const open = (config: TurnConfig, what: string, args: ReadonlyArray<string>, pro
     }).pipe(Effect.mapError((error) => new ExecFailed({ reason: `${what} could not start: ${error.message}` })))
     const before: Array<string> = []
     while (true) {
-      const line = yield* nextLine(process)
+      const line = yield* nextLine(child)
       if (Option.isNone(line)) {
-        const code = yield* process.exitCode
-        return yield* new ExecFailed({ reason: exitReason(what, code, yield* process.stderrTail) })
+        const code = yield* child.exitCode
+        return yield* new ExecFailed({ reason: exitReason(what, code, yield* child.stderrTail) })
       }
       const decoded = decodeExecLine(line.value)
       if (decoded._tag === "Line" && decoded.line.type === "thread.started") {
-        return { process, codexThreadId: decoded.line.thread_id, before } satisfies Opened
+        return { child, codexThreadId: decoded.line.thread_id, before } satisfies Opened
       }
       before.push(line.value)
     }
@@ -420,7 +420,7 @@ const runTurn = (
             : run("codex exec resume", ["exec", "resume", id]),
         start: run("codex exec", ["exec"])
       })
-      const { process, codexThreadId } = outcome.value
+      const { child, codexThreadId } = outcome.value
       if (priorId !== undefined && !outcome.resumed) {
         yield* emit({
           type: "warning",
@@ -437,7 +437,7 @@ const runTurn = (
         // §22: the id must survive this process so a later one can resume; losing it costs only continuity.
         yield* writePointer(config.pointer, `${codexThreadId}\n`).pipe(
           Effect.catchAll((error) =>
-            emit({ type: "warning", message: `${error.message}; the next process cannot resume` })
+            emit({ type: "warning", message: `${error.message}; the next child cannot resume` })
           )
         )
       }
@@ -445,7 +445,7 @@ const runTurn = (
       const translator = translate(config, turnId, emit)
       for (const line of outcome.value.before) yield* translator.line(line)
       while (translator.ended === undefined) {
-        const line = yield* nextLine(process)
+        const line = yield* nextLine(child)
         if (Option.isNone(line)) break
         yield* translator.line(line.value)
       }
@@ -453,19 +453,19 @@ const runTurn = (
       if (ended !== undefined) {
         // The turn is over; the child should exit at once. It holds the Codex thread, so the next turn waits for it.
         const drained = Effect.gen(function* () {
-          while (Option.isSome(yield* nextLine(process))) {
+          while (Option.isSome(yield* nextLine(child))) {
             // lines after the turn's end belong to no turn
           }
-          return yield* process.exitCode
+          return yield* child.exitCode
         })
         const exited = yield* Effect.timeoutOption(drained, config.exitGrace)
-        if (Option.isNone(exited)) yield* process.kill
+        if (Option.isNone(exited)) yield* child.kill
         return ended
       }
-      const code = yield* process.exitCode
+      const code = yield* child.exitCode
       yield* emit({
         type: "error",
-        message: `${exitReason("codex exec", code, yield* process.stderrTail)} before the turn ended`
+        message: `${exitReason("codex exec", code, yield* child.stderrTail)} before the turn ended`
       })
       return { type: "turn_aborted", turnId, reason: "backend_exited" } satisfies EventMsg
     }).pipe(
@@ -671,7 +671,10 @@ const driver = (options: {
         const { exit } = message
         if (Exit.isSuccess(exit)) return turnEnded(turnId, exit.value)
         return Effect.gen(function* () {
-          yield* warn(turnId, `codex-exec turn failed: ${Cause.pretty(exit.cause)}`)
+          yield* events.offer({
+            id: turnId,
+            msg: { type: "error", message: `codex-exec turn failed: ${Cause.pretty(exit.cause)}` }
+          })
           yield* turnEnded(turnId, { type: "turn_aborted", turnId, reason: "backend_exited" })
         })
       }

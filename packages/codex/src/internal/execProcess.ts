@@ -41,13 +41,13 @@ const STDERR_WAIT = Duration.seconds(1)
 
 // Scope close alone sends SIGTERM and waits forever (STYLE: things that bite), so escalate to SIGKILL;
 // then SIGKILL the group once more, so nothing the child started outlives it.
-const killEscalating = (process: CommandExecutor.Process, grace: Duration.DurationInput) =>
+const killEscalating = (child: CommandExecutor.Process, grace: Duration.DurationInput) =>
   Effect.gen(function* () {
-    if (yield* process.isRunning) {
-      const stopped = yield* process.kill("SIGTERM").pipe(Effect.interruptible, Effect.timeoutOption(grace))
-      if (stopped._tag === "None") yield* process.kill("SIGKILL").pipe(Effect.interruptible, Effect.timeout(grace))
+    if (yield* child.isRunning) {
+      const stopped = yield* child.kill("SIGTERM").pipe(Effect.interruptible, Effect.timeoutOption(grace))
+      if (stopped._tag === "None") yield* child.kill("SIGKILL").pipe(Effect.interruptible, Effect.timeout(grace))
     }
-    yield* process.kill("SIGKILL").pipe(Effect.ignore) // fails (ignored) once the group is empty
+    yield* child.kill("SIGKILL").pipe(Effect.ignore) // fails (ignored) once the group is empty
   }).pipe(Effect.ignore)
 
 /** Starts the child in the caller's scope. Fails only when it cannot be spawned (no such binary, bad cwd). */
@@ -61,11 +61,11 @@ export const startExecProcess = (
       Command.stdin(Stream.make(new TextEncoder().encode(config.stdin)))
     )
     // The platform spawns every child detached, i.e. as the leader of its own process group.
-    const process = yield* Command.start(command)
-    const kill = killEscalating(process, config.killGrace)
+    const child = yield* Command.start(command)
+    const kill = killEscalating(child, config.killGrace)
 
     const tail: Array<string> = []
-    const stderr = yield* process.stderr.pipe(
+    const stderr = yield* child.stderr.pipe(
       Stream.decodeText(),
       Stream.splitLines,
       Stream.runForEach((line) => {
@@ -80,13 +80,13 @@ export const startExecProcess = (
     yield* Effect.addFinalizer(() =>
       kill.pipe(Effect.zipRight(Fiber.await(stderr).pipe(Effect.interruptible, Effect.timeoutOption(STDERR_WAIT))))
     )
-    const lines = yield* Mailbox.fromStream(process.stdout.pipe(Stream.decodeText(), Stream.splitLines), {
+    const lines = yield* Mailbox.fromStream(child.stdout.pipe(Stream.decodeText(), Stream.splitLines), {
       capacity: STDOUT_CAPACITY
     })
     return {
-      pid: process.pid,
+      pid: child.pid,
       lines,
-      exitCode: process.exitCode.pipe(
+      exitCode: child.exitCode.pipe(
         Effect.map((code): number | null => code),
         Effect.orElseSucceed(() => null) // ended by a signal
       ),

@@ -1,0 +1,133 @@
+/**
+ * One long-lived child process (the Codex app-server), owned by the scope it is started in.
+ *
+ * Why node:child_process and not @effect/platform's Command: the app-server needs a stdin we write
+ * to for its whole life and close on purpose (Codex's graceful shutdown is stdin EOF), a pid known
+ * at once for group signals from any fiber (tests SIGKILL it), and a release that escalates
+ * close → SIGTERM → SIGKILL with bounded waits; wrapping `spawn` in `acquireRelease` gives all three
+ * without putting a CommandExecutor in every agent's requirements. The child is `detached`, i.e. the
+ * leader of its own process group, and every signal goes to the whole group (`kill(-pid)`), so the
+ * commands Codex runs die with it.
+ */
+import { spawn } from "node:child_process"
+import { Deferred, Duration, Effect, type Scope, Stream } from "effect"
+
+/** How a child ended. */
+export interface ChildExit {
+  readonly code: number | null
+  readonly signal: string | null
+}
+
+/** A running child. */
+export interface Child {
+  readonly pid: number
+  /** Stdout as UTF-8 text chunks; ends at EOF. Read it once. */
+  readonly output: Stream.Stream<string, unknown>
+  /** Writes one line to stdin; dropped once stdin is closed or broken. */
+  readonly write: (line: string) => Effect.Effect<void>
+  /** Waits for the child to exit. */
+  readonly exit: Effect.Effect<ChildExit>
+  /** The exit, if it happened already. */
+  readonly exitNow: () => ChildExit | undefined
+  /** Sends `signal` to the child's whole process group. Never fails. */
+  readonly signal: (signal: NodeJS.Signals) => Effect.Effect<void>
+  /** Closes stdin, then SIGTERM after `grace`, then SIGKILL after another `grace`; done when the child is gone. */
+  readonly terminate: Effect.Effect<void>
+  /** The last few KB of stderr (for error messages). */
+  readonly stderrTail: () => string
+}
+
+/** The child could not be started (no such binary, bad cwd, …). */
+export interface SpawnError {
+  readonly reason: string
+  readonly cause: unknown
+}
+
+const STDERR_TAIL = 8 * 1024
+
+/** Starts `file args…` in the caller's scope; closing the scope runs `terminate`. */
+export const spawnChild = (config: {
+  readonly file: string
+  readonly args: ReadonlyArray<string>
+  readonly cwd: string
+  readonly env: Readonly<Record<string, string>>
+  readonly grace: Duration.DurationInput
+}): Effect.Effect<Child, SpawnError, Scope.Scope> => Effect.acquireRelease(start(config), (child) => child.terminate)
+
+const start = (config: {
+  readonly file: string
+  readonly args: ReadonlyArray<string>
+  readonly cwd: string
+  readonly env: Readonly<Record<string, string>>
+  readonly grace: Duration.DurationInput
+}): Effect.Effect<Child, SpawnError> =>
+  Effect.gen(function* () {
+    const exited = yield* Deferred.make<ChildExit>()
+    const proc = yield* Effect.async<ReturnType<typeof spawn>, SpawnError>((resume) => {
+      const proc = spawn(config.file, [...config.args], {
+        cwd: config.cwd,
+        env: { ...config.env },
+        detached: process.platform !== "win32",
+        stdio: ["pipe", "pipe", "pipe"]
+      })
+      proc.once("spawn", () => resume(Effect.succeed(proc)))
+      proc.once("error", (cause) => resume(Effect.fail({ reason: cause.message, cause })))
+    })
+    let exit: ChildExit | undefined
+    proc.once("exit", (code, signal) => {
+      exit = { code, signal }
+      Deferred.unsafeDone(exited, Effect.succeed(exit))
+    })
+    // A write after the child died raises EPIPE on stdin; the exit is reported through stdout EOF instead.
+    proc.stdin?.on("error", () => {})
+    let tail = ""
+    proc.stderr?.setEncoding("utf8")
+    proc.stderr?.on("data", (chunk: string) => {
+      tail = (tail + chunk).slice(-STDERR_TAIL)
+    })
+    const stdout = proc.stdout
+    if (stdout === null || proc.stdin === null || proc.pid === undefined) {
+      return yield* Effect.fail<SpawnError>({ reason: "the child has no stdio pipes", cause: undefined })
+    }
+    stdout.setEncoding("utf8")
+    const pid = proc.pid
+
+    const signal = (sig: NodeJS.Signals) =>
+      Effect.sync(() => {
+        try {
+          process.kill(process.platform === "win32" ? pid : -pid, sig)
+        } catch {
+          // already gone
+        }
+      })
+    const waitExit = (grace: Duration.DurationInput) =>
+      Deferred.await(exited).pipe(Effect.interruptible, Effect.timeoutOption(grace))
+    const terminate = Effect.gen(function* () {
+      if (exit === undefined) {
+        proc.stdin?.end()
+        if ((yield* waitExit(config.grace))._tag === "None") {
+          yield* signal("SIGTERM")
+          if ((yield* waitExit(config.grace))._tag === "None") {
+            yield* signal("SIGKILL")
+            yield* waitExit(Duration.seconds(5))
+          }
+        }
+      }
+      // Whatever Codex started in its group (a command it ran) goes with it.
+      yield* signal("SIGKILL")
+    })
+
+    return {
+      pid,
+      output: Stream.fromAsyncIterable(stdout as AsyncIterable<string>, (cause) => cause),
+      write: (line) =>
+        Effect.sync(() => {
+          if (proc.stdin?.writable === true) proc.stdin.write(`${line}\n`)
+        }),
+      exit: Deferred.await(exited),
+      exitNow: () => exit,
+      signal,
+      terminate,
+      stderrTail: () => tail
+    }
+  })

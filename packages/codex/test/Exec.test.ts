@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -433,6 +433,7 @@ layer(NodeContext.layer, { excludeTestServices: true })("CodexExec", (it) => {
       yield* turn(first, "t1", userText("one"))
       assert.strictEqual(readFileSync(box.pointer, "utf8"), `${CODEX_ID}\n`)
       assert.strictEqual(statSync(box.pointer).mode & 0o777, 0o600)
+      assert.deepStrictEqual(readdirSync(join(box.home, "codex-exec")), [THREAD]) // no temp file left beside it
       assert.strictEqual(
         yield* CodexExec.readCodexThreadId(THREAD, { home: box.home }).pipe(Effect.map(Option.getOrNull)),
         CODEX_ID
@@ -494,6 +495,22 @@ layer(NodeContext.layer, { excludeTestServices: true })("CodexExec", (it) => {
         box.invocations().map((call) => call.argv.includes("resume")),
         [false]
       )
+    })
+  )
+
+  it.scoped("§26 a history with no Codex thread to resume is announced at spawn; the thread starts fresh", () =>
+    Effect.gen(function* () {
+      const box = yield* sandbox([[{ threadStarted: CODEX_ID }, { out: { type: "turn.completed" } }]])
+      const backend = yield* CodexExec.backend(box.options)
+      const agent = yield* backend.spawn({
+        threadId: THREAD,
+        history: [
+          { type: "submission", at: "2026-01-01T00:00:00.000Z", submission: { id: "t0", op: userText("earlier") } }
+        ]
+      })
+      const startup = [(yield* agent.events.take).msg, (yield* agent.events.take).msg]
+      assert.strictEqual(startup[0]?.type, "session_configured")
+      assert.isTrue(startup[1]?.type === "warning" && startup[1].message.includes("cannot replay a history"))
     })
   )
 

@@ -160,14 +160,20 @@ export const checkPolicy = (policy: Policy): Effect.Effect<void, ApprovalsUnsupp
  */
 export const backend = (options: Options): Effect.Effect<Backend<Requirements>, ApprovalsUnsupported> =>
   Effect.gen(function* () {
-    if (options.approvalMode !== "never-ask") {
-      return yield* new ApprovalsUnsupported({
-        reasons: [`approvalMode ${JSON.stringify(options.approvalMode)} (only "never-ask" exists)`]
-      })
-    }
-    if (options.policy !== undefined) yield* checkPolicy(options.policy)
+    yield* checkOptions(options)
     return { name, spawn: (spawnOptions: SpawnOptions) => spawn({ ...options, ...spawnOptions }) }
   })
+
+const checkOptions = (options: Options): Effect.Effect<void, ApprovalsUnsupported> =>
+  options.approvalMode === "never-ask"
+    ? options.policy === undefined
+      ? Effect.void
+      : checkPolicy(options.policy)
+    : Effect.fail(
+        new ApprovalsUnsupported({
+          reasons: [`approvalMode ${JSON.stringify(options.approvalMode)} (only "never-ask" exists)`]
+        })
+      )
 
 /** The pointer file holding the Codex thread id of deputy thread `threadId`. */
 export const pointerPathOf = (
@@ -188,11 +194,16 @@ export const readCodexThreadId = (threadId: ThreadId, options: Pick<Options, "ho
 /**
  * Starts one agent in the caller's scope. Its first event is `session_configured` (event id `""`),
  * carrying the Codex thread id it will resume, if one is known (from `backendThreadId`, else the
- * pointer file). Fails with SpawnFailed when the working directory is not a directory. Starts no
- * process: the first `user_input` does.
+ * pointer file). Fails with SpawnFailed when the working directory is not a directory, or when the
+ * options ask for approvals (as `backend` would refuse them). Starts no process: the first
+ * `user_input` does.
  */
 export const spawn = (options: Options & SpawnOptions): Effect.Effect<Agent, SpawnFailed, Scope.Scope | Requirements> =>
   Effect.gen(function* () {
+    // Spawning directly must not dodge the refusal `backend` makes.
+    yield* checkOptions(options).pipe(
+      Effect.mapError((error) => new SpawnFailed({ backend: name, reason: error.message, cause: error }))
+    )
     const fs = yield* FileSystem.FileSystem
     const paths = yield* Path.Path
     const threadId = options.threadId ?? newThreadId()

@@ -626,6 +626,11 @@ describe("CodexExec policy", () => {
         assert.include(error.message, "codex exec has no approval channel")
         const refused = yield* Effect.flip(CodexExec.backend({ approvalMode: "never-ask", policy: refusing }))
         assert.strictEqual(refused._tag, "ApprovalsUnsupported")
+        const direct = yield* Effect.flip(
+          Effect.scoped(CodexExec.spawn({ approvalMode: "never-ask", policy: refusing, cwd: tmpdir() }))
+        )
+        assert.strictEqual(direct._tag, "SpawnFailed")
+        assert.instanceOf(direct.cause, CodexExec.ApprovalsUnsupported)
         // The default policy denies everything unmatched, so it too needs approvals.
         assert.deepStrictEqual(CodexExec.policyNeeds(policy({})), ['its default decision is "denied"'])
       })

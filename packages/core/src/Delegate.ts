@@ -28,6 +28,7 @@ import {
   Exit,
   FiberSet,
   Mailbox,
+  Option,
   Scope,
   type Stream,
   type Subscribable
@@ -53,6 +54,20 @@ export const defaultDroppedEvents: ReadonlySet<EventType> = new Set<EventType>([
 
 /** The default filter: forwards every event but the dropped kinds. */
 export const defaultEventFilter = (msg: EventMsg): boolean => !defaultDroppedEvents.has(msg.type)
+
+/**
+ * How an agent's shutdown went: its running turn `completed` or it had none and ended cleanly, its
+ * turn was `aborted`, it was let go after the drain bound (`drain_timeout`), or it refused the
+ * interrupt / shutdown and never ended (`submit_failed`).
+ */
+export type ShutdownOutcome = "completed" | "aborted" | "drain_timeout" | "submit_failed"
+
+/** What shutting a delegate down ended: the agent's outcome and the parent requests it withdrew. */
+export interface DelegateShutdown {
+  readonly outcome: ShutdownOutcome
+  /** Request ids withdrawn from the parent because the delegate stopped waiting for them (§4). */
+  readonly withdrawn: ReadonlyArray<string>
+}
 
 /** How a delegate behaves. Every field has a default. */
 export interface DelegateOptions {
@@ -89,9 +104,9 @@ export interface Delegate {
   /** The caller stops reading events; the delegate then shuts the agent down (§7). */
   readonly close: Effect.Effect<void>
   /** Withdraws pending requests, sends Interrupt then Shutdown, drains within the bound and releases the agent. Never fails. */
-  readonly cancel: Effect.Effect<void>
+  readonly cancel: Effect.Effect<DelegateShutdown>
   /** Waits until the agent has been shut down (by cancel, by the caller leaving, by its own end, or one-shot completion). */
-  readonly awaitShutdown: Effect.Effect<void>
+  readonly awaitShutdown: Effect.Effect<DelegateShutdown>
 }
 
 const DEFAULT_CAPACITY = 512
@@ -141,7 +156,8 @@ const start = <E, R>(
     const ops = yield* Mailbox.make<Submission>({ capacity })
     const events = yield* Mailbox.make<Event>({ capacity })
     const approvals = yield* FiberSet.make().pipe(Scope.extend(scope))
-    const isShutDown = yield* Deferred.make<void>()
+    const isShutDown = yield* Deferred.make<DelegateShutdown>()
+    const withdrawn: Array<string> = []
 
     const observeSubmission = options.onSubmission ?? (() => Effect.void)
     const observeEvents = options.onEvents
@@ -150,31 +166,37 @@ const start = <E, R>(
     const drainTimeout = options.drainTimeout ?? DEFAULT_DRAIN
 
     // Errors submitting to a closed agent are ignored everywhere (§8): the agent is gone, nothing waits.
-    const send = (submission: Submission) =>
-      observeSubmission(submission).pipe(Effect.zipRight(agent.submit(submission)), Effect.ignore)
+    const trySend = (submission: Submission) =>
+      observeSubmission(submission).pipe(Effect.zipRight(agent.submit(submission)), Effect.isSuccess)
+    const send = (submission: Submission) => Effect.asVoid(trySend(submission))
 
+    /** Reads the agent's events until its turn ends or it shuts down; says which, "ended" if the events end first. */
     const drain = Effect.gen(function* () {
       while (true) {
         const event = yield* agent.events.take
         if (observeEvents) yield* observeEvents([event])
-        if (isTurnEnd(event.msg) || event.msg.type === "shutdown_complete") return
+        if (isTurnEnd(event.msg) || event.msg.type === "shutdown_complete") return event.msg.type
       }
-    }).pipe(Effect.ignore)
+    }).pipe(Effect.orElseSucceed(() => "ended" as const))
 
     // §8: Interrupt, Shutdown, then drain until the turn ends or the bound passes. Never fails, never hangs.
     const shutdownAgent = Effect.gen(function* () {
       yield* FiberSet.clear(approvals) // §4: pending requests are withdrawn and answered `abort` first
       yield* ops.shutdown
-      yield* send({ id: "interrupt", op: { type: "interrupt" } })
-      yield* send({ id: "shutdown", op: { type: "shutdown" } })
-      yield* Effect.interruptible(drain).pipe(Effect.timeoutOption(drainTimeout))
+      const interrupted = yield* trySend({ id: "interrupt", op: { type: "interrupt" } })
+      const shutDown = yield* trySend({ id: "shutdown", op: { type: "shutdown" } })
+      const ended = yield* Effect.interruptible(drain).pipe(Effect.timeoutOption(drainTimeout))
+      const outcome: ShutdownOutcome = Option.match(ended, {
+        onNone: () => (interrupted && shutDown ? "drain_timeout" : "submit_failed"),
+        onSome: (last) => (last === "turn_aborted" ? "aborted" : "completed")
+      })
       yield* events.end
-      yield* Deferred.succeed(isShutDown, undefined)
+      yield* Deferred.succeed(isShutDown, { outcome, withdrawn: [...withdrawn] })
     })
     const shutdownOnce = yield* Effect.cached(Effect.uninterruptible(shutdownAgent))
     yield* Scope.addFinalizer(scope, shutdownOnce)
 
-    const handleApproval = approvalHandler(parent, agent, send, options)
+    const handleApproval = approvalHandler(parent, agent, send, options, (requestId) => withdrawn.push(requestId))
     // Closing our own scope must happen outside it: the closing fiber would otherwise interrupt itself.
     const closeFromOutside = Effect.asVoid(Effect.forkDaemon(Scope.close(scope, Exit.void)))
 
@@ -234,7 +256,7 @@ const start = <E, R>(
       report: (msg, id = "") => Effect.asVoid(events.offer({ id, msg })),
       status: agent.status,
       close: Effect.asVoid(events.shutdown),
-      cancel: Scope.close(scope, Exit.void),
+      cancel: Effect.zipRight(Scope.close(scope, Exit.void), Deferred.await(isShutDown)),
       awaitShutdown: Deferred.await(isShutDown)
     }
   })
@@ -258,7 +280,8 @@ const approvalHandler =
     parent: ParentService,
     agent: Agent,
     send: (submission: Submission) => Effect.Effect<void>,
-    options: DelegateOptions
+    options: DelegateOptions,
+    onWithdrawn: (requestId: string) => void
   ) =>
   (eventId: string, msg: ApprovalRequestMsg): Effect.Effect<void> => {
     const base = {
@@ -278,7 +301,10 @@ const approvalHandler =
         const a = yield* ask.pipe(
           Effect.orElseSucceed(() => failClosed),
           Effect.onInterrupt(() =>
-            parent.withdraw(request.requestId).pipe(Effect.zipRight(send({ id: eventId, op: answer(cancelled) })))
+            Effect.sync(() => onWithdrawn(request.requestId)).pipe(
+              Effect.zipRight(parent.withdraw(request.requestId)),
+              Effect.zipRight(send({ id: eventId, op: answer(cancelled) }))
+            )
           )
         )
         yield* send({ id: eventId, op: answer(a) })

@@ -7,7 +7,13 @@ import { type FileChanges, type Question, ReviewDecision, type ThreadId, UserInp
 import { Context, Data, Duration, Effect, Layer, Ref } from "effect"
 import type { InvalidInput } from "./errors.js"
 import { decode } from "./internal/decode.js"
-import { type Policy, policyExecDecision, policyPatchDecision, policyUserInputAnswers } from "./Policy.js"
+import {
+  type Policy,
+  policyExecDecision,
+  policyPatchDecision,
+  policyUserInputAnswers,
+  type RuleDecision
+} from "./Policy.js"
 
 /** What every request to a parent carries: who asks, from where in the tree, in which turn. */
 interface RequestBase {
@@ -142,14 +148,19 @@ export class Parent extends Context.Tag("@deputy/core/Parent")<Parent, ParentSer
   )
 }
 
-const noAnswerFromPolicy = (requestId: string) => Effect.fail(new NoAnswer({ requestId, reason: "no rule matched" }))
+const noAnswerFromPolicy = (requestId: string, reason: string) => Effect.fail(new NoAnswer({ requestId, reason }))
+
+/** `ask` leaves the request to someone else: alone, that is no answer (so denied, §5). */
+const ruled = (requestId: string, decision: RuleDecision): Effect.Effect<ReviewDecision, NoAnswer> =>
+  decision === "ask" ? noAnswerFromPolicy(requestId, "the policy asks a person") : Effect.succeed(decision)
 
 const makePolicy = (policy: Policy): ParentService => ({
-  requestExecApproval: (request) => Effect.sync(() => policyExecDecision(policy, request.command)),
-  requestPatchApproval: (request) => Effect.sync(() => policyPatchDecision(policy, Object.keys(request.changes))),
+  requestExecApproval: (request) => ruled(request.requestId, policyExecDecision(policy, request.command)),
+  requestPatchApproval: (request) =>
+    ruled(request.requestId, policyPatchDecision(policy, Object.keys(request.changes))),
   requestUserInput: (request) => {
     const response = policyUserInputAnswers(policy, request.questions)
-    return response ? Effect.succeed(response) : noAnswerFromPolicy(request.requestId)
+    return response ? Effect.succeed(response) : noAnswerFromPolicy(request.requestId, "no answer in the policy")
   },
   withdraw: () => Effect.void
 })

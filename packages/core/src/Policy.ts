@@ -3,14 +3,17 @@
  * glob), fixed answers to questions, and a default. Deny wins over allow; nothing matched gives the
  * default, which is `denied` unless the policy says otherwise. Policies are plain data, decoded by zod.
  */
-import type { Question, ReviewDecision, UserInputResponse } from "@deputy/protocol"
+import type { Question, UserInputResponse } from "@deputy/protocol"
 import type { Effect } from "effect"
 import picomatch from "picomatch"
 import { z } from "zod"
 import type { InvalidInput } from "./errors.js"
 import { decode } from "./internal/decode.js"
 
-const RuleDecision = z.enum(["approved", "approved_for_session", "denied"])
+/** What a rule says: a decision, or `ask` (leave it to a person or program; alone, that is no answer, so denied). */
+export const RuleDecision = z.enum(["approved", "approved_for_session", "denied", "ask"])
+/** What a rule says. */
+export type RuleDecision = z.output<typeof RuleDecision>
 
 const regex = z.string().refine((source) => {
   try {
@@ -59,19 +62,20 @@ const matchesExec = (rule: ExecRule, command: ReadonlyArray<string>) =>
     ? rule.prefix.length <= command.length && rule.prefix.every((word, i) => command[i] === word)
     : new RegExp(rule.regex).test(command.join(" "))
 
-/** Deny wins over allow; of allows, `approved_for_session` only if every match says so. */
-const combine = (decisions: ReadonlyArray<ReviewDecision>): ReviewDecision | undefined => {
+/** Deny wins, then ask, then allow; of allows, `approved_for_session` only if every match says so. */
+const combine = (decisions: ReadonlyArray<RuleDecision>): RuleDecision | undefined => {
   if (decisions.length === 0) return undefined
   if (decisions.includes("denied")) return "denied"
+  if (decisions.includes("ask")) return "ask"
   return decisions.every((d) => d === "approved_for_session") ? "approved_for_session" : "approved"
 }
 
 /** The policy's decision on a command. */
-export const policyExecDecision = (policy: Policy, command: ReadonlyArray<string>): ReviewDecision =>
+export const policyExecDecision = (policy: Policy, command: ReadonlyArray<string>): RuleDecision =>
   combine(policy.exec.filter((rule) => matchesExec(rule, command)).map((rule) => rule.decision)) ?? policy.default
 
 /** The policy's decision on a patch: every path must be allowed; one denied or unmatched path decides for all. */
-export const policyPatchDecision = (policy: Policy, paths: ReadonlyArray<string>): ReviewDecision => {
+export const policyPatchDecision = (policy: Policy, paths: ReadonlyArray<string>): RuleDecision => {
   const perPath = paths.map(
     (path) =>
       combine(

@@ -9,6 +9,13 @@ export {
   SpawnFailed,
   type SpawnOptions
 } from "./Agent.js"
+export {
+  AnswerMismatch,
+  ApprovalRegistry,
+  type ApprovalRegistryService,
+  type PendingRequest,
+  RequestNotPending
+} from "./ApprovalRegistry.js"
 export * as Delegate from "./Delegate.js"
 export { InvalidInput } from "./errors.js"
 export {
@@ -54,7 +61,8 @@ export {
   policy,
   policyExecDecision,
   policyPatchDecision,
-  policyUserInputAnswers
+  policyUserInputAnswers,
+  RuleDecision
 } from "./Policy.js"
 export { type ResumeOutcome, resumeWithFallback } from "./Resume.js"
 export {

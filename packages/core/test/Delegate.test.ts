@@ -178,7 +178,8 @@ describe("Delegate.interactive", () => {
             return delegate
           })
         )
-        yield* delegate.awaitShutdown
+        const shutdown = yield* delegate.awaitShutdown
+        assert.deepStrictEqual(shutdown, { outcome: "aborted", withdrawn: [`${THREAD}:call-1`] })
         assert.deepStrictEqual(yield* Ref.get(parent.withdrawn), [`${THREAD}:call-1`])
         const subs = yield* takeUntil(fake.submissions, "shutdown")
         assert.deepStrictEqual(opTypes(subs), ["exec_approval", "interrupt", "shutdown"])
@@ -329,7 +330,7 @@ describe("Delegate.interactive", () => {
       assert.isNull(yield* Fiber.poll(closing).pipe(Effect.map(Option.getOrNull)))
       yield* TestClock.adjust("1 millis")
       yield* Fiber.join(closing)
-      yield* delegate.awaitShutdown
+      assert.deepStrictEqual(yield* delegate.awaitShutdown, { outcome: "drain_timeout", withdrawn: [] })
     }).pipe(Effect.provide(denyAll))
   )
 
@@ -338,7 +339,7 @@ describe("Delegate.interactive", () => {
       const fake = yield* makeFakeAgent({ closed: true })
       const delegate = yield* Delegate.interactive(Effect.succeed(fake.agent)).pipe(Effect.scoped, Effect.fork)
       yield* TestClock.adjust("500 millis")
-      yield* (yield* Fiber.join(delegate)).awaitShutdown
+      assert.strictEqual((yield* (yield* Fiber.join(delegate)).awaitShutdown).outcome, "submit_failed")
     }).pipe(Effect.provide(denyAll))
   )
 

@@ -112,8 +112,8 @@ const make = (inner: ParentService) =>
         return yield* Effect.raceFirst(innerAnswer, Effect.map(Deferred.await(answer), fromRegistry))
       }).pipe(Effect.ensuring(remove(request.requestId)))
 
-    const answer = (requestId: string, given: Answer) =>
-      Effect.suspend(() => {
+    const answer = (requestId: string, given: Answer): Effect.Effect<void, RequestNotPending | AnswerMismatch> =>
+      Effect.suspend((): Effect.Effect<void, RequestNotPending | AnswerMismatch> => {
         const slot = slots.get(requestId)
         if (slot === undefined) return Effect.fail(new RequestNotPending({ requestId }))
         const wantsResponse = slot.entry.kind === "user_input"

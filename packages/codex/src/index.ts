@@ -1,7 +1,5 @@
 /** @deputy/codex: the Codex backends. */
 
-/** The exec backend (§26): `CodexExec.backend(options)`, `checkPolicy`, `ApprovalsUnsupported`, pointer helpers. */
-export * as CodexExec from "./Exec.js"
 export {
   /** One running `codex app-server`, shareable by several agents. */
   type AppServerProcess,
@@ -12,6 +10,8 @@ export {
   /** thread/start overrides: model, approvalPolicy, sandbox, config, developer instructions, events capacity. */
   type ThreadOptions
 } from "./AppServer.js"
+/** The exec backend (§26): `CodexExec.backend(options)`, `checkPolicy`, `ApprovalsUnsupported`, pointer helpers. */
+export * as CodexExec from "./Exec.js"
 /** Errors: BackendExited (the process ended under a request) and JsonRpcError (an error response). */
 export { BackendExited, JsonRpcError } from "./errors.js"
 /** The JSON-RPC 2.0 client over stdio lines (`make`, `Peer`, `Handlers`, `JsonRpcClient`, `RequestId`). */

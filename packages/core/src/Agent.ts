@@ -56,6 +56,8 @@ export interface SpawnOptions {
    * child's whole subtree.
    */
   readonly spawnChild?: SpawnChild
+  /** How deep this thread is: 0 (the default) at the top, its parent's depth + 1 for a nested sub-agent. */
+  readonly depth?: number
 }
 
 /** What an agent asks for when it spawns a nested sub-agent. */
@@ -66,6 +68,8 @@ export interface ChildRequest<R> {
   readonly input: string
   /** The child's name, shown with its approval requests. */
   readonly name?: string
+  /** Called once with the child's thread id as soon as the child exists, before its turn runs. */
+  readonly onStarted?: (threadId: ThreadId) => Effect.Effect<void>
 }
 
 /** How a nested sub-agent's one turn ended. */

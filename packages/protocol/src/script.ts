@@ -2,7 +2,9 @@
  * Scripts for the scripted backend (§24): a list of turns, each a list of steps, run one turn per
  * `user_input`. Every object is strict, so a misspelt field is an error rather than silently ignored.
  * Any string field of a step may hold `{{answer.<questionId>}}`, replaced when the step runs by the
- * first answer to that question given earlier in the thread (empty if none).
+ * first answer to that question given earlier in the thread (empty if none), and
+ * `{{child.<name>}}`, the last message of the thread's sub-agent of that name (empty if none). The
+ * nested scripts of a `spawn` step are left alone: each fills its own when it runs.
  */
 import { z } from "zod"
 import { FileChanges, Question } from "./approvals.js"
@@ -69,7 +71,28 @@ export const TokenCountStep = z.strictObject({
 /** Reports token usage. */
 export type TokenCountStep = z.output<typeof TokenCountStep>
 
-/** One step of a turn. (A `spawn` step, for a nested sub-agent, is planned: add it to this union.) */
+/** One nested sub-agent of a `spawn` step: a scripted agent playing `script`, given `input` as its one turn. */
+export const SpawnAgent = z.strictObject({
+  /** Names the child in its events, and its last message in `{{child.<name>}}`. */
+  name: z.string().min(1).optional(),
+  // A getter (zod's z.lazy for object fields): the schema is recursive, and the types follow.
+  get script(): typeof Script {
+    return Script
+  },
+  input: z.string()
+})
+/** One nested sub-agent of a `spawn` step. */
+export type SpawnAgent = z.output<typeof SpawnAgent>
+
+/**
+ * Starts every listed child at once as a nested sub-agent (on the same cwd), waits for all of them,
+ * and reports each as `sub_agent_started` / `sub_agent_ended`. Needs the agent to run under a ThreadManager.
+ */
+export const SpawnStep = z.strictObject({ type: z.literal("spawn"), agents: z.array(SpawnAgent).min(1) })
+/** Starts nested sub-agents and waits for them. */
+export type SpawnStep = z.output<typeof SpawnStep>
+
+/** One step of a turn. */
 export const ScriptStep = z.discriminatedUnion("type", [
   MessageStep,
   ReasoningStep,
@@ -78,7 +101,8 @@ export const ScriptStep = z.discriminatedUnion("type", [
   AskStep,
   SleepStep,
   FailStep,
-  TokenCountStep
+  TokenCountStep,
+  SpawnStep
 ])
 /** One step of a turn. */
 export type ScriptStep = z.output<typeof ScriptStep>

@@ -93,9 +93,13 @@ const oneShotAll = (
   onEvents?: (events: ReadonlyArray<Event>) => Effect.Effect<void>
 ) =>
   Effect.gen(function* () {
-    const delegate = yield* Delegate.oneShot(spawn, userText(text) as Extract<ReturnType<typeof userText>, { type: "user_input" }>, {
-      ...(onEvents === undefined ? {} : { onEvents })
-    })
+    const delegate = yield* Delegate.oneShot(
+      spawn,
+      userText(text) as Extract<ReturnType<typeof userText>, { type: "user_input" }>,
+      {
+        ...(onEvents === undefined ? {} : { onEvents })
+      }
+    )
     return Chunk.toReadonlyArray(yield* Stream.runCollect(delegate.events))
   })
 
@@ -109,22 +113,30 @@ const exitOfPid = (pid: number): boolean => {
 }
 
 describe("codex app-server backend (real Codex 0.169 + mock model)", () => {
-  it("§25 one turn: session_configured first, the assistant message, turn_complete", { timeout: TEST_TIMEOUT }, async () => {
-    const box = await sandbox({ responses: [{ steps: [{ type: "message", text: "Hello from codex", deltas: 3 }] }] })
-    const rec = recorder()
-    const events = await run(oneShotAll(backendFor(box).spawn({ cwd: box.cwd }), "say hello", rec.onEvents))
-    expect(rec.all[0]?.msg).toMatchObject({ type: "session_configured", backend: "codex", model: "mock-model" })
-    const configured = ofType(rec.all, "session_configured")[0]
-    expect(configured?.backendThreadId).toMatch(/^[0-9a-f-]{36}$/)
-    expect(configured?.backendThreadId).not.toBe(configured?.threadId)
-    expect(ofType(events, "agent_message").map((m) => m.message)).toEqual(["Hello from codex"])
-    expect(ofType(rec.all, "agent_message_delta").map((m) => m.delta).join("")).toBe("Hello from codex")
-    expect(ofType(rec.all, "token_count")[0]).toMatchObject({ inputTokens: 100, outputTokens: 10 })
-    const started = ofType(events, "turn_started")[0]
-    const completed = ofType(events, "turn_complete")[0]
-    expect(completed).toMatchObject({ turnId: started?.turnId, lastAgentMessage: "Hello from codex" })
-    expect(ofType(rec.all, "shutdown_complete")).toHaveLength(1)
-  })
+  it(
+    "§25 one turn: session_configured first, the assistant message, turn_complete",
+    { timeout: TEST_TIMEOUT },
+    async () => {
+      const box = await sandbox({ responses: [{ steps: [{ type: "message", text: "Hello from codex", deltas: 3 }] }] })
+      const rec = recorder()
+      const events = await run(oneShotAll(backendFor(box).spawn({ cwd: box.cwd }), "say hello", rec.onEvents))
+      expect(rec.all[0]?.msg).toMatchObject({ type: "session_configured", backend: "codex", model: "mock-model" })
+      const configured = ofType(rec.all, "session_configured")[0]
+      expect(configured?.backendThreadId).toMatch(/^[0-9a-f-]{36}$/)
+      expect(configured?.backendThreadId).not.toBe(configured?.threadId)
+      expect(ofType(events, "agent_message").map((m) => m.message)).toEqual(["Hello from codex"])
+      expect(
+        ofType(rec.all, "agent_message_delta")
+          .map((m) => m.delta)
+          .join("")
+      ).toBe("Hello from codex")
+      expect(ofType(rec.all, "token_count")[0]).toMatchObject({ inputTokens: 100, outputTokens: 10 })
+      const started = ofType(events, "turn_started")[0]
+      const completed = ofType(events, "turn_complete")[0]
+      expect(completed).toMatchObject({ turnId: started?.turnId, lastAgentMessage: "Hello from codex" })
+      expect(ofType(rec.all, "shutdown_complete")).toHaveLength(1)
+    }
+  )
 
   const execScenario = (name: string): ScenarioInput => ({
     responses: [
@@ -138,8 +150,17 @@ describe("codex app-server backend (real Codex 0.169 + mock model)", () => {
     const asked: Array<ReadonlyArray<string>> = []
     const rec = recorder()
     const events = await run(
-      oneShotAll(backendFor(box, { approvalPolicy: "untrusted", sandbox: "workspace-write" }).spawn({ cwd: box.cwd }), "write it", rec.onEvents),
-      { execApproval: (request) => (asked.push(request.command), "approved") }
+      oneShotAll(
+        backendFor(box, { approvalPolicy: "untrusted", sandbox: "workspace-write" }).spawn({ cwd: box.cwd }),
+        "write it",
+        rec.onEvents
+      ),
+      {
+        execApproval: (request) => {
+          asked.push(request.command)
+          return "approved"
+        }
+      }
     )
     expect(asked).toHaveLength(1)
     expect(asked[0]?.join(" ")).toContain("printf deputy > approved.txt")
@@ -157,7 +178,11 @@ describe("codex app-server backend (real Codex 0.169 + mock model)", () => {
     const box = await sandbox(execScenario("denied.txt"))
     const rec = recorder()
     await run(
-      oneShotAll(backendFor(box, { approvalPolicy: "untrusted", sandbox: "workspace-write" }).spawn({ cwd: box.cwd }), "write it", rec.onEvents),
+      oneShotAll(
+        backendFor(box, { approvalPolicy: "untrusted", sandbox: "workspace-write" }).spawn({ cwd: box.cwd }),
+        "write it",
+        rec.onEvents
+      ),
       { execApproval: () => "denied" }
     )
     expect(existsSync(join(box.cwd, "denied.txt"))).toBe(false)
@@ -167,64 +192,102 @@ describe("codex app-server backend (real Codex 0.169 + mock model)", () => {
     expect(ofType(rec.all, "exec_command_begin").length).toBe(ofType(rec.all, "exec_command_end").length)
   })
 
-  it("§3 a file-change approval carries the diff and, approved, changes the file", { timeout: TEST_TIMEOUT }, async () => {
-    const patch = "*** Begin Patch\n*** Add File: added.txt\n+from the mock\n*** Update File: hello.txt\n@@\n line1\n-line2\n+line2 changed\n*** End Patch"
-    const box = await sandbox(
-      {
-        responses: [
-          { name: "patch", steps: [{ type: "apply_patch", callId: "call-patch", patch }] },
-          { name: "after", match: { callOutput: "call-patch" }, steps: [{ type: "message", text: "patched" }] }
-        ]
-      },
-      { applyPatchTool: true }
-    )
-    await writeFile(join(box.cwd, "hello.txt"), "line1\nline2\n")
-    const changes: Array<unknown> = []
-    const rec = recorder()
-    await run(oneShotAll(backendFor(box, { approvalPolicy: "untrusted" }).spawn({ cwd: box.cwd }), "patch it", rec.onEvents), {
-      patchApproval: (request) => (changes.push(request.changes), "approved")
-    })
-    expect(await readFile(join(box.cwd, "added.txt"), "utf8")).toBe("from the mock\n")
-    expect(await readFile(join(box.cwd, "hello.txt"), "utf8")).toBe("line1\nline2 changed\n")
-    const keys = Object.keys(changes[0] as object)
-    const added = keys.find((k) => k.endsWith("added.txt"))
-    const updated = keys.find((k) => k.endsWith("hello.txt"))
-    expect((changes[0] as Record<string, unknown>)[added ?? ""]).toMatchObject({ type: "add", content: "from the mock\n" })
-    expect((changes[0] as Record<string, { unifiedDiff: string }>)[updated ?? ""]?.unifiedDiff).toContain("+line2 changed")
-    expect(ofType(rec.all, "patch_apply_end")).toMatchObject([{ callId: "call-patch", success: true }])
-  })
+  it(
+    "§3 a file-change approval carries the diff and, approved, changes the file",
+    { timeout: TEST_TIMEOUT },
+    async () => {
+      const patch =
+        "*** Begin Patch\n*** Add File: added.txt\n+from the mock\n*** Update File: hello.txt\n@@\n line1\n-line2\n+line2 changed\n*** End Patch"
+      const box = await sandbox(
+        {
+          responses: [
+            { name: "patch", steps: [{ type: "apply_patch", callId: "call-patch", patch }] },
+            { name: "after", match: { callOutput: "call-patch" }, steps: [{ type: "message", text: "patched" }] }
+          ]
+        },
+        { applyPatchTool: true }
+      )
+      await writeFile(join(box.cwd, "hello.txt"), "line1\nline2\n")
+      const changes: Array<unknown> = []
+      const rec = recorder()
+      await run(
+        oneShotAll(backendFor(box, { approvalPolicy: "untrusted" }).spawn({ cwd: box.cwd }), "patch it", rec.onEvents),
+        {
+          patchApproval: (request) => {
+            changes.push(request.changes)
+            return "approved"
+          }
+        }
+      )
+      expect(await readFile(join(box.cwd, "added.txt"), "utf8")).toBe("from the mock\n")
+      expect(await readFile(join(box.cwd, "hello.txt"), "utf8")).toBe("line1\nline2 changed\n")
+      const keys = Object.keys(changes[0] as object)
+      const added = keys.find((k) => k.endsWith("added.txt"))
+      const updated = keys.find((k) => k.endsWith("hello.txt"))
+      expect((changes[0] as Record<string, unknown>)[added ?? ""]).toMatchObject({
+        type: "add",
+        content: "from the mock\n"
+      })
+      expect((changes[0] as Record<string, { unifiedDiff: string }>)[updated ?? ""]?.unifiedDiff).toContain(
+        "+line2 changed"
+      )
+      expect(ofType(rec.all, "patch_apply_end")).toMatchObject([{ callId: "call-patch", success: true }])
+    }
+  )
 
-  it("§3 a user-input request is answered by the parent and the model sees the answer", { timeout: TEST_TIMEOUT }, async () => {
-    const box = await sandbox(
-      {
-        responses: [
-          {
-            name: "ask",
-            steps: [
-              {
-                type: "request_user_input",
-                callId: "call-ask",
-                questions: [{ id: "color", header: "Color", question: "Which color?", options: [{ label: "Red" }, { label: "Blue" }] }]
-              }
-            ]
-          },
-          { name: "answered", match: { callOutput: "call-ask", callOutputContains: "Blue" }, steps: [{ type: "message", text: "Blue it is" }] }
-        ]
-      },
-      { requestUserInput: true }
-    )
-    const events = await run(oneShotAll(backendFor(box).spawn({ cwd: box.cwd }), "ask me"), {
-      userInput: (request) => {
-        expect(request.questions[0]).toMatchObject({ id: "color", question: "Which color?", header: "Color" })
-        return { answers: { color: { answers: ["Blue"] } } }
-      }
-    })
-    expect(box.model.requests().map((r) => r.response)).toEqual(["ask", "answered"])
-    expect(ofType(events, "agent_message").map((m) => m.message)).toEqual(["Blue it is"])
-  })
+  it(
+    "§3 a user-input request is answered by the parent and the model sees the answer",
+    { timeout: TEST_TIMEOUT },
+    async () => {
+      const box = await sandbox(
+        {
+          responses: [
+            {
+              name: "ask",
+              steps: [
+                {
+                  type: "request_user_input",
+                  callId: "call-ask",
+                  questions: [
+                    {
+                      id: "color",
+                      header: "Color",
+                      question: "Which color?",
+                      options: [{ label: "Red" }, { label: "Blue" }]
+                    }
+                  ]
+                }
+              ]
+            },
+            {
+              name: "answered",
+              match: { callOutput: "call-ask", callOutputContains: "Blue" },
+              steps: [{ type: "message", text: "Blue it is" }]
+            }
+          ]
+        },
+        { requestUserInput: true }
+      )
+      const events = await run(oneShotAll(backendFor(box).spawn({ cwd: box.cwd }), "ask me"), {
+        userInput: (request) => {
+          expect(request.questions[0]).toMatchObject({ id: "color", question: "Which color?", header: "Color" })
+          return { answers: { color: { answers: ["Blue"] } } }
+        }
+      })
+      expect(box.model.requests().map((r) => r.response)).toEqual(["ask", "answered"])
+      expect(ofType(events, "agent_message").map((m) => m.message)).toEqual(["Blue it is"])
+    }
+  )
 
   const slowScenario: ScenarioInput = {
-    responses: [{ steps: [{ type: "delay", ms: 30_000 }, { type: "message", text: "too late" }] }]
+    responses: [
+      {
+        steps: [
+          { type: "delay", ms: 30_000 },
+          { type: "message", text: "too late" }
+        ]
+      }
+    ]
   }
 
   it("§25 interrupt in the middle of a long turn ends it with turn_aborted", { timeout: TEST_TIMEOUT }, async () => {
@@ -242,88 +305,124 @@ describe("codex app-server backend (real Codex 0.169 + mock model)", () => {
     expect(events.at(-1)?.msg).toMatchObject({ type: "turn_aborted", reason: "interrupted" })
   })
 
-  it("§4 cancelling while an approval is pending withdraws it, then Interrupt + Shutdown end the process", { timeout: TEST_TIMEOUT }, async () => {
-    const box = await sandbox(execScenario("never.txt"))
-    const withdrawn: Array<string> = []
-    const submissions: Array<Submission["op"]["type"]> = []
-    let proc: AppServerProcess | undefined
-    const asked = Deferred.unsafeMake<string>(undefined as never)
-    await run(
-      Effect.gen(function* () {
-        const backend = backendFor(box, { approvalPolicy: "untrusted", sandbox: "workspace-write" }, { onStart: (p) => (proc = p) })
-        const delegate = yield* Delegate.interactive(backend.spawn({ cwd: box.cwd }), {
-          onSubmission: (s) => Effect.sync(() => void submissions.push(s.op.type))
-        })
-        yield* delegate.submit(userText("write it"))
-        yield* Deferred.await(asked)
-        yield* delegate.cancel
-      }),
-      {
-        execApproval: (request, signal) =>
-          new Promise((resolve) => {
-            Deferred.unsafeDone(asked, Effect.succeed(request.requestId))
-            signal.addEventListener("abort", () => resolve(undefined))
-          }),
-        withdrawn: (requestId) => void withdrawn.push(requestId)
-      }
-    )
-    expect(withdrawn).toHaveLength(1)
-    expect(withdrawn[0]).toBe(Effect.runSync(Deferred.await(asked)))
-    expect(submissions).toEqual(["user_input", "exec_approval", "interrupt", "shutdown"])
-    expect(proc !== undefined && exitOfPid(proc.pid)).toBe(true)
-    expect(existsSync(join(box.cwd, "never.txt"))).toBe(false)
-  })
+  it(
+    "§4 cancelling while an approval is pending withdraws it, then Interrupt + Shutdown end the process",
+    { timeout: TEST_TIMEOUT },
+    async () => {
+      const box = await sandbox(execScenario("never.txt"))
+      const withdrawn: Array<string> = []
+      const submissions: Array<Submission["op"]["type"]> = []
+      let proc: AppServerProcess | undefined
+      const asked = Deferred.unsafeMake<string>(undefined as never)
+      await run(
+        Effect.gen(function* () {
+          const backend = backendFor(
+            box,
+            { approvalPolicy: "untrusted", sandbox: "workspace-write" },
+            {
+              onStart: (p) => {
+                proc = p
+              }
+            }
+          )
+          const delegate = yield* Delegate.interactive(backend.spawn({ cwd: box.cwd }), {
+            onSubmission: (s) => Effect.sync(() => void submissions.push(s.op.type))
+          })
+          yield* delegate.submit(userText("write it"))
+          yield* Deferred.await(asked)
+          yield* delegate.cancel
+        }),
+        {
+          execApproval: (request, signal) =>
+            new Promise((resolve) => {
+              Deferred.unsafeDone(asked, Effect.succeed(request.requestId))
+              signal.addEventListener("abort", () => resolve(undefined))
+            }),
+          withdrawn: (requestId) => void withdrawn.push(requestId)
+        }
+      )
+      expect(withdrawn).toHaveLength(1)
+      expect(withdrawn[0]).toBe(Effect.runSync(Deferred.await(asked)))
+      expect(submissions).toEqual(["user_input", "exec_approval", "interrupt", "shutdown"])
+      expect(proc !== undefined && exitOfPid(proc.pid)).toBe(true)
+      expect(existsSync(join(box.cwd, "never.txt"))).toBe(false)
+    }
+  )
 
-  it("§23 resume of a known thread continues it; an unknown id falls back to a fresh thread", { timeout: TEST_TIMEOUT }, async () => {
-    const box = await sandbox({
-      responses: [
-        { name: "first", match: { lastUserMessageContains: "remember" }, steps: [{ type: "message", text: "noted" }] },
-        { name: "second", match: { lastUserMessageContains: "again" }, times: 2, steps: [{ type: "message", text: "still here" }] }
-      ]
-    })
-    const first = recorder()
-    await run(oneShotAll(backendFor(box).spawn({ cwd: box.cwd }), "remember the word banana", first.onEvents))
-    const codexThread = ofType(first.all, "session_configured")[0]?.backendThreadId
-    expect(codexThread).toBeDefined()
-
-    const resumed = recorder()
-    const spawnResumed: SpawnOptions = { cwd: box.cwd, ...(codexThread === undefined ? {} : { backendThreadId: codexThread }) }
-    await run(oneShotAll(backendFor(box).spawn(spawnResumed), "again please", resumed.onEvents))
-    expect(ofType(resumed.all, "session_configured")[0]?.backendThreadId).toBe(codexThread)
-    expect(ofType(resumed.all, "warning").filter((w) => w.message.startsWith("resume failed"))).toEqual([])
-    const body = JSON.stringify(box.model.requests()[1]?.body)
-    expect(body).toContain("remember the word banana") // the history went with it
-
-    const fresh = recorder()
-    const unknown = "0190f0f0-0000-7000-8000-000000000000"
-    await run(oneShotAll(backendFor(box).spawn({ cwd: box.cwd, backendThreadId: unknown }), "again, fresh", fresh.onEvents))
-    const configured = ofType(fresh.all, "session_configured")[0]
-    expect(configured?.backendThreadId).not.toBe(unknown)
-    expect(configured?.backendThreadId).not.toBe(codexThread)
-    expect(ofType(fresh.all, "warning").map((w) => w.message)).toContainEqual(expect.stringContaining("resume failed, started fresh: no rollout found"))
-    expect(JSON.stringify(box.model.requests()[2]?.body)).not.toContain("banana")
-  })
-
-  it("§25 a SIGKILLed app-server ends its thread with error + turn_aborted within 2 s", { timeout: TEST_TIMEOUT }, async () => {
-    const box = await sandbox(slowScenario)
-    const result = await run(
-      Effect.gen(function* () {
-        const proc = yield* CodexAppServer.process(processOptions(box))
-        const delegate = yield* Delegate.interactive(CodexAppServer.backendOn(proc).spawn({ cwd: box.cwd }))
-        yield* delegate.submit(userText("take your time"))
-        yield* untilType(delegate, "turn_started")
-        const killedAt = Date.now()
-        yield* proc.signal("SIGKILL")
-        const rest = yield* Stream.runCollect(delegate.events).pipe(Effect.timeout("2 seconds"))
-        return { rest: Chunk.toReadonlyArray(rest), ms: Date.now() - killedAt }
+  it(
+    "§23 resume of a known thread continues it; an unknown id falls back to a fresh thread",
+    { timeout: TEST_TIMEOUT },
+    async () => {
+      const box = await sandbox({
+        responses: [
+          {
+            name: "first",
+            match: { lastUserMessageContains: "remember" },
+            steps: [{ type: "message", text: "noted" }]
+          },
+          {
+            name: "second",
+            match: { lastUserMessageContains: "again" },
+            times: 2,
+            steps: [{ type: "message", text: "still here" }]
+          }
+        ]
       })
-    )
-    expect(result.ms).toBeLessThan(2000)
-    expect(msgs(result.rest)).toEqual([
-      { type: "error", message: expect.stringContaining("codex app-server exited") },
-      expect.objectContaining({ type: "turn_aborted", reason: "backend_exited" })
-    ])
-  })
+      const first = recorder()
+      await run(oneShotAll(backendFor(box).spawn({ cwd: box.cwd }), "remember the word banana", first.onEvents))
+      const codexThread = ofType(first.all, "session_configured")[0]?.backendThreadId
+      expect(codexThread).toBeDefined()
+
+      const resumed = recorder()
+      const spawnResumed: SpawnOptions = {
+        cwd: box.cwd,
+        ...(codexThread === undefined ? {} : { backendThreadId: codexThread })
+      }
+      await run(oneShotAll(backendFor(box).spawn(spawnResumed), "again please", resumed.onEvents))
+      expect(ofType(resumed.all, "session_configured")[0]?.backendThreadId).toBe(codexThread)
+      expect(ofType(resumed.all, "warning").filter((w) => w.message.startsWith("resume failed"))).toEqual([])
+      const body = JSON.stringify(box.model.requests()[1]?.body)
+      expect(body).toContain("remember the word banana") // the history went with it
+
+      const fresh = recorder()
+      const unknown = "0190f0f0-0000-7000-8000-000000000000"
+      await run(
+        oneShotAll(backendFor(box).spawn({ cwd: box.cwd, backendThreadId: unknown }), "again, fresh", fresh.onEvents)
+      )
+      const configured = ofType(fresh.all, "session_configured")[0]
+      expect(configured?.backendThreadId).not.toBe(unknown)
+      expect(configured?.backendThreadId).not.toBe(codexThread)
+      expect(ofType(fresh.all, "warning").map((w) => w.message)).toContainEqual(
+        expect.stringContaining("resume failed, started fresh: no rollout found")
+      )
+      expect(JSON.stringify(box.model.requests()[2]?.body)).not.toContain("banana")
+    }
+  )
+
+  it(
+    "§25 a SIGKILLed app-server ends its thread with error + turn_aborted within 2 s",
+    { timeout: TEST_TIMEOUT },
+    async () => {
+      const box = await sandbox(slowScenario)
+      const result = await run(
+        Effect.gen(function* () {
+          const proc = yield* CodexAppServer.process(processOptions(box))
+          const delegate = yield* Delegate.interactive(CodexAppServer.backendOn(proc).spawn({ cwd: box.cwd }))
+          yield* delegate.submit(userText("take your time"))
+          yield* untilType(delegate, "turn_started")
+          const killedAt = Date.now()
+          yield* proc.signal("SIGKILL")
+          const rest = yield* Stream.runCollect(delegate.events).pipe(Effect.timeout("2 seconds"))
+          return { rest: Chunk.toReadonlyArray(rest), ms: Date.now() - killedAt }
+        })
+      )
+      expect(result.ms).toBeLessThan(2000)
+      expect(msgs(result.rest)).toEqual([
+        { type: "error", message: expect.stringContaining("codex app-server exited") },
+        expect.objectContaining({ type: "turn_aborted", reason: "backend_exited" })
+      ])
+    }
+  )
 
   it("§25 two threads share one app-server process", { timeout: TEST_TIMEOUT }, async () => {
     const box = await sandbox({

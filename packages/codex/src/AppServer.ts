@@ -30,11 +30,11 @@ import {
   type UserInputItem
 } from "@deputy/protocol"
 import { Deferred, Duration, Effect, Mailbox, type Scope, SubscriptionRef } from "effect"
-import { BackendExited, JsonRpcError } from "./errors.js"
-import { type Child, spawnChild } from "./internal/childProcess.js"
-import { childEnv } from "./internal/childEnv.js"
-import { resolveCodexCommand } from "./internal/codexBinary.js"
+import { BackendExited, type JsonRpcError } from "./errors.js"
 import * as Wire from "./internal/appServerWire.js"
+import { childEnv } from "./internal/childEnv.js"
+import { type Child, spawnChild } from "./internal/childProcess.js"
+import { resolveCodexCommand } from "./internal/codexBinary.js"
 import { shellWords } from "./internal/shellWords.js"
 import * as JsonRpc from "./JsonRpc.js"
 
@@ -127,9 +127,7 @@ const IGNORED_NOTIFICATIONS = new Set([
  * `experimentalApi`, then `initialized`). Closing the scope shuts the process down and ends every
  * thread still on it. Fails with SpawnFailed when the binary cannot start or initialize fails.
  */
-export const startProcess = (
-  options: ProcessOptions = {}
-): Effect.Effect<AppServerProcess, SpawnFailed, Scope.Scope> =>
+export const startProcess = (options: ProcessOptions = {}): Effect.Effect<AppServerProcess, SpawnFailed, Scope.Scope> =>
   Effect.gen(function* () {
     const cwd = options.cwd ?? process.cwd()
     const sinks = new Map<string, ThreadSink>()
@@ -190,6 +188,9 @@ export const startProcess = (
       { onNotification: notify, onRequest: request },
       PROCESS_NAME
     )
+    // Finalizers run last-added first: the child must be gone before the reader is interrupted, since
+    // a read pending on a live stdout cannot be interrupted (and would hold the scope open forever).
+    yield* Effect.addFinalizer(() => started.terminate)
     yield* Effect.forkScoped(Effect.flatMap(rpc.closed, endAll))
 
     const fail = (reason: string) => (cause: unknown) => {
@@ -246,8 +247,7 @@ const refuse = (rpc: JsonRpc.JsonRpcClient, request: JsonRpc.IncomingRequest): E
 /** A backend whose every agent gets its own app-server process, shut down with the agent. */
 export const backend = (options: ProcessOptions & ThreadOptions = {}): Backend => ({
   name,
-  spawn: (spawnOptions) =>
-    Effect.flatMap(startProcess(options), (proc) => spawnOn(proc, options, spawnOptions, true))
+  spawn: (spawnOptions) => Effect.flatMap(startProcess(options), (proc) => spawnOn(proc, options, spawnOptions, true))
 })
 
 /** A backend whose agents share `proc` (one thread each); shutting an agent down leaves the process running. */
@@ -302,7 +302,9 @@ const questionOf = (q: Wire.RequestUserInputQuestion): Question => ({
   id: q.id,
   question: q.question,
   ...(q.header ? { header: q.header } : {}),
-  ...(q.options ? { options: q.options.map((o) => ({ label: o.label, ...(o.description ? { description: o.description } : {}) })) } : {}),
+  ...(q.options
+    ? { options: q.options.map((o) => ({ label: o.label, ...(o.description ? { description: o.description } : {}) })) }
+    : {}),
   ...(q.isOther === true ? { isOther: true } : {}),
   ...(q.isSecret === true ? { isSecret: true } : {})
 })
@@ -324,7 +326,9 @@ const spawnOn = (
     const cwd = spawnOptions.cwd ?? proc.cwd
     const rpc = proc.rpc
     const grace = DEFAULT_GRACE
-    const events = yield* Mailbox.make<Event>({ capacity: Math.max(1, options.eventsCapacity ?? DEFAULT_EVENTS_CAPACITY) })
+    const events = yield* Mailbox.make<Event>({
+      capacity: Math.max(1, options.eventsCapacity ?? DEFAULT_EVENTS_CAPACITY)
+    })
     const status = yield* SubscriptionRef.make<AgentStatus>({ type: "pending_init" })
 
     const overrides = {
@@ -343,7 +347,9 @@ const spawnOn = (
       start: threadCall("thread/start", overrides),
       usable: (result) => result.thread.id.trim() !== ""
     }).pipe(
-      Effect.mapError((error) => new SpawnFailed({ backend: name, reason: `thread/start failed: ${error.message}`, cause: error }))
+      Effect.mapError(
+        (error) => new SpawnFailed({ backend: name, reason: `thread/start failed: ${error.message}`, cause: error })
+      )
     )
     const thread = outcome.value
     const codexThreadId = thread.thread.id
@@ -420,7 +426,10 @@ const spawnOn = (
       })
 
     const decodeOr = <S extends Parameters<typeof decode>[0]>(schema: S, method: string, params: unknown) =>
-      decode(schema, `codex ${method}`)(params).pipe(
+      decode(
+        schema,
+        `codex ${method}`
+      )(params).pipe(
         Effect.tapError((error) => Effect.logWarning(`${PROCESS_NAME}: skipped ${method}: ${error.message}`)),
         Effect.option
       )
@@ -508,9 +517,16 @@ const spawnOn = (
               return yield* endTurn(turnId, [{ type: "turn_aborted", turnId, reason: "interrupted" }])
             }
             const last = st.lastMessage
-            const complete: EventMsg = { type: "turn_complete", turnId, ...(last === undefined ? {} : { lastAgentMessage: last }) }
+            const complete: EventMsg = {
+              type: "turn_complete",
+              turnId,
+              ...(last === undefined ? {} : { lastAgentMessage: last })
+            }
             if (turn.status === "failed" && !st.errorReported.has(turnId)) {
-              return yield* endTurn(turnId, [{ type: "error", message: turn.error?.message ?? "turn failed" }, complete])
+              return yield* endTurn(turnId, [
+                { type: "error", message: turn.error?.message ?? "turn failed" },
+                complete
+              ])
             }
             return yield* endTurn(turnId, [complete])
           }
@@ -521,7 +537,9 @@ const spawnOn = (
             const item = Wire.ThreadItem.safeParse(p.value.item)
             if (!item.success) return // an item type deputy has no event for (userMessage, plan, mcpToolCall, …)
             const turnId = deputyTurn(p.value.turnId)
-            return yield* method === "item/started" ? onItemStarted(turnId, item.data) : onItemCompleted(turnId, item.data)
+            return yield* method === "item/started"
+              ? onItemStarted(turnId, item.data)
+              : onItemCompleted(turnId, item.data)
           }
           case "item/agentMessage/delta": {
             const p = yield* decodeOr(Wire.Delta, method, params)
@@ -575,7 +593,8 @@ const spawnOn = (
             return
           }
           default:
-            if (!IGNORED_NOTIFICATIONS.has(method)) yield* Effect.logDebug(`${PROCESS_NAME}: ignored notification ${method}`)
+            if (!IGNORED_NOTIFICATIONS.has(method))
+              yield* Effect.logDebug(`${PROCESS_NAME}: ignored notification ${method}`)
         }
       })
 
@@ -588,7 +607,10 @@ const spawnOn = (
           )
         switch (request.method) {
           case "item/commandExecution/requestApproval": {
-            const p = yield* decode(Wire.CommandApprovalParams, `codex ${request.method}`)(request.params).pipe(Effect.either)
+            const p = yield* decode(
+              Wire.CommandApprovalParams,
+              `codex ${request.method}`
+            )(request.params).pipe(Effect.either)
             if (p._tag === "Left") return yield* invalid(p.left)
             const { itemId, approvalId, reason } = p.right
             const turnId = deputyTurn(p.right.turnId)
@@ -606,7 +628,10 @@ const spawnOn = (
             })
           }
           case "item/fileChange/requestApproval": {
-            const p = yield* decode(Wire.FileChangeApprovalParams, `codex ${request.method}`)(request.params).pipe(Effect.either)
+            const p = yield* decode(
+              Wire.FileChangeApprovalParams,
+              `codex ${request.method}`
+            )(request.params).pipe(Effect.either)
             if (p._tag === "Left") return yield* invalid(p.left)
             const { itemId, reason, grantRoot } = p.right
             const turnId = deputyTurn(p.right.turnId)
@@ -622,7 +647,10 @@ const spawnOn = (
             })
           }
           case "item/tool/requestUserInput": {
-            const p = yield* decode(Wire.RequestUserInputParams, `codex ${request.method}`)(request.params).pipe(Effect.either)
+            const p = yield* decode(
+              Wire.RequestUserInputParams,
+              `codex ${request.method}`
+            )(request.params).pipe(Effect.either)
             if (p._tag === "Left") return yield* invalid(p.left)
             if (p.right.questions.length === 0) return yield* rpc.respond(request.id, { answers: {} })
             const turnId = deputyTurn(p.right.turnId)
@@ -662,7 +690,10 @@ const spawnOn = (
         const turnId = currentTurn()
         const last: Array<Event> = [{ id: turnId, msg: { type: "error", message } }]
         if (st.activeCodexTurn !== undefined) {
-          last.push(...closeOpenItems(), { id: turnId, msg: { type: "turn_aborted", turnId, reason: "backend_exited" } })
+          last.push(...closeOpenItems(), {
+            id: turnId,
+            msg: { type: "turn_aborted", turnId, reason: "backend_exited" }
+          })
         }
         return finish(last, { type: "errored", message })
       })

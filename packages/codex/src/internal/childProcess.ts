@@ -119,7 +119,7 @@ const start = (config: {
 
     return {
       pid,
-      output: Stream.fromAsyncIterable(stdout as AsyncIterable<string>, (cause) => cause),
+      output: readText(stdout),
       write: (line) =>
         Effect.sync(() => {
           if (proc.stdin?.writable === true) proc.stdin.write(`${line}\n`)
@@ -131,3 +131,26 @@ const start = (config: {
       stderrTail: () => tail
     }
   })
+
+/**
+ * A readable as an interruptible stream of text chunks. The readable is paused while a chunk waits
+ * for the reader (backpressure reaches the child through the pipe). Unlike an async iterator, a read
+ * pending here can be interrupted.
+ */
+const readText = (readable: NodeJS.ReadableStream): Stream.Stream<string, unknown> =>
+  Stream.async<string, unknown>((emit) => {
+    const onData = (chunk: string) => {
+      readable.pause()
+      void emit.single(chunk).then(() => readable.resume())
+    }
+    const onEnd = () => void emit.end()
+    const onError = (error: unknown) => void emit.fail(error)
+    readable.on("data", onData)
+    readable.once("end", onEnd)
+    readable.once("error", onError)
+    return Effect.sync(() => {
+      readable.off("data", onData)
+      readable.off("end", onEnd)
+      readable.off("error", onError)
+    })
+  }, 16)

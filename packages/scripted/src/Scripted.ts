@@ -1,14 +1,15 @@
 /**
  * The scripted backend (§24): an in-process agent that plays a Script, one turn per `user_input`.
  * An agent lives in the scope it was spawned in and owns there: a driver fiber that takes ops one
- * at a time, at most one turn fiber (which may own a child process), and the bounded events
- * mailbox. Closing that scope interrupts both fibers, kills the child and ends the events.
+ * at a time, at most one turn fiber (which may own a child process, or wait on nested sub-agents),
+ * and the bounded events mailbox. Closing that scope interrupts both fibers, kills the child process,
+ * cancels the sub-agents and ends the events.
  *
  * Events carry no time and no random id (the thread id aside), so the same script with the same
  * answers gives the same events. Steps that need no waiting are batched into one `offerAll`, so a
  * long run of deltas costs about one Effect per mailbox-full of events.
  */
-import { type Agent, AgentClosed, type Backend, type SpawnOptions } from "@deputy/core"
+import { type Agent, AgentClosed, type Backend, type SpawnChild, type SpawnOptions } from "@deputy/core"
 import {
   type AgentStatus,
   type Event,
@@ -18,6 +19,7 @@ import {
   type RolloutItem,
   type Script,
   type ScriptStep,
+  type SpawnAgent,
   type Submission,
   type ThreadId,
   type UserInputResponse
@@ -26,6 +28,7 @@ import type { CommandExecutor, FileSystem } from "@effect/platform"
 import { Cause, Deferred, Effect, Exit, Fiber, FiberSet, Mailbox, type Scope, SubscriptionRef } from "effect"
 import { runCommand } from "./internal/exec.js"
 import { applyChanges, resolvePath } from "./internal/patch.js"
+import { callIdOf, NO_SPAWN_CHILD, type Progress, progressOf, unfinishedOf } from "./internal/resume.js"
 import { fill, hasTemplate } from "./internal/template.js"
 
 /** The backend's name, in `session_configured` and rollouts. */
@@ -42,7 +45,8 @@ export interface Options {
   readonly cwd?: string
   /**
    * For a resumed or forked thread, its history so far: the agent goes on with the next script turn
-   * and remembers the answers and session approvals given (usually passed in the spawn options).
+   * and remembers the answers, session approvals and children's last messages (usually passed in the
+   * spawn options). A history that ends mid-turn is first continued where it stopped (internal/resume.ts).
    */
   readonly history?: ReadonlyArray<RolloutItem>
 }
@@ -84,7 +88,15 @@ export const spawn = (
       })
     )
     const turns = yield* FiberSet.make()
-    const play = player({ script, cwd, capacity, events, history: options.history ?? [] })
+    const play = player({
+      script,
+      cwd,
+      capacity,
+      events,
+      history: options.history ?? [],
+      depth: options.depth ?? 0,
+      ...(options.spawnChild === undefined ? {} : { spawnChild: options.spawnChild })
+    })
     yield* Effect.forkScoped(driver({ script, threadId, cwd, events, inbox, status, state, turns, play }))
 
     return {
@@ -127,10 +139,17 @@ interface Waiting {
 
 interface Player {
   readonly waiting: Waiting
-  /** Turns its history already played: the next input plays the script turn after them. */
+  /** Turns its history already played (the unfinished one included): the next input plays the script turn after them. */
   readonly turnsPlayed: number
-  /** Plays turn `index` of the script as turn `turnId`, ending it with turn_complete or turn_aborted unless interrupted. */
-  readonly playTurn: (turnId: string, index: number) => Effect.Effect<Outcome, never, Requirements>
+  /** The turn its history ended in the middle of, to go on with at start, and where. */
+  readonly unfinished?: { readonly turnId: string; readonly index: number; readonly progress: Progress }
+  /** Inputs its history submitted but never started, to start (in order) at start. */
+  readonly inputs: ReadonlyArray<string>
+  /**
+   * Plays turn `index` of the script as turn `turnId`, ending it with turn_complete or turn_aborted
+   * unless interrupted. With `progress`, goes on with a turn already started, from where it stopped.
+   */
+  readonly playTurn: (turnId: string, index: number, progress?: Progress) => Effect.Effect<Outcome, never, Requirements>
 }
 
 /**
@@ -143,15 +162,77 @@ const player = (config: {
   readonly capacity: number
   readonly events: Mailbox.Mailbox<Event>
   readonly history: ReadonlyArray<RolloutItem>
+  readonly depth: number
+  readonly spawnChild?: SpawnChild
 }): Player => {
-  const { script, cwd, capacity, events } = config
+  const { script, cwd, capacity, events, depth, spawnChild } = config
   const waiting: Waiting = { decisions: new Map(), responses: new Map() }
-  const { turnsPlayed, answers, sessionCommands, sessionPaths } = remember(config.history, cwd)
+  const memory = remember(config.history, cwd)
+  const { turnsPlayed, sessionCommands, sessionPaths } = memory
+  const { turn: cut, inputs } = unfinishedOf(config.history)
+  const unfinished =
+    cut === undefined
+      ? undefined
+      : {
+          turnId: cut.turnId,
+          index: cut.index,
+          progress: progressOf(script.turns[cut.index], cut.index, cut.turnId, cut.items)
+        }
   // Filling templates walks a step; only steps that use one pay for it.
   const compiled = script.turns.map((turn) => turn.steps.map((step) => ({ step, isTemplated: hasTemplate(step) })))
 
-  const playTurn = (turnId: string, index: number): Effect.Effect<Outcome, never, Requirements> =>
+  /**
+   * Runs one child of a spawn step to its end, reporting it to this turn: sub_agent_started once it
+   * exists, sub_agent_ended when it ends (an error when it cannot start). Interrupting it interrupts
+   * the child's spawnChild, which cancels the child (§4).
+   */
+  const runChild = (spawn: SpawnChild, child: SpawnAgent, turnId: string) => {
+    const named = child.name === undefined ? {} : { name: child.name }
+    let isStarted = false
+    const started = (threadId: ThreadId) =>
+      Effect.suspend(() => {
+        if (isStarted) return Effect.void
+        isStarted = true
+        return events.offer({ id: turnId, msg: { type: "sub_agent_started", threadId, ...named, depth: depth + 1 } })
+      }).pipe(Effect.asVoid)
+    return spawn({
+      backend: backend(child.script, { cwd, eventsCapacity: capacity }),
+      input: child.input,
+      ...named,
+      onStarted: started
+    }).pipe(
+      Effect.matchEffect({
+        onFailure: (error) =>
+          events.offer({
+            id: turnId,
+            msg: {
+              type: "error",
+              message: child.name === undefined ? error.message : `${child.name}: ${error.message}`
+            }
+          }),
+        onSuccess: (outcome) => {
+          if (child.name !== undefined) memory.children.set(child.name, outcome.lastAgentMessage ?? "")
+          return Effect.zipRight(
+            started(outcome.threadId), // in case the spawner never called onStarted
+            events.offer({
+              id: turnId,
+              msg: {
+                type: "sub_agent_ended",
+                threadId: outcome.threadId,
+                ...named,
+                status: outcome.status,
+                ...(outcome.lastAgentMessage === undefined ? {} : { lastAgentMessage: outcome.lastAgentMessage })
+              }
+            })
+          )
+        }
+      })
+    )
+  }
+
+  const playTurn = (turnId: string, index: number, progress?: Progress): Effect.Effect<Outcome, never, Requirements> =>
     Effect.gen(function* () {
+      const replayed = new Map(progress?.decisions)
       let out: Array<Event> = []
       const emit = (msg: EventMsg) => {
         out.push({ id: turnId, msg })
@@ -174,6 +255,11 @@ const player = (config: {
       }
       const decide = (key: string, request: EventMsg) =>
         Effect.gen(function* () {
+          const given = replayed.get(key) // resumed mid-turn: answered before the crash, not asked again
+          if (given !== undefined) {
+            replayed.delete(key)
+            return given
+          }
           const slot = yield* Deferred.make<ReviewDecision>()
           waiting.decisions.set(key, slot) // before the request leaves, so no answer can miss it
           emit(request)
@@ -183,18 +269,20 @@ const player = (config: {
       const end = (last: EventMsg) => Effect.as(flush, { _tag: "Ended", last } as const)
       const aborted = end({ type: "turn_aborted", turnId, reason: "interrupted" })
 
-      emit({ type: "turn_started", turnId })
+      if (progress === undefined) emit({ type: "turn_started", turnId }) // a resumed turn has its own already
       const turn = script.turns[index]
       const steps = compiled[index]
       if (turn === undefined || steps === undefined) {
         emit({ type: "error", message: `script has no turn ${index + 1} (it has ${script.turns.length})` })
         return yield* end({ type: "turn_complete", turnId })
       }
-      let lastAgentMessage: string | undefined
+      let lastAgentMessage = progress?.lastAgentMessage
+      const from = progress?.from ?? 0
       for (let round = 0; round < turn.repeat; round++) {
         for (let stepIndex = 0; stepIndex < steps.length; stepIndex++) {
+          if (round * steps.length + stepIndex < from) continue // done before the history was cut
           const { step: raw, isTemplated } = steps[stepIndex]!
-          const step: ScriptStep = isTemplated ? fill(raw, answers) : raw
+          const step: ScriptStep = isTemplated ? fill(raw, memory) : raw
           switch (step.type) {
             case "message":
             case "reasoning": {
@@ -242,7 +330,7 @@ const player = (config: {
                 Effect.ensuring(Effect.sync(() => waiting.responses.delete(key)))
               )
               for (const question of step.questions) {
-                answers.set(question.id, response.answers[question.id]?.answers[0] ?? "")
+                memory.answers.set(question.id, response.answers[question.id]?.answers[0] ?? "")
               }
               break
             }
@@ -294,6 +382,19 @@ const player = (config: {
               emit({ type: "patch_apply_end", callId, turnId, ...result })
               break
             }
+            case "spawn": {
+              yield* flush // children report straight to the mailbox, after what came before
+              if (spawnChild === undefined) {
+                emit({ type: "error", message: NO_SPAWN_CHILD })
+                break
+              }
+              // All at once; each reports as it starts and ends. Interrupting the turn interrupts them all.
+              yield* Effect.forEach(step.agents, (child) => runChild(spawnChild, child, turnId), {
+                concurrency: "unbounded",
+                discard: true
+              })
+              break
+            }
           }
           if (out.length >= capacity) yield* flush
         }
@@ -305,13 +406,14 @@ const player = (config: {
       })
     })
 
-  return { waiting, turnsPlayed, playTurn }
+  return { waiting, turnsPlayed, ...(unfinished === undefined ? {} : { unfinished }), inputs, playTurn }
 }
 
-/** What a resumed or forked thread remembers from its history (§12, §17): turns played, answers, session approvals. */
+/** What a resumed or forked thread remembers from its history (§12, §17): turns played, answers, session approvals, children. */
 const remember = (history: ReadonlyArray<RolloutItem>, cwd: string) => {
   let turnsPlayed = 0
   const answers = new Map<string, string>()
+  const children = new Map<string, string>()
   const sessionCommands = new Set<string>()
   const sessionPaths = new Set<string>()
   const requests = new Map<string, EventMsg>() // keyed as in Waiting
@@ -319,11 +421,14 @@ const remember = (history: ReadonlyArray<RolloutItem>, cwd: string) => {
     if (item.type === "event") {
       const { id, msg } = item.event
       if (msg.type === "turn_started") turnsPlayed++
+      else if (msg.type === "sub_agent_ended" && msg.name !== undefined)
+        children.set(msg.name, msg.lastAgentMessage ?? "")
       else if (msg.type === "exec_approval_request") requests.set(`exec:${msg.approvalId ?? msg.callId}`, msg)
       else if (msg.type === "apply_patch_approval_request") requests.set(`patch:${msg.callId}`, msg)
       else if (msg.type === "request_user_input") requests.set(`input:${id}`, msg)
       continue
     }
+    if (item.type !== "submission") continue // a terminal record: how an earlier run ended
     const op = item.submission.op
     if (op.type === "exec_approval" && op.decision === "approved_for_session") {
       const request = requests.get(`exec:${op.id}`)
@@ -342,14 +447,10 @@ const remember = (history: ReadonlyArray<RolloutItem>, cwd: string) => {
       }
     }
   }
-  return { turnsPlayed, answers, sessionCommands, sessionPaths }
+  return { turnsPlayed, answers, children, sessionCommands, sessionPaths }
 }
 
 type DeltaType = "agent_message_delta" | "agent_reasoning_delta"
-
-/** Deterministic (§24): `call-<turn>-<step>`, with `-<round>` when the turn repeats. */
-const callIdOf = (turnIndex: number, stepIndex: number, round: number, repeat: number) =>
-  repeat > 1 ? `call-${turnIndex}-${stepIndex}-${round}` : `call-${turnIndex}-${stepIndex}`
 
 /**
  * The op side: takes ops one at a time, starts turns (queueing inputs that arrive during one),
@@ -379,14 +480,15 @@ const driver = (config: {
 
     const warn = (id: string, message: string) => events.offer({ id, msg: { type: "warning", message } })
 
-    const startTurn = (turnId: string) =>
+    // `resumed`: the turn the history ended in the middle of, to go on with (its index is already counted).
+    const startTurn = (turnId: string, resumed?: NonNullable<Player["unfinished"]>) =>
       Effect.gen(function* () {
         const seq = nextSeq++
-        const index = nextTurnIndex++
+        const index = resumed?.index ?? nextTurnIndex++
         yield* SubscriptionRef.set(status, { type: "running", turnId })
         const fiber = yield* FiberSet.run(
           turns,
-          play.playTurn(turnId, index).pipe(
+          play.playTurn(turnId, index, resumed?.progress).pipe(
             Effect.exit,
             Effect.flatMap((exit) => inbox.offer({ _tag: "TurnDone", seq, exit }))
           )
@@ -485,6 +587,13 @@ const driver = (config: {
     }
     yield* events.offerAll(startup)
     yield* SubscriptionRef.set(status, { type: "idle" })
+    // §24: work the history left undone (a crash mid-turn) goes on first, pending requests asked again.
+    pending.push(...play.inputs)
+    if (play.unfinished !== undefined) yield* startTurn(play.unfinished.turnId, play.unfinished)
+    else {
+      const next = pending.shift()
+      if (next !== undefined) yield* startTurn(next)
+    }
 
     while (!isDone) {
       const [messages] = yield* inbox.takeAll

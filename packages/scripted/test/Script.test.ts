@@ -111,3 +111,64 @@ describe("Script", () => {
     }).pipe(Effect.provide(NodeContext.layer))
   )
 })
+
+describe("Script, spawn steps", () => {
+  const nested = `
+turns:
+  - steps:
+      - type: spawn
+        agents:
+          - name: lint
+            input: check it
+            script:
+              turns:
+                - steps:
+                    - type: spawn
+                      agents: [{ input: deeper, script: { turns: [{ steps: [{ type: message, text: leaf }] }] } }]
+          - input: "{{answer.x}}"
+            script: { name: helper, turns: [] }
+`
+
+  it.effect("§24 a nested spawn script parses, children's scripts with their defaults", () =>
+    Effect.gen(function* () {
+      const script = yield* parseScript(nested, "tree.yaml")
+      const step = script.turns[0]?.steps[0]
+      assert.strictEqual(step?.type, "spawn")
+      if (step?.type !== "spawn") return
+      assert.strictEqual(step.agents.length, 2)
+      assert.strictEqual(step.agents[0]?.name, "lint")
+      const inner = step.agents[0]?.script.turns[0]?.steps[0]
+      assert.deepStrictEqual(inner, {
+        type: "spawn",
+        agents: [{ input: "deeper", script: { turns: [{ repeat: 1, steps: [{ type: "message", text: "leaf" }] }] } }]
+      })
+      assert.deepStrictEqual(step.agents[1], { input: "{{answer.x}}", script: { name: "helper", turns: [] } })
+    })
+  )
+
+  it.effect("§24 a bad field deep in a nested script is InvalidInput naming its full path", () =>
+    Effect.gen(function* () {
+      const text = JSON.stringify({
+        turns: [
+          {
+            steps: [
+              { type: "spawn", agents: [{ input: "go", script: { turns: [{ steps: [{ type: "sleep", ms: -1 }] }] } }] }
+            ]
+          }
+        ]
+      })
+      const issues = yield* issuesOf(text, "s.json")
+      assert.strictEqual(issues.length, 1)
+      assert.match(issues[0]!, /^turns\.0\.steps\.0\.agents\.0\.script\.turns\.0\.steps\.0\.ms: Too small/)
+      const none = yield* issuesOf(JSON.stringify({ turns: [{ steps: [{ type: "spawn", agents: [] }] }] }), "s.json")
+      assert.match(none[0]!, /^turns\.0\.steps\.0\.agents: Too small/)
+      const misspelt = yield* issuesOf(
+        JSON.stringify({
+          turns: [{ steps: [{ type: "spawn", agents: [{ input: "", script: { turns: [] }, nme: "a" }] }] }]
+        }),
+        "s.json"
+      )
+      assert.match(misspelt[0]!, /^turns\.0\.steps\.0\.agents\.0: Unrecognized key: "nme"/)
+    })
+  )
+})

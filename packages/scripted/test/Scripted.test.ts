@@ -1,18 +1,36 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
-import { type Agent, Delegate, Parent } from "@deputy/core"
-import { type AgentStatus, type EventMsg, type Op, type RolloutItem, Script, userText } from "@deputy/protocol"
+import {
+  type Agent,
+  type ChildOutcome,
+  type ChildRequest,
+  Delegate,
+  Parent,
+  type SpawnChild,
+  SpawnFailed,
+  type SpawnOptions
+} from "@deputy/core"
+import {
+  type AgentStatus,
+  type Event,
+  type EventMsg,
+  type Op,
+  type RolloutItem,
+  Script,
+  type ThreadId,
+  userText
+} from "@deputy/protocol"
 import { FileSystem } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { assert, describe, it, layer } from "@effect/vitest"
-import { Chunk, Effect, Exit, Fiber, Option, Scope, Stream, TestClock } from "effect"
+import { Chunk, Deferred, Effect, Exit, Fiber, Option, Scope, Stream, TestClock } from "effect"
 import type { z } from "zod"
 import { Scripted } from "../src/index.js"
 import { answerAll, drain, messagesOf, playTurn, THREAD, takeUntil, types } from "./fixtures/harness.js"
 
 const script = (input: z.input<typeof Script>) => Script.parse(input)
 
-const spawn = (input: z.input<typeof Script>, options: Scripted.Options = {}) =>
+const spawn = (input: z.input<typeof Script>, options: Scripted.Options & SpawnOptions = {}) =>
   Scripted.spawn(script(input), { threadId: THREAD, cwd: "/work", ...options })
 
 /** Reads the startup events (session_configured, …) so the next read belongs to a turn. */
@@ -812,3 +830,348 @@ const waitForPid = (path: string): Effect.Effect<number> =>
     const text = existsSync(path) ? readFileSync(path, "utf8").trim() : ""
     return text === "" ? Effect.zipRight(Effect.sleep("10 millis"), waitForPid(path)) : Effect.succeed(Number(text))
   })
+
+/** Plays the ThreadManager's side of spawn steps: records each request and holds it until the test ends the child. */
+const fakeSpawner = (names: ReadonlyArray<string>) =>
+  Effect.gen(function* () {
+    const requests: Array<ChildRequest<Scripted.Requirements>> = []
+    const interrupted: Array<string> = []
+    const endings = new Map<string, Deferred.Deferred<ChildOutcome, SpawnFailed>>()
+    for (const name of names) endings.set(name, yield* Deferred.make<ChildOutcome, SpawnFailed>())
+    const spawnChild: SpawnChild = (request) =>
+      Effect.gen(function* () {
+        const name = request.name ?? "?"
+        requests.push(request as ChildRequest<unknown> as ChildRequest<Scripted.Requirements>)
+        yield* request.onStarted?.(childId(name)) ?? Effect.void
+        return yield* Deferred.await(endings.get(name)!)
+      }).pipe(Effect.onInterrupt(() => Effect.sync(() => interrupted.push(request.name ?? "?"))))
+    /** Ends child `name` with `lastAgentMessage`. */
+    const end = (name: string, lastAgentMessage?: string) => {
+      const outcome: ChildOutcome = {
+        threadId: childId(name),
+        status: "completed",
+        ...(lastAgentMessage === undefined ? {} : { lastAgentMessage })
+      }
+      return Deferred.succeed(endings.get(name)!, outcome)
+    }
+    const fail = (name: string) =>
+      Deferred.fail(endings.get(name)!, new SpawnFailed({ backend: "scripted", reason: `no room for ${name}` }))
+    return { spawnChild, requests, interrupted, end, fail }
+  })
+
+const childId = (name: string) => `00000000-0000-4000-8000-0000000000${name === "a" ? "0a" : "0b"}` as ThreadId
+
+const childScript = (text: string): z.input<typeof Script> => ({ turns: [{ steps: [{ type: "message", text }] }] })
+
+const countOf = (type: EventMsg["type"], n: number) => {
+  let seen = 0
+  return (event: Event) => event.msg.type === type && ++seen === n
+}
+
+describe("Scripted agent, spawn steps", () => {
+  const tree: z.input<typeof Script> = {
+    turns: [
+      {
+        steps: [
+          { type: "ask", questions: [{ id: "topic", question: "?" }] },
+          {
+            type: "spawn",
+            agents: [
+              { name: "a", input: "review {{answer.topic}}", script: childScript("A says {{answer.topic}}") },
+              { name: "b", input: "test it", script: childScript("B") }
+            ]
+          },
+          { type: "message", text: "a: {{child.a}}; b: {{child.b}}; c: {{child.c}}" }
+        ]
+      }
+    ]
+  }
+
+  it.scoped("§24 spawn starts every child at once, reports each, and later steps read {{child.<name>}}", () =>
+    Effect.gen(function* () {
+      const fake = yield* fakeSpawner(["a", "b"])
+      const agent = yield* spawn(tree, { spawnChild: fake.spawnChild, depth: 1 })
+      yield* started(agent)
+      yield* agent.submit({ id: "t1", op: userText("go") })
+      // Both children exist before either ends: they run concurrently.
+      const first = yield* takeUntil(agent, countOf("sub_agent_started", 2), answerAll("approved", { topic: "auth" }))
+      assert.deepStrictEqual(
+        fake.requests.map((r) => [r.name, r.input, r.backend.name]),
+        [
+          ["a", "review auth", "scripted"],
+          ["b", "test it", "scripted"]
+        ]
+      )
+      assert.deepStrictEqual(messagesOf(first, "sub_agent_started"), [
+        { type: "sub_agent_started", threadId: childId("a"), name: "a", depth: 2 },
+        { type: "sub_agent_started", threadId: childId("b"), name: "b", depth: 2 }
+      ])
+      yield* fake.end("b", "B done")
+      yield* fake.end("a")
+      const rest = yield* takeUntil(agent, (e) => e.msg.type === "turn_complete")
+      assert.deepStrictEqual(
+        rest.map((e) => [e.id, e.msg]),
+        [
+          [
+            "t1",
+            {
+              type: "sub_agent_ended",
+              threadId: childId("b"),
+              name: "b",
+              status: "completed",
+              lastAgentMessage: "B done"
+            }
+          ],
+          ["t1", { type: "sub_agent_ended", threadId: childId("a"), name: "a", status: "completed" }],
+          ["t1", { type: "agent_message", message: "a: ; b: B done; c: " }],
+          ["t1", { type: "turn_complete", turnId: "t1", lastAgentMessage: "a: ; b: B done; c: " }]
+        ]
+      )
+    }).pipe(Effect.provide(NodeContext.layer))
+  )
+
+  it.scoped("§24 a child's backend plays its own script in the parent's cwd, filling its own templates", () =>
+    Effect.gen(function* () {
+      const fake = yield* fakeSpawner(["a", "b"])
+      const agent = yield* spawn(tree, { spawnChild: fake.spawnChild })
+      yield* started(agent)
+      yield* agent.submit({ id: "t1", op: userText("go") })
+      yield* takeUntil(agent, countOf("sub_agent_started", 2), answerAll("approved", { topic: "auth" }))
+      const child = yield* fake.requests[0]!.backend.spawn({ threadId: childId("a") })
+      const startup = yield* started(child)
+      assert.deepStrictEqual(startup[0]?.msg, {
+        type: "session_configured",
+        threadId: childId("a"),
+        backend: "scripted",
+        cwd: "/work"
+      })
+      // The child has no answers of its own: the parent's were not substituted into its script.
+      assert.deepStrictEqual(messagesOf(yield* playTurn(child, "c1"), "agent_message"), [
+        { type: "agent_message", message: "A says " }
+      ])
+    }).pipe(Effect.provide(NodeContext.layer))
+  )
+
+  it.scoped("§24 a child that cannot start is an error event; its siblings and the turn go on", () =>
+    Effect.gen(function* () {
+      const fake = yield* fakeSpawner(["a", "b"])
+      const agent = yield* spawn(tree, { spawnChild: fake.spawnChild })
+      yield* started(agent)
+      yield* agent.submit({ id: "t1", op: userText("go") })
+      yield* takeUntil(agent, countOf("sub_agent_started", 2), answerAll("approved"))
+      yield* fake.fail("a")
+      yield* fake.end("b", "ok")
+      const rest = yield* takeUntil(agent, (e) => e.msg.type === "turn_complete")
+      assert.deepStrictEqual(types(rest), ["error", "sub_agent_ended", "agent_message", "turn_complete"])
+      assert.deepStrictEqual(rest[0]?.msg, {
+        type: "error",
+        message: "a: scripted could not start an agent: no room for a"
+      })
+      assert.deepStrictEqual(messagesOf(rest, "agent_message")[0]?.message, "a: ; b: ok; c: ")
+    }).pipe(Effect.provide(NodeContext.layer))
+  )
+
+  it.scoped("§24 without spawnChild (no ThreadManager) spawn is an error event and the turn goes on", () =>
+    Effect.gen(function* () {
+      const agent = yield* spawn(tree)
+      yield* started(agent)
+      const events = yield* playTurn(agent, "t1", answerAll("approved", { topic: "x" }))
+      assert.deepStrictEqual(types(events), [
+        "turn_started",
+        "request_user_input",
+        "error",
+        "agent_message",
+        "turn_complete"
+      ])
+      assert.deepStrictEqual(messagesOf(events, "error"), [{ type: "error", message: "spawn needs a ThreadManager" }])
+    }).pipe(Effect.provide(NodeContext.layer))
+  )
+
+  it.scoped("§4 interrupting the turn interrupts every pending spawnChild (cancellation reaches the children)", () =>
+    Effect.gen(function* () {
+      const fake = yield* fakeSpawner(["a", "b"])
+      const agent = yield* spawn(tree, { spawnChild: fake.spawnChild })
+      yield* started(agent)
+      yield* agent.submit({ id: "t1", op: userText("go") })
+      yield* takeUntil(agent, countOf("sub_agent_started", 2), answerAll("approved"))
+      yield* agent.submit({ id: "stop", op: { type: "interrupt" } })
+      const rest = yield* takeUntil(agent, (e) => e.msg.type === "turn_aborted")
+      assert.deepStrictEqual(types(rest), ["turn_aborted"])
+      assert.deepStrictEqual([...fake.interrupted].sort(), ["a", "b"])
+    }).pipe(Effect.provide(NodeContext.layer))
+  )
+
+  it.scoped("§12 a resumed agent remembers its children's last messages", () =>
+    Effect.gen(function* () {
+      const at = "2025-01-01T00:00:00.000Z"
+      const history: Array<RolloutItem> = [
+        { type: "submission", at, submission: { id: "t1", op: userText("go") } },
+        { type: "event", at, event: { id: "t1", msg: { type: "turn_started", turnId: "t1" } } },
+        {
+          type: "event",
+          at,
+          event: {
+            id: "t1",
+            msg: {
+              type: "sub_agent_ended",
+              threadId: childId("a"),
+              name: "a",
+              status: "completed",
+              lastAgentMessage: "hi"
+            }
+          }
+        },
+        { type: "event", at, event: { id: "t1", msg: { type: "turn_complete", turnId: "t1" } } }
+      ]
+      const agent = yield* spawn(
+        { turns: [{ steps: [] }, { steps: [{ type: "message", text: "a said {{child.a}}" }] }] },
+        { history }
+      )
+      yield* started(agent)
+      assert.deepStrictEqual(messagesOf(yield* playTurn(agent, "t2"), "agent_message"), [
+        { type: "agent_message", message: "a said hi" }
+      ])
+    }).pipe(Effect.provide(NodeContext.layer))
+  )
+})
+
+layer(NodeContext.layer, { excludeTestServices: true })("Scripted agent, resumed mid-turn", (it) => {
+  const inTempDir = Effect.flatMap(FileSystem.FileSystem, (fs) =>
+    fs.makeTempDirectoryScoped({ prefix: "deputy-scripted-" })
+  )
+  const at = "2025-01-01T00:00:00.000Z"
+  const event = (id: string, msg: EventMsg): RolloutItem => ({ type: "event", at, event: { id, msg } })
+  const submission = (id: string, op: Op): RolloutItem => ({ type: "submission", at, submission: { id, op } })
+  /** Turn 0: a message, a command appending to `log`, a message; turn 1: one message. */
+  const twoTurns = (dir: string): z.input<typeof Script> => ({
+    turns: [
+      {
+        steps: [
+          { type: "message", text: "before" },
+          { type: "exec", command: ["sh", "-c", `echo ran >> ${join(dir, "log")}`] },
+          { type: "message", text: "after" }
+        ]
+      },
+      { steps: [{ type: "message", text: "second" }] }
+    ]
+  })
+  const request = (dir: string): EventMsg => ({
+    type: "exec_approval_request",
+    callId: "call-0-1",
+    turnId: "t1",
+    command: ["sh", "-c", `echo ran >> ${join(dir, "log")}`],
+    cwd: dir
+  })
+
+  it.scoped(
+    "§24 a history cut while an approval was pending: the same request is asked again, then the turn ends",
+    () =>
+      Effect.gen(function* () {
+        const dir = yield* inTempDir
+        const history: Array<RolloutItem> = [
+          submission("t1", userText("go")),
+          event("t1", { type: "turn_started", turnId: "t1" }),
+          event("t1", { type: "agent_message", message: "before" }),
+          event("t1", request(dir))
+        ]
+        const agent = yield* spawn(twoTurns(dir), { cwd: dir, history })
+        assert.strictEqual((yield* agent.events.take).msg.type, "session_configured")
+        const asked = yield* agent.events.take
+        assert.deepStrictEqual(asked, { id: "t1", msg: request(dir) }) // same event id, call id and turn id
+        assert.deepStrictEqual(yield* agent.status.get, { type: "running", turnId: "t1" })
+        yield* agent.submit({ id: "a1", op: answerAll("approved")(asked)! })
+        const rest = yield* takeUntil(agent, (e) => isTurnEndOf(e, "t1"))
+        assert.deepStrictEqual(types(rest), [
+          "exec_command_begin",
+          "exec_command_end",
+          "agent_message",
+          "turn_complete"
+        ])
+        assert.deepStrictEqual(rest.at(-1)?.msg, { type: "turn_complete", turnId: "t1", lastAgentMessage: "after" })
+        assert.strictEqual(readFileSync(join(dir, "log"), "utf8"), "ran\n")
+        // The next input plays the next script turn.
+        assert.deepStrictEqual(messagesOf(yield* playTurn(agent, "t2"), "agent_message"), [
+          { type: "agent_message", message: "second" }
+        ])
+      })
+  )
+
+  it.scoped("§24 a history cut after a finished command: it is not run again; the turn goes on after it", () =>
+    Effect.gen(function* () {
+      const dir = yield* inTempDir
+      const history: Array<RolloutItem> = [
+        submission("t1", userText("go")),
+        event("t1", { type: "turn_started", turnId: "t1" }),
+        event("t1", { type: "agent_message", message: "before" }),
+        event("t1", request(dir)),
+        submission("a1", { type: "exec_approval", id: "call-0-1", turnId: "t1", decision: "approved" }),
+        event("t1", { type: "exec_command_begin", callId: "call-0-1", turnId: "t1", command: ["sh"], cwd: dir }),
+        event("t1", { type: "exec_command_end", callId: "call-0-1", turnId: "t1", exitCode: 0, stdout: "", stderr: "" })
+      ]
+      const agent = yield* spawn(twoTurns(dir), { cwd: dir, history })
+      yield* started(agent)
+      const rest = yield* takeUntil(agent, (e) => isTurnEndOf(e, "t1"))
+      assert.deepStrictEqual(
+        rest.map((e) => [e.id, e.msg]),
+        [
+          ["t1", { type: "agent_message", message: "after" }],
+          ["t1", { type: "turn_complete", turnId: "t1", lastAgentMessage: "after" }]
+        ]
+      )
+      assert.isFalse(existsSync(join(dir, "log")))
+    })
+  )
+
+  it.scoped("§24 a history cut after the answer but before the command: it runs without asking again", () =>
+    Effect.gen(function* () {
+      const dir = yield* inTempDir
+      const history: Array<RolloutItem> = [
+        submission("t1", userText("go")),
+        event("t1", { type: "turn_started", turnId: "t1" }),
+        event("t1", { type: "agent_message_delta", delta: "bef" }),
+        event("t1", { type: "agent_message", message: "before" }),
+        event("t1", request(dir)),
+        event("t1", request(dir)), // asked again by an earlier resume
+        submission("a1", { type: "exec_approval", id: "call-0-1", turnId: "t1", decision: "approved" }),
+        submission("t2", userText("queued")) // submitted during the turn, never started
+      ]
+      const agent = yield* spawn(twoTurns(dir), { cwd: dir, history })
+      yield* started(agent)
+      const rest = yield* takeUntil(agent, (e) => isTurnEndOf(e, "t2"))
+      assert.deepStrictEqual(
+        rest.map((e) => [e.id, e.msg.type]),
+        [
+          ["t1", "exec_command_begin"],
+          ["t1", "exec_command_end"],
+          ["t1", "agent_message"],
+          ["t1", "turn_complete"],
+          ["t2", "turn_started"],
+          ["t2", "agent_message"],
+          ["t2", "turn_complete"]
+        ]
+      )
+      assert.strictEqual(readFileSync(join(dir, "log"), "utf8"), "ran\n")
+    })
+  )
+
+  it.scoped("§24 a history whose turn ended, or was interrupted, is not continued", () =>
+    Effect.gen(function* () {
+      const dir = yield* inTempDir
+      const history: Array<RolloutItem> = [
+        submission("t1", userText("go")),
+        event("t1", { type: "turn_started", turnId: "t1" }),
+        event("t1", request(dir)),
+        submission("stop", { type: "interrupt" })
+      ]
+      const agent = yield* spawn(twoTurns(dir), { cwd: dir, history })
+      yield* started(agent)
+      assert.deepStrictEqual(yield* agent.status.get, { type: "idle" })
+      assert.deepStrictEqual(messagesOf(yield* playTurn(agent, "t2"), "agent_message"), [
+        { type: "agent_message", message: "second" }
+      ])
+    })
+  )
+})
+
+const isTurnEndOf = (event: Event, turnId: string) =>
+  (event.msg.type === "turn_complete" || event.msg.type === "turn_aborted") && event.id === turnId

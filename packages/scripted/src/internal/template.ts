@@ -1,26 +1,46 @@
 /**
- * `{{answer.<questionId>}}` in a step's strings (§24): replaced, when the step runs, by the first
- * answer given to that question earlier in the thread, or by nothing.
+ * Templates in a step's strings (§24), replaced when the step runs: `{{answer.<questionId>}}` by the
+ * first answer given to that question earlier in the thread, `{{child.<name>}}` by the last message
+ * of the thread's sub-agent of that name; by nothing when there is none. A `spawn` step fills only
+ * its children's inputs: their scripts fill their own templates when they run.
  */
+import type { ScriptStep } from "@deputy/protocol"
 
-const PATTERN = /\{\{answer\.([^}]*)\}\}/g
+/** What templates read: answers by question id, children's last messages by name. */
+export interface Memory {
+  readonly answers: ReadonlyMap<string, string>
+  readonly children: ReadonlyMap<string, string>
+}
 
-/** True when some string in `value` (keys included) uses an answer; such steps are filled before they run. */
-export const hasTemplate = (value: unknown): boolean => JSON.stringify(value).includes("{{answer.")
+const PATTERN = /\{\{(answer|child)\.([^}]*)\}\}/g
 
-const fillString = (text: string, answers: ReadonlyMap<string, string>) =>
-  text.replace(PATTERN, (_, id: string) => answers.get(id) ?? "")
+const templated = (step: ScriptStep): unknown => (step.type === "spawn" ? step.agents.map((a) => a.input) : step)
 
-const fillValue = (value: unknown, answers: ReadonlyMap<string, string>): unknown => {
-  if (typeof value === "string") return fillString(value, answers)
-  if (Array.isArray(value)) return value.map((item) => fillValue(item, answers))
+/** True when some string of `step` that `fill` replaces in (keys included) holds a template; only such steps are filled. */
+export const hasTemplate = (step: ScriptStep): boolean => {
+  const text = JSON.stringify(templated(step))
+  return text.includes("{{answer.") || text.includes("{{child.")
+}
+
+const fillString = (text: string, memory: Memory) =>
+  text.replace(
+    PATTERN,
+    (_, kind: string, key: string) => (kind === "answer" ? memory.answers : memory.children).get(key) ?? ""
+  )
+
+const fillValue = (value: unknown, memory: Memory): unknown => {
+  if (typeof value === "string") return fillString(value, memory)
+  if (Array.isArray(value)) return value.map((item) => fillValue(item, memory))
   if (value !== null && typeof value === "object") {
     return Object.fromEntries(
-      Object.entries(value).map(([key, item]) => [fillString(key, answers), fillValue(item, answers)])
+      Object.entries(value).map(([key, item]) => [fillString(key, memory), fillValue(item, memory)])
     )
   }
   return value
 }
 
-/** `value` with every template in its strings replaced; the shape is unchanged. */
-export const fill = <A>(value: A, answers: ReadonlyMap<string, string>): A => fillValue(value, answers) as A
+/** `step` with every template replaced; the shape is unchanged. */
+export const fill = (step: ScriptStep, memory: Memory): ScriptStep =>
+  step.type === "spawn"
+    ? { ...step, agents: step.agents.map((agent) => ({ ...agent, input: fillString(agent.input, memory) })) }
+    : (fillValue(step, memory) as ScriptStep)

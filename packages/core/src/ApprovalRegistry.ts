@@ -86,9 +86,12 @@ const make = (inner: ParentService) =>
   Effect.gen(function* () {
     const slots = new Map<string, Slot>()
     const list = yield* SubscriptionRef.make<ReadonlyArray<PendingRequest>>([])
-    const publish = SubscriptionRef.set(
-      list,
-      [...slots.values()].map((slot) => slot.entry)
+    // Suspended: the list is read when it runs, not when this line is.
+    const publish = Effect.suspend(() =>
+      SubscriptionRef.set(
+        list,
+        [...slots.values()].map((slot) => slot.entry)
+      )
     )
 
     const remove = (requestId: string) => Effect.suspend(() => (slots.delete(requestId) ? publish : Effect.void))

@@ -1,0 +1,237 @@
+import type { ThreadId } from "@deputy/protocol"
+import { FileSystem } from "@effect/platform"
+import { NodeContext } from "@effect/platform-node"
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Fiber, Layer, Option, Queue, Stream, TestClock } from "effect"
+import { ApprovalRegistry, type ApprovalRegistryService } from "../src/ApprovalRegistry.js"
+import { type ExecApprovalRequest, Parent } from "../src/Parent.js"
+import { policy } from "../src/Policy.js"
+import { RolloutStore } from "../src/Rollout.js"
+import { type ThreadLimits, ThreadManager } from "../src/ThreadManager.js"
+import { makeFakeBackend } from "./fixtures/FakeBackend.js"
+
+const A = "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa" as ThreadId
+const B = "bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb" as ThreadId
+const C = "cccccccc-cccc-4ccc-8ccc-cccccccccccc" as ThreadId
+
+const home = Layer.unwrapScoped(
+  Effect.gen(function* () {
+    const dir = yield* (yield* FileSystem.FileSystem).makeTempDirectoryScoped({ prefix: "deputy-trees-" })
+    return RolloutStore.layer({ home: dir })
+  })
+)
+/** A manager whose root Parent is the registry over a policy that asks a person about everything. */
+const env = (limits: ThreadLimits = {}) =>
+  ThreadManager.layerWith({ limits }).pipe(
+    Layer.provideMerge(home),
+    Layer.provideMerge(ApprovalRegistry.layer.pipe(Layer.provide(Parent.layerPolicy(policy({ default: "ask" }))))),
+    Layer.provideMerge(NodeContext.layer)
+  )
+
+const exec = (id: string): ExecApprovalRequest => ({
+  kind: "exec",
+  requestId: id,
+  threadId: A,
+  turnId: "t",
+  path: [A],
+  command: ["make"],
+  cwd: "/"
+})
+
+describe("ApprovalRegistry", () => {
+  it.scoped("two requests pending at once are answered out of order, by id", () =>
+    Effect.gen(function* () {
+      const parent = yield* Parent
+      const registry = yield* ApprovalRegistry
+      const first = yield* Effect.fork(parent.requestExecApproval(exec("r1")))
+      const second = yield* Effect.fork(parent.requestExecApproval(exec("r2")))
+      yield* Effect.yieldNow()
+      assert.deepStrictEqual(
+        (yield* registry.pending).map((p) => p.requestId),
+        ["r1", "r2"]
+      )
+      yield* registry.decide("r2", "approved")
+      yield* registry.decide("r1", "denied")
+      assert.strictEqual(yield* Fiber.join(second), "approved")
+      assert.strictEqual(yield* Fiber.join(first), "denied")
+      assert.deepStrictEqual(yield* registry.pending, [])
+    }).pipe(Effect.provide(env()))
+  )
+
+  it.scoped("a stale answer (answered, withdrawn, never asked) is rejected with RequestNotPending", () =>
+    Effect.gen(function* () {
+      const parent = yield* Parent
+      const registry = yield* ApprovalRegistry
+      const waiting = yield* Effect.fork(parent.requestExecApproval(exec("r1")))
+      yield* Effect.yieldNow()
+      yield* registry.decide("r1", "approved")
+      yield* Fiber.join(waiting)
+      assert.strictEqual((yield* Effect.flip(registry.decide("r1", "approved")))._tag, "RequestNotPending")
+      const withdrawn = yield* Effect.fork(parent.requestExecApproval(exec("r2")))
+      yield* Effect.yieldNow()
+      yield* Fiber.interrupt(withdrawn)
+      yield* parent.withdraw("r2")
+      assert.strictEqual((yield* Effect.flip(registry.decide("r2", "denied")))._tag, "RequestNotPending")
+      assert.strictEqual((yield* Effect.flip(registry.decide("never", "denied")))._tag, "RequestNotPending")
+    }).pipe(Effect.provide(env()))
+  )
+
+  it.scoped("an answer of the wrong kind is rejected and the request stays pending", () =>
+    Effect.gen(function* () {
+      const parent = yield* Parent
+      const registry = yield* ApprovalRegistry
+      yield* Effect.fork(parent.requestExecApproval(exec("r1")))
+      yield* Effect.yieldNow()
+      assert.strictEqual((yield* Effect.flip(registry.respond("r1", { answers: {} })))._tag, "AnswerMismatch")
+      assert.strictEqual((yield* registry.pending).length, 1)
+    }).pipe(Effect.provide(env()))
+  )
+
+  it.scoped("the root's own Parent answers first when it can; only what it leaves stays pending", () =>
+    Effect.gen(function* () {
+      const parent = yield* Parent
+      const registry = yield* ApprovalRegistry
+      assert.strictEqual(yield* parent.requestExecApproval({ ...exec("r1"), command: ["git", "status"] }), "approved")
+      yield* Effect.fork(parent.requestExecApproval(exec("r2")))
+      yield* Effect.yieldNow()
+      assert.deepStrictEqual(
+        (yield* registry.pending).map((p) => p.requestId),
+        ["r2"]
+      )
+    }).pipe(
+      Effect.provide(
+        ApprovalRegistry.layer.pipe(
+          Layer.provide(
+            Parent.layerPolicy(policy({ exec: [{ prefix: ["git"], decision: "approved" }], default: "ask" }))
+          )
+        )
+      )
+    )
+  )
+})
+
+describe("ThreadManager trees", () => {
+  it.scoped("cancelling the middle thread withdraws the grandchild's pending request and reports what it ended", () =>
+    Effect.gen(function* () {
+      const manager = yield* ThreadManager
+      const registry = yield* ApprovalRegistry
+      const backend = makeFakeBackend((o) => ({ askOnInput: o.threadId === C }))
+      const sub = (parentThreadId: ThreadId, depth: number) => ({ type: "sub_agent" as const, parentThreadId, depth })
+      yield* manager.start({ backend, threadId: A })
+      yield* manager.start({ backend, threadId: B, source: sub(A, 1), delegate: { ancestors: [A] } })
+      const grandchild = yield* manager.start({
+        backend,
+        threadId: C,
+        source: sub(B, 2),
+        delegate: { ancestors: [A, B], agentName: "tester" }
+      })
+      yield* grandchild.submit({ type: "user_input", items: [{ type: "text", text: "test it" }] })
+      const pending = yield* waitForPending(registry)
+      assert.deepStrictEqual(pending.path, [A, B, C])
+      assert.strictEqual(pending.agentName, "tester")
+      const report = yield* manager.cancel(B)
+      assert.deepStrictEqual(report, {
+        threads: [
+          { threadId: C, outcome: "aborted" },
+          { threadId: B, outcome: "completed" }
+        ],
+        withdrawn: [pending.requestId]
+      })
+      assert.deepStrictEqual(yield* registry.pending, [])
+      assert.deepStrictEqual(yield* manager.list, [A])
+      assert.strictEqual((yield* Effect.flip(registry.decide(pending.requestId, "approved")))._tag, "RequestNotPending")
+    }).pipe(Effect.provide(env()))
+  )
+
+  it.scoped("a cap of 2 per parent with 5 spawns runs at most 2 at a time and completes all 5", () =>
+    Effect.gen(function* () {
+      const manager = yield* ThreadManager
+      const root = makeFakeBackend()
+      const permits = yield* Queue.unbounded<void>()
+      const children = makeFakeBackend(() => ({ turnGate: Queue.take(permits) }))
+      yield* manager.start({ backend: root, threadId: A })
+      const spawnChild = root.spawns[0]!.spawnChild!
+      const all = yield* Effect.fork(
+        Effect.forEach([1, 2, 3, 4, 5], (i) => spawnChild({ backend: children, input: `job ${i}` }), {
+          concurrency: "unbounded"
+        })
+      )
+      const aliveReaches = (n: number) =>
+        children.alive.changes.pipe(
+          Stream.filter((alive) => alive === n),
+          Stream.runHead
+        )
+      // Two run; three wait. Each finished job lets exactly one waiting job in.
+      yield* aliveReaches(2)
+      assert.strictEqual(children.spawns.length, 2)
+      for (let done = 1; done <= 3; done++) {
+        yield* Queue.offer(permits, undefined)
+        yield* children.alive.changes.pipe(
+          Stream.filter(() => children.spawns.length === 2 + done),
+          Stream.runHead
+        )
+      }
+      yield* Queue.offerAll(permits, [undefined, undefined])
+      const outcomes = yield* Fiber.join(all)
+      assert.deepStrictEqual(
+        outcomes.map((o) => o.status),
+        Array(5).fill("completed")
+      )
+      assert.deepStrictEqual(
+        outcomes.map((o) => o.lastAgentMessage),
+        [1, 2, 3, 4, 5].map((i) => `echo: job ${i}`)
+      )
+      assert.strictEqual(children.maxAlive(), 2)
+      assert.strictEqual(children.released.length, 5) // every slot released on completion
+      assert.deepStrictEqual(yield* manager.list, [A])
+    }).pipe(Effect.provide(env({ perParent: 2 })))
+  )
+
+  it.scoped("a full spawn queue is a typed error, and an interrupted wait releases its place", () =>
+    Effect.gen(function* () {
+      const manager = yield* ThreadManager
+      const root = makeFakeBackend()
+      const children = makeFakeBackend(() => ({ turnDelay: "1 second" }))
+      yield* manager.start({ backend: root, threadId: A })
+      const spawnChild = root.spawns[0]!.spawnChild!
+      const running = yield* Effect.fork(spawnChild({ backend: children, input: "one" }))
+      const queued = yield* Effect.fork(spawnChild({ backend: children, input: "two" }))
+      yield* Effect.yieldNow()
+      const refused = yield* Effect.flip(spawnChild({ backend: children, input: "three" }))
+      assert.match(refused.reason, /queue limit 1/)
+      yield* Fiber.interrupt(queued)
+      yield* TestClock.adjust("1 second")
+      assert.strictEqual((yield* Fiber.join(running)).status, "completed")
+      const later = yield* Effect.fork(spawnChild({ backend: children, input: "four" }))
+      yield* Effect.yieldNow()
+      yield* TestClock.adjust("1 second")
+      assert.strictEqual((yield* Fiber.join(later)).status, "completed")
+      assert.strictEqual(children.spawns.length, 2)
+    }).pipe(Effect.provide(env({ perTree: 1, queueLimit: 1 })))
+  )
+
+  it.scoped("interrupting a parent's wait for its child cancels the child", () =>
+    Effect.gen(function* () {
+      const manager = yield* ThreadManager
+      const root = makeFakeBackend()
+      const children = makeFakeBackend(() => ({ askOnInput: true }))
+      yield* manager.start({ backend: root, threadId: A })
+      const registry = yield* ApprovalRegistry
+      const waiting = yield* Effect.fork(root.spawns[0]!.spawnChild!({ backend: children, input: "go", name: "kid" }))
+      const pending = yield* waitForPending(registry)
+      assert.strictEqual(pending.path.length, 2)
+      yield* Fiber.interrupt(waiting)
+      assert.deepStrictEqual(yield* manager.list, [A])
+      assert.deepStrictEqual(yield* registry.pending, [])
+      assert.strictEqual(children.released.length, 1)
+    }).pipe(Effect.provide(env()))
+  )
+})
+
+/** Waits until the registry holds a pending request and returns the first. */
+const waitForPending = (registry: ApprovalRegistryService) =>
+  registry.changes.pipe(
+    Stream.filter((list) => list.length > 0),
+    Stream.runHead,
+    Effect.map((head) => Option.getOrThrow(head)[0]!)
+  )

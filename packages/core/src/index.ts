@@ -84,6 +84,7 @@ export {
   type WriterOptions
 } from "./Rollout.js"
 export {
+  type CancelReport,
   DuplicateThreadId,
   DuplicateTurnId,
   type ForkOptions,
@@ -92,9 +93,12 @@ export {
   RolloutPathMismatch,
   SessionConfiguredNotFirst,
   type ShutdownReport,
+  SpawnQueueFull,
   type StartOptions,
   type Thread,
+  type ThreadLimits,
   ThreadManager,
+  type ThreadManagerOptions,
   type ThreadManagerService,
   ThreadNotFound,
   type ThreadStartError

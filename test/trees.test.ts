@@ -1,11 +1,19 @@
 // Trees of scripted sub-agents under a ThreadManager: approvals climb to the root's Parent with their path.
-import { Parent, ParentLog, policy, RolloutStore, ThreadManager } from "@deputy/core"
+import {
+  ApprovalRegistry,
+  type ApprovalRegistryService,
+  Parent,
+  ParentLog,
+  policy,
+  RolloutStore,
+  ThreadManager
+} from "@deputy/core"
 import type { Script } from "@deputy/protocol"
 import { Scripted } from "@deputy/scripted"
-import { FileSystem } from "@effect/platform"
+import { FileSystem, Path } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Option, Stream } from "effect"
 
 const leaf: Script = {
   name: "leaf",
@@ -97,5 +105,74 @@ describe("trees of sub-agents", () => {
       assert.deepStrictEqual(yield* manager.subtree(thread.threadId), path)
       assert.deepStrictEqual(yield* manager.list, [thread.threadId])
     }).pipe(Effect.provide(env))
+  )
+})
+
+describe("pending requests survive a crash", () => {
+  const asker: Script = {
+    name: "asker",
+    turns: [
+      {
+        repeat: 1,
+        steps: [
+          {
+            type: "exec",
+            command: ["node", "-e", "require('fs').writeFileSync('marker.txt', 'ran')"],
+            needsApproval: true
+          },
+          { type: "message", text: "done" }
+        ]
+      }
+    ]
+  }
+  /** A manager whose root Parent is the registry over a policy that leaves everything to a person. */
+  const managerIn = (home: string) =>
+    ThreadManager.layer.pipe(
+      Layer.provideMerge(RolloutStore.layer({ home })),
+      Layer.provideMerge(ApprovalRegistry.layer.pipe(Layer.provide(Parent.layerPolicy(policy({ default: "ask" }))))),
+      Layer.provideMerge(NodeContext.layer)
+    )
+  const firstPending = (registry: ApprovalRegistryService) =>
+    registry.changes.pipe(
+      Stream.filter((list) => list.length > 0),
+      Stream.runHead,
+      Effect.map((head) => Option.getOrThrow(head)[0]!)
+    )
+
+  it.live("a request pending when the process died is asked again after resume, and its answer is used", () =>
+    Effect.gen(function* () {
+      const fs = yield* FileSystem.FileSystem
+      const path = yield* Path.Path
+      const cwd = yield* fs.makeTempDirectoryScoped({ prefix: "deputy-crash-cwd-" })
+      const [home1, home2] = [yield* fs.makeTempDirectoryScoped(), yield* fs.makeTempDirectoryScoped()]
+      const backend = Scripted.backend(asker, { cwd })
+
+      // First life: the request is pending when we take a copy of the rollout, as a crash would leave it.
+      const first = yield* Layer.build(managerIn(home1))
+      const { file, requestId } = yield* Effect.gen(function* () {
+        const manager = yield* ThreadManager
+        const thread = yield* manager.start({ backend, cwd })
+        yield* thread.submit({ type: "user_input", items: [{ type: "text", text: "go" }] })
+        const pending = yield* firstPending(yield* ApprovalRegistry)
+        return { file: Option.getOrThrow(yield* thread.rolloutPath), requestId: pending.requestId }
+      }).pipe(Effect.provide(first))
+      const copy = path.join(home2, "sessions", path.relative(path.join(home1, "sessions"), file))
+      yield* fs.makeDirectory(path.dirname(copy), { recursive: true })
+      yield* fs.copyFile(file, copy)
+
+      // Second life, in another home: resuming asks the same request again; answering it finishes the turn.
+      const second = yield* Layer.build(managerIn(home2))
+      yield* Effect.gen(function* () {
+        const manager = yield* ThreadManager
+        const registry = yield* ApprovalRegistry
+        const thread = yield* manager.resume({ backend, rolloutPath: copy })
+        const again = yield* firstPending(registry)
+        assert.strictEqual(again.requestId, requestId)
+        assert.isFalse(yield* fs.exists(path.join(cwd, "marker.txt")))
+        yield* registry.decide(requestId, "approved")
+        while ((yield* thread.delegate.take).msg.type !== "turn_complete") {}
+        assert.strictEqual(yield* fs.readFileString(path.join(cwd, "marker.txt")), "ran")
+      }).pipe(Effect.provide(second))
+    }).pipe(Effect.scoped, Effect.provide(NodeContext.layer))
   )
 })

@@ -84,6 +84,16 @@ export class RolloutPathMismatch extends Data.TaggedError("RolloutPathMismatch")
   }
 }
 
+/** A sub-agent was not started because its tree is being cancelled. */
+export class TreeCancelled extends Data.TaggedError("TreeCancelled")<{
+  readonly threadId: string
+  readonly cancelled: string
+}> {
+  override get message() {
+    return `thread ${this.threadId} not started: its ancestor ${this.cancelled} is being cancelled`
+  }
+}
+
 /** Too many starts already wait for a slot under the manager's limits. */
 export class SpawnQueueFull extends Data.TaggedError("SpawnQueueFull")<{
   readonly waiting: number
@@ -104,6 +114,7 @@ export type ThreadStartError =
   | RolloutPathMismatch
   | ThreadNotFound
   | SpawnQueueFull
+  | TreeCancelled
 
 /** What the manager reports after `shutdownAll`, each list sorted by id (§13). */
 export interface ShutdownReport {
@@ -255,6 +266,8 @@ const make = (managerOptions: ThreadManagerOptions) =>
     const reserved = new Set<ThreadId>()
     const created = yield* PubSub.sliding<ThreadId>(CREATED_BUFFER)
     const opLog = yield* Ref.make<ReadonlyArray<OpLogEntry>>([])
+    // Roots of trees being cancelled right now (§ trees: no sub-agent starts in a tree being cancelled).
+    const cancelling = new Set<ThreadId>()
     const limits = managerOptions.limits ?? {}
     const pools = new Map<string, SlotPool>()
     let waitingForSlots = 0
@@ -318,13 +331,20 @@ const make = (managerOptions: ThreadManagerOptions) =>
         // Interrupted half-way (say, a parent cancelled while its child waits for a slot): release it all.
         return yield* Effect.onInterrupt(
           Effect.gen(function* () {
+            const ancestors = options.delegate?.ancestors ?? []
+            const refuseInCancelledTree = Effect.suspend(() => {
+              const cancelled = ancestors.find((id) => cancelling.has(id))
+              return cancelled === undefined ? Effect.void : fail(new TreeCancelled({ threadId, cancelled }))
+            })
+            yield* refuseInCancelledTree
             yield* takeSlots(options).pipe(
               Scope.extend(scope),
               Effect.onInterrupt(() => Scope.close(scope, Exit.void)),
               Effect.catchAll(fail)
             )
+            // The wait for a slot may have outlasted the start of a cancel of this tree.
+            yield* refuseInCancelledTree
             const depth = options.source?.type === "sub_agent" ? options.source.depth : 0
-            const ancestors = options.delegate?.ancestors ?? []
             const parentContext = yield* Effect.context<Parent>()
             // §20: a failed rollout write becomes an `error` event for the caller; the next turn tries again.
             let reportError: (error: RolloutIoFailed) => Effect.Effect<void> = () => Effect.void
@@ -618,20 +638,32 @@ const make = (managerOptions: ThreadManagerOptions) =>
       })
 
     const cancel = (threadId: string) =>
+      Effect.flatMap(decodeThreadId(threadId), (root) => {
+        // While the tree is cancelling no sub-agent may start in it; one already starting is caught next round.
+        const owner = !cancelling.has(root)
+        cancelling.add(root)
+        return cancelRounds(root).pipe(Effect.ensuring(Effect.sync(() => owner && cancelling.delete(root))))
+      })
+
+    /** Cancels the live subtree children first, again and again until none of it is left. */
+    const cancelRounds = (root: ThreadId) =>
       Effect.gen(function* () {
-        const root = yield* decodeThreadId(threadId)
-        const threads = yield* SynchronizedRef.get(registry)
-        const order = firstSeenDescendants(root, childrenMap([...threads.values()].map((e) => e.thread.meta)))
         const report = { threads: [] as Array<CancelReport["threads"][number]>, withdrawn: [] as Array<string> }
-        for (const id of order.reverse()) {
-          const entry = (yield* SynchronizedRef.get(registry)).get(id)
-          if (entry === undefined) continue
-          const shutdown = yield* entry.thread.delegate.cancel
-          yield* dropEntry(id)
-          report.threads.push({ threadId: id, outcome: shutdown.outcome })
-          report.withdrawn.push(...shutdown.withdrawn)
+        while (true) {
+          const threads = yield* SynchronizedRef.get(registry)
+          const live = firstSeenDescendants(root, childrenMap([...threads.values()].map((e) => e.thread.meta))).filter(
+            (id) => threads.has(id)
+          )
+          if (live.length === 0) return report satisfies CancelReport
+          for (const id of live.reverse()) {
+            const entry = (yield* SynchronizedRef.get(registry)).get(id)
+            if (entry === undefined) continue
+            const shutdown = yield* entry.thread.delegate.cancel
+            yield* dropEntry(id)
+            report.threads.push({ threadId: id, outcome: shutdown.outcome })
+            report.withdrawn.push(...shutdown.withdrawn)
+          }
         }
-        return report satisfies CancelReport
       })
 
     const visible = (threadId: ThreadId) =>

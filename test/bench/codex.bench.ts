@@ -1,0 +1,339 @@
+/**
+ * The Codex backends benchmark (issue 4). One mock model, started in this run, answers every request
+ * with a short assistant message; the same Codex binary (the 0.169 native binary of the root
+ * @openai/codex) runs against it through each contender, with the same config, env and sandbox:
+ *   (a) the app-server backend (CodexAppServer) driven through Delegate.interactive: one process per
+ *       thread, and, in the parallel case, also one process shared by every thread;
+ *   (b) the exec backend (CodexExec) driven the same way: one `codex exec` per turn, `exec resume` after the first;
+ *   (c) @openai/codex-sdk, its `codexPathOverride` pointing at the same binary.
+ * Scenarios: (i) 10 sequential turns in one thread, (ii) 10 threads in parallel, one turn each. A
+ * figure is the wall time from nothing running to the last answer received (process starts included,
+ * teardown not), best of 3 rounds. Every measurement gets a fresh CODEX_HOME written for the mock.
+ * Prints wall times, per-turn means and the ratios sdk/app-server and exec/app-server.
+ *
+ *   node --conditions=@deputy/source --import tsx test/bench/codex.bench.ts
+ */
+import { execFileSync } from "node:child_process"
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { createRequire } from "node:module"
+import { tmpdir } from "node:os"
+import { dirname, join } from "node:path"
+import { CodexAppServer, CodexExec } from "@deputy/codex"
+import { type Backend, Delegate, Parent } from "@deputy/core"
+import { type MockModel, startMockModel } from "@deputy/mock-model"
+import { isTurnEnd, userText } from "@deputy/protocol"
+import { NodeContext } from "@effect/platform-node"
+import { Codex } from "@openai/codex-sdk"
+import { Effect, Layer, Logger, LogLevel, type Scope } from "effect"
+
+const TURNS = Number(process.env.BENCH_TURNS ?? 10)
+const THREADS = Number(process.env.BENCH_THREADS ?? 10)
+const ROUNDS = 3
+const ANSWER = "ok, done"
+const KEY = "DEPUTY_MOCK_MODEL_KEY"
+/** Bound of one measurement; the whole run is bounded by RUN_BOUND_MS. */
+const MEASUREMENT_BOUND = "180 seconds"
+const RUN_BOUND_MS = 25 * 60_000
+
+/** The native binary of the root @openai/codex (0.169), as @deputy/codex would find it. */
+const codexBinary = (): string => {
+  const require = createRequire(import.meta.url)
+  const wrapper = require.resolve("@openai/codex/package.json")
+  const platform = createRequire(wrapper).resolve(`@openai/codex-${process.platform}-${process.arch}/package.json`)
+  const triple = readdirSync(join(dirname(platform), "vendor"))[0]!
+  const file = join(dirname(platform), "vendor", triple, "bin", process.platform === "win32" ? "codex.exe" : "codex")
+  if (!existsSync(file)) throw new Error(`no Codex binary at ${file}`)
+  return file
+}
+
+const BINARY = codexBinary()
+const ROOT = mkdtempSync(join(tmpdir(), "deputy-codex-bench-"))
+const CWD = join(ROOT, "cwd")
+mkdirSync(CWD)
+
+/** The allowlisted part of our environment, as @deputy/codex passes it (PATH, LANG, LC_*, TMPDIR). */
+const baseEnv = (): Record<string, string> => {
+  const env: Record<string, string> = {}
+  for (const [name, value] of Object.entries(process.env)) {
+    if (value !== undefined && (["PATH", "LANG", "TMPDIR"].includes(name) || name.startsWith("LC_"))) env[name] = value
+  }
+  return env
+}
+
+/** One measurement's sandbox: a fresh CODEX_HOME pointing at the mock, and the variables every child gets. */
+interface Box {
+  readonly home: string
+  readonly deputyHome: string
+  /** Added to the allowlisted environment by our backends; the SDK gets `sdkEnv`, the same thing whole. */
+  readonly extraEnv: Record<string, string>
+  readonly sdkEnv: Record<string, string>
+}
+
+let boxes = 0
+const makeBox = async (model: MockModel): Promise<Box> => {
+  const dir = join(ROOT, `m${++boxes}`)
+  const home = join(dir, "codex-home")
+  await model.writeCodexConfig(home, { envKey: KEY })
+  const extraEnv = { HOME: home, CODEX_HOME: home, [KEY]: "dummy" }
+  return { home, deputyHome: join(dir, "deputy-home"), extraEnv, sdkEnv: { ...baseEnv(), ...extraEnv } }
+}
+
+const appServerOptions = (box: Box) =>
+  ({
+    codexPath: BINARY,
+    cwd: CWD,
+    env: box.extraEnv,
+    shutdownGrace: "1 second",
+    approvalPolicy: "never",
+    sandbox: "read-only"
+  }) as const
+
+/** One turn through a delegate: submits, then reads up to this turn's end, which must carry the answer. */
+const turn = (delegate: Delegate.Delegate, text: string) =>
+  Effect.gen(function* () {
+    const turnId = yield* delegate.submit(userText(text))
+    while (true) {
+      const event = yield* delegate.take
+      if (event.id !== turnId || !isTurnEnd(event.msg)) continue
+      if (event.msg.type !== "turn_complete" || event.msg.lastAgentMessage !== ANSWER) {
+        return yield* Effect.dieMessage(`turn ended unexpectedly: ${JSON.stringify(event.msg)}`)
+      }
+      return
+    }
+  })
+
+/** What one measurement saw: wall milliseconds to the end, and to the first answer. */
+interface Timing {
+  readonly total: number
+  readonly first: number
+}
+
+/** Times `body`, which calls `answered` at each answer; the scope (every process) closes after, untimed. */
+const timed = <E, R>(body: (answered: () => void) => Effect.Effect<void, E, R>) =>
+  Effect.gen(function* () {
+    const start = performance.now()
+    let first: number | undefined
+    yield* body(() => {
+      first ??= performance.now() - start
+    })
+    const total = performance.now() - start
+    return { total, first: first ?? total } satisfies Timing
+  }).pipe(Effect.timeout(MEASUREMENT_BOUND), Effect.scoped)
+
+/** How a contender gets its backend for one measurement (inside the timing: process starts count). */
+type BackendOf = (
+  box: Box
+) => Effect.Effect<Backend<CodexExec.Requirements>, unknown, CodexExec.Requirements | Scope.Scope>
+
+const perProcess: BackendOf = (box) => Effect.succeed(CodexAppServer.backend(appServerOptions(box)))
+const sharedProcess: BackendOf = (box) =>
+  Effect.map(CodexAppServer.process(appServerOptions(box)), (proc) =>
+    CodexAppServer.backendOn(proc, appServerOptions(box))
+  )
+const exec: BackendOf = (box) =>
+  CodexExec.backend({
+    approvalMode: "never-ask",
+    sandbox: "read-only",
+    binary: BINARY,
+    codexHome: box.home,
+    home: box.deputyHome,
+    env: box.extraEnv,
+    cwd: CWD,
+    killGrace: "1 second"
+  })
+
+/** (i) through a delegate: one thread, `turns` turns one after another. */
+const delegateSequential = (backendOf: BackendOf) => (box: Box, turns: number) =>
+  timed((answered) =>
+    Effect.gen(function* () {
+      const backend = yield* backendOf(box)
+      const delegate = yield* Delegate.interactive(backend.spawn({ cwd: CWD }))
+      for (let i = 0; i < turns; i++) yield* Effect.zipRight(turn(delegate, `question ${i}`), Effect.sync(answered))
+    })
+  )
+
+/** (ii) through delegates: `threads` threads at once, one turn each. */
+const delegateParallel = (backendOf: BackendOf) => (box: Box, threads: number) =>
+  timed((answered) =>
+    Effect.gen(function* () {
+      const backend = yield* backendOf(box)
+      yield* Effect.forEach(
+        Array.from({ length: threads }, (_, i) => i),
+        (i) =>
+          Effect.flatMap(Delegate.interactive(backend.spawn({ cwd: CWD })), (delegate) =>
+            Effect.zipRight(turn(delegate, `question ${i}`), Effect.sync(answered))
+          ),
+        { concurrency: "unbounded", discard: true }
+      )
+    })
+  )
+
+const sdkThread = (box: Box) =>
+  new Codex({ codexPathOverride: BINARY, env: box.sdkEnv }).startThread({
+    workingDirectory: CWD,
+    skipGitRepoCheck: true,
+    sandboxMode: "read-only",
+    approvalPolicy: "never"
+  })
+
+const sdkTurn = async (thread: ReturnType<typeof sdkThread>, text: string, signal: AbortSignal) => {
+  const result = await thread.run(text, { signal })
+  if (result.finalResponse !== ANSWER) throw new Error(`sdk turn answered ${JSON.stringify(result.finalResponse)}`)
+}
+
+// The signal aborts (and the SDK kills its child) when the measurement's bound interrupts us.
+const sdk =
+  (run: (box: Box, count: number, answered: () => void, signal: AbortSignal) => Promise<void>) =>
+  (box: Box, count: number) =>
+    timed((answered) => Effect.tryPromise((signal) => run(box, count, answered, signal)))
+
+const sdkSequential = sdk(async (box, turns, answered, signal) => {
+  const thread = sdkThread(box)
+  for (let i = 0; i < turns; i++) {
+    await sdkTurn(thread, `question ${i}`, signal)
+    answered()
+  }
+})
+
+const sdkParallel = sdk(async (box, threads, answered, signal) => {
+  const one = (i: number) => sdkTurn(sdkThread(box), `question ${i}`, signal).then(answered)
+  await Promise.all(Array.from({ length: threads }, (_, i) => one(i)))
+})
+
+interface Contender {
+  readonly label: string
+  /** Runs `count` turns (sequential) or threads (parallel). */
+  readonly run: (box: Box, count: number) => Effect.Effect<Timing, unknown, Parent | CodexExec.Requirements>
+}
+
+const sequential: ReadonlyArray<Contender> = [
+  { label: "app-server", run: delegateSequential(perProcess) },
+  { label: "exec", run: delegateSequential(exec) },
+  { label: "@openai/codex-sdk", run: sdkSequential }
+]
+const parallel: ReadonlyArray<Contender> = [
+  { label: "app-server, a process per thread", run: delegateParallel(perProcess) },
+  { label: "app-server, one shared process", run: delegateParallel(sharedProcess) },
+  { label: "exec", run: delegateParallel(exec) },
+  { label: "@openai/codex-sdk", run: sdkParallel }
+]
+
+/** Codex processes of ours still alive (ps by parent pid; tsx's esbuild is left alone): reported, then killed. */
+const leftovers = (): Array<string> => {
+  const out = execFileSync("ps", ["-o", "pid=,comm=", "--ppid", String(process.pid)], { encoding: "utf8" })
+  return out
+    .split("\n")
+    .map((line) => line.trim())
+    .filter((line) => line.endsWith(" codex"))
+}
+const killLeftovers = () => {
+  for (const line of leftovers()) {
+    console.log(`killing leftover child ${line}`)
+    try {
+      process.kill(Number(line.split(" ")[0]), "SIGKILL")
+    } catch {
+      // already gone
+    }
+  }
+}
+
+const seconds = (millis: number) => `${(millis / 1000).toFixed(2)} s`.padStart(8)
+
+const main = (model: MockModel) =>
+  Effect.gen(function* () {
+    const version = execFileSync(BINARY, ["--version"], { encoding: "utf8" }).trim()
+    const sdkVersion = (
+      JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
+        devDependencies: Record<string, string>
+      }
+    ).devDependencies["@openai/codex-sdk"]
+    console.log(
+      `codex benchmark: ${TURNS} sequential turns / ${THREADS} parallel threads, best of ${ROUNDS}; ${version}, @openai/codex-sdk ${sdkVersion}, node ${process.version}`
+    )
+    /** One measurement in a fresh box; checks the mock answered exactly one request per turn, and nothing else. */
+    const measure = (contender: Contender, count: number) =>
+      Effect.gen(function* () {
+        const before = model.requests().length
+        const box = yield* Effect.promise(() => makeBox(model))
+        const timing = yield* contender.run(box, count)
+        const made = model.requests().slice(before)
+        if (made.length !== count || made.some((r) => r.response === null)) {
+          const seen = made.map((r) => `${r.method} ${r.path} -> ${r.response}`).join(", ")
+          return yield* Effect.dieMessage(`${contender.label}: expected ${count} model requests, saw ${seen}`)
+        }
+        return timing
+      })
+
+    // Warm-up (page cache, JIT): one turn by each, untimed.
+    for (const contender of sequential) yield* measure(contender, 1)
+
+    const best = new Map<Contender, Timing>()
+    for (let round = 1; round <= ROUNDS; round++) {
+      const line: Array<string> = []
+      for (const [contender, count] of [
+        ...sequential.map((c) => [c, TURNS] as const),
+        ...parallel.map((c) => [c, THREADS] as const)
+      ]) {
+        const timing = yield* measure(contender, count)
+        const previous = best.get(contender)
+        if (previous === undefined || timing.total < previous.total) best.set(contender, timing)
+        line.push(`${contender.label} ${(timing.total / 1000).toFixed(2)}`)
+      }
+      console.log(`round ${round} (s): ${line.join(" | ")}`)
+    }
+
+    const report = (title: string, contenders: ReadonlyArray<Contender>, count: number) => {
+      console.log(title)
+      for (const c of contenders) {
+        const { total, first } = best.get(c)!
+        console.log(
+          `  ${c.label.padEnd(34)} ${seconds(total)}   ${(total / count).toFixed(0).padStart(4)} ms/turn   first answer after ${first.toFixed(0)} ms`
+        )
+      }
+    }
+    const ratio = (c: Contender, base: Contender) => (best.get(c)!.total / best.get(base)!.total).toFixed(2)
+    const [seqApp, seqExec, seqSdk] = sequential as [Contender, Contender, Contender]
+    const [parApp, parShared, parExec, parSdk] = parallel as [Contender, Contender, Contender, Contender]
+    report(`(i) ${TURNS} sequential turns, one thread`, sequential, TURNS)
+    console.log(
+      `  sdk/app-server = ${ratio(seqSdk, seqApp)} (target >= 2)   exec/app-server = ${ratio(seqExec, seqApp)}`
+    )
+    report(`(ii) ${THREADS} threads in parallel, one turn each`, parallel, THREADS)
+    console.log(
+      `  vs a process per thread: sdk/app-server = ${ratio(parSdk, parApp)}   exec/app-server = ${ratio(parExec, parApp)}`
+    )
+    console.log(
+      `  vs one shared process:   sdk/app-server = ${ratio(parSdk, parShared)}   exec/app-server = ${ratio(parExec, parShared)}`
+    )
+  })
+
+const bound = setTimeout(() => {
+  console.error(`codex benchmark: still running after ${RUN_BOUND_MS / 60_000} minutes, giving up`)
+  killLeftovers()
+  process.exit(2)
+}, RUN_BOUND_MS)
+
+const run = async () => {
+  const model = await startMockModel({
+    responses: [{ name: "answer", times: 1_000_000, steps: [{ type: "message", text: ANSWER }] }]
+  })
+  try {
+    const exit = await Effect.runPromiseExit(
+      main(model).pipe(
+        Effect.provide(Layer.mergeAll(Parent.layerCallbacks({}), NodeContext.layer)),
+        Logger.withMinimumLogLevel(LogLevel.Error)
+      )
+    )
+    if (exit._tag === "Failure") {
+      console.error(exit.cause)
+      process.exitCode = 1
+    }
+  } finally {
+    killLeftovers()
+    await model.close()
+    rmSync(ROOT, { recursive: true, force: true })
+    clearTimeout(bound)
+  }
+}
+
+void run()

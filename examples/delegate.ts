@@ -121,19 +121,29 @@ export const demo = (workdir: string, log: (line: string) => void) =>
     }
   }).pipe(Effect.scoped)
 
-/** The pid of the `sleep 30` this process started, found through /proc (Linux). */
+/** The pid of the `sleep 30` this process started (directly or through a watchdog), found through /proc (Linux). */
 const findSleep = Effect.gen(function* () {
   const fs = yield* FileSystem.FileSystem
   const read = (path: string) => fs.readFileString(path).pipe(Effect.orElseSucceed(() => ""))
+  // Field 4 of /proc/<pid>/stat is the parent pid; field 2, the name in parentheses, may hold spaces.
+  const parentOf = (pid: string) =>
+    Effect.map(read(`/proc/${pid}/stat`), (stat) => stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1] ?? "0")
+  const isOurs = (pid: string) =>
+    Effect.gen(function* () {
+      for (let at = pid, hops = 0; at !== "0" && hops < 8; hops++) {
+        at = yield* parentOf(at)
+        if (Number(at) === process.pid) return true
+      }
+      return false
+    })
   for (let attempt = 0; attempt < 100; attempt++) {
     for (const entry of yield* fs.readDirectory("/proc")) {
       if (!/^\d+$/.test(entry) || (yield* read(`/proc/${entry}/cmdline`)) !== "sleep\u000030\u0000") continue
-      // Field 4 of /proc/<pid>/stat is the parent pid; the command name (field 2) has no spaces here.
-      if (Number((yield* read(`/proc/${entry}/stat`)).split(" ")[3]) === process.pid) return Number(entry)
+      if (yield* isOurs(entry)) return Number(entry)
     }
     yield* Effect.sleep("10 millis") // the child may not have exec'd yet
   }
-  return -1
+  return yield* Effect.dieMessage("the long runner's sleep never started")
 })
 
 const isAlive = (pid: number) => {

@@ -3,6 +3,7 @@ import { FileSystem } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
+import { review } from "./codex-review.js"
 import { demo, parentLayer } from "./delegate.js"
 import { quickstart } from "./quickstart.js"
 
@@ -36,5 +37,17 @@ describe("README examples", () => {
       assert.strictEqual(result.events.at(-1), "turn_complete")
       assert.notInclude(result.events, "exec_approval_request")
     }).pipe(Effect.scoped, Effect.provide(Layer.merge(parentLayer, NodeContext.layer)))
+  )
+
+  it.live("codex review (pnpm review): the real Codex reads the file, the push is denied, the review comes back", () =>
+    Effect.gen(function* () {
+      const result = yield* review(() => {})
+      assert.include(result.review, "it should return a + b")
+      assert.deepStrictEqual(
+        result.decisions.map((d) => d.outcome),
+        ["approved", "denied"]
+      )
+      assert.match(result.decisions[1]?.command ?? "", /git push/)
+    })
   )
 })

@@ -255,7 +255,8 @@ const start = <E, R>(
       take: events.take,
       report: (msg, id = "") => Effect.asVoid(events.offer({ id, msg })),
       status: agent.status,
-      close: Effect.asVoid(events.shutdown),
+      // §7 at once, not at the agent's next event: nobody will read what it says.
+      close: Effect.zipRight(events.shutdown, closeFromOutside),
       cancel: Effect.zipRight(Scope.close(scope, Exit.void), Deferred.await(isShutDown)),
       awaitShutdown: Deferred.await(isShutDown)
     }

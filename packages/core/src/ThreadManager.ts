@@ -17,7 +17,7 @@ import {
 import {
   Context,
   Data,
-  type Duration,
+  Duration,
   Effect,
   ExecutionStrategy,
   Exit,
@@ -144,6 +144,8 @@ export interface ThreadLimits {
 /** How a manager is set up. */
 export interface ThreadManagerOptions {
   readonly limits?: ThreadLimits
+  /** How long a new agent may take to send `session_configured` (§10). Default 60 seconds. */
+  readonly startTimeout?: Duration.DurationInput
 }
 
 /** One live thread as the manager hands it out. */
@@ -260,6 +262,7 @@ const CREATED_BUFFER = 1024
 const make = (managerOptions: ThreadManagerOptions) =>
   Effect.gen(function* () {
     const store = yield* RolloutStore
+    yield* store.markCrashed // threads a dead deputy process left open end as `crashed` (no orphans)
     const managerScope = yield* Effect.scope
     const registry = yield* SynchronizedRef.make(new Map<ThreadId, Entry>())
     // Ids reserved by starts in flight: a second start with the same id fails at once (§11).
@@ -269,6 +272,7 @@ const make = (managerOptions: ThreadManagerOptions) =>
     // Roots of trees being cancelled right now (§ trees: no sub-agent starts in a tree being cancelled).
     const cancelling = new Set<ThreadId>()
     const limits = managerOptions.limits ?? {}
+    const startTimeout = Duration.decode(managerOptions.startTimeout ?? "60 seconds")
     const pools = new Map<string, SlotPool>()
     let waitingForSlots = 0
 
@@ -352,6 +356,8 @@ const make = (managerOptions: ThreadManagerOptions) =>
               Scope.extend(scope),
               Effect.catchAll(fail)
             )
+            // No orphans: the thread's end is recorded after its agent's and delegate's finalizers ran.
+            yield* Scope.addFinalizer(scope, writer.terminal("shutdown"))
             const agent = yield* options.backend
               .spawn({
                 threadId,
@@ -363,10 +369,17 @@ const make = (managerOptions: ThreadManagerOptions) =>
               })
               .pipe(Scope.extend(scope), Effect.catchAll(fail))
             // §10: the first event must be session_configured; anything else shuts the agent down.
-            const first = yield* agent.events.take.pipe(Effect.option)
+            // A backend that never says anything must not hang the start: after the bound it is "no event".
+            const first = yield* agent.events.take.pipe(
+              Effect.option,
+              Effect.timeoutTo({ duration: startTimeout, onTimeout: () => Option.none(), onSuccess: (e) => e })
+            )
             yield* Option.match(first, { onNone: () => Effect.void, onSome: writer.event })
             if (Option.isNone(first) || first.value.msg.type !== "session_configured") {
-              const got = Option.match(first, { onNone: () => "the end of the events", onSome: (e) => e.msg.type })
+              const got = Option.match(first, {
+                onNone: () => `no event within ${Duration.format(startTimeout)}`,
+                onSome: (e) => e.msg.type
+              })
               yield* agent.submit({ id: "shutdown", op: { type: "shutdown" } }).pipe(Effect.ignore)
               return yield* fail(new SessionConfiguredNotFirst({ threadId, got }))
             }

@@ -70,6 +70,19 @@ describe("ThreadManager", () => {
     }).pipe(Effect.provide(env))
   )
 
+  it.scoped("§10 an agent that says nothing fails the start after the bound, and is shut down", () =>
+    Effect.gen(function* () {
+      const manager = yield* ThreadManager
+      const backend = makeFakeBackend(() => ({ firstEvent: null }))
+      const starting = yield* Effect.fork(Effect.flip(manager.start({ backend, threadId: A })))
+      yield* TestClock.adjust("60 seconds")
+      const error = yield* Fiber.join(starting)
+      assert.strictEqual(error._tag, "SessionConfiguredNotFirst")
+      assert.match(error.message, /no event within 1m/)
+      assert.deepStrictEqual(backend.released, [A])
+    }).pipe(Effect.provide(env))
+  )
+
   it.scoped("§11 ids are canonicalised first; a duplicate live id and a non-UUID are typed errors", () =>
     Effect.gen(function* () {
       const manager = yield* ThreadManager

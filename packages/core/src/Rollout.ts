@@ -4,6 +4,12 @@
  * same date folders under `home/archived_sessions/`. The store lives as long as its layer and holds
  * nothing open. A writer lives in the scope it was created in: it buffers lines in memory, appends
  * them in one write at every turn boundary, and flushes once more when that scope closes.
+ *
+ * Ends and crashes: `writer.terminal` appends the thread's terminal record (how it ended) and flushes
+ * at once. While a writer has a file, a live marker `home/live/<threadId>.json` names the process
+ * writing it (see Crashes.ts); the terminal record, or a close with every line on disk, removes it.
+ * `markCrashed`, run at the next start, finds the markers whose process is gone and ends those
+ * rollouts with `terminal crashed`.
  */
 import {
   canonicalUuid,
@@ -11,11 +17,20 @@ import {
   type RolloutItem,
   type RolloutMeta,
   type Submission,
+  type TerminalState,
   type ThreadId
 } from "@deputy/protocol"
 import { FileSystem, Path } from "@effect/platform"
 import type { PlatformError } from "@effect/platform/Error"
 import { Clock, Context, Data, Effect, Either, Layer, Option, type Scope } from "effect"
+import {
+  isMarkerProcessAlive,
+  LIVE_DIR,
+  LIVE_MARKER_FILE,
+  LiveMarker,
+  liveMarkerName,
+  ownProcessStart
+} from "./Crashes.js"
 import { InvalidInput } from "./errors.js"
 import { deputyHome } from "./internal/home.js"
 import {
@@ -28,6 +43,7 @@ import {
   type RolloutWarning,
   relativeRolloutPath
 } from "./internal/rolloutFile.js"
+import { writePointer } from "./Pointer.js"
 
 export type { RolloutWarning } from "./internal/rolloutFile.js"
 
@@ -148,6 +164,14 @@ export interface RolloutWriter {
    * buffering). Fails with RolloutIoFailed when the write fails; the lines stay buffered.
    */
   readonly flush: Effect.Effect<void, RolloutIoFailed>
+  /**
+   * Records how the thread ended (`{ type: "terminal", at, state, reason? }`) and flushes at once; then
+   * removes the thread's live marker. Only the first call per writer writes. Never fails: a failed
+   * write goes to `onError` and stays buffered (the marker stays too, so the next start marks the
+   * thread crashed if the line never reaches the disk). A lazy writer before its first turn has no
+   * file and writes none for it (§20).
+   */
+  readonly terminal: (state: TerminalState, reason?: string) => Effect.Effect<void>
 }
 
 /** The rollout store's service. */
@@ -186,6 +210,14 @@ export interface RolloutStoreService {
   readonly archive: (threadId: string) => Effect.Effect<string, RolloutNotFound | InvalidInput | RolloutIoFailed>
   /** Moves an archived rollout back into `sessions/` and returns its path there. */
   readonly unarchive: (threadId: string) => Effect.Effect<string, RolloutNotFound | InvalidInput | RolloutIoFailed>
+  /**
+   * Ends the rollouts of threads whose process died (run once at start; the ThreadManager layer does):
+   * for every live marker whose process is gone (see Crashes.ts), appends `terminal crashed` unless
+   * the rollout already ends with a terminal record, and removes the marker. Returns the threads it
+   * marked, sorted. Never fails: a marker or rollout it cannot handle is logged and skipped (a
+   * marker whose rollout is gone is removed).
+   */
+  readonly markCrashed: Effect.Effect<ReadonlyArray<ThreadId>>
 }
 
 /** How the store is set up. */
@@ -235,6 +267,7 @@ const make = (
   flushThreshold: number
 ): RolloutStoreService => {
   const roots = { live: path.join(home, SESSIONS_DIR), archived: path.join(home, ARCHIVED_SESSIONS_DIR) }
+  const liveDir = path.join(home, LIVE_DIR)
 
   const readBytes = (file: string) =>
     fs
@@ -434,6 +467,37 @@ const make = (
         state.pending.push(line)
         state.pendingChars += line.length
       }
+      // The live marker (Crashes.ts) exists while this writer has a file and has not written `terminal`.
+      const markerFile = path.join(liveDir, liveMarkerName(threadId))
+      const writeMarker = Effect.gen(function* () {
+        const processStart = yield* Effect.promise(ownProcessStart)
+        const marker: LiveMarker = {
+          pid: process.pid,
+          startedAt: now(),
+          path: file,
+          ...(processStart === undefined ? {} : { processStart })
+        }
+        yield* writePointer(markerFile, jsonLine(marker)).pipe(
+          Effect.provideService(FileSystem.FileSystem, fs),
+          Effect.provideService(Path.Path, path)
+        )
+        state.marked = true
+      }).pipe(
+        Effect.catchAll((error) => Effect.logWarning(`${error.message}: a crash will not be noticed for ${file}`))
+      )
+      // Only once every line is on disk: a terminal line still buffered keeps the marker for the next start.
+      const removeMarker = Effect.suspend(() =>
+        state.marked && state.pending.length === 0 && !state.dirty
+          ? fs.remove(markerFile, { force: true }).pipe(
+              Effect.tap(() =>
+                Effect.sync(() => {
+                  state.marked = false
+                })
+              ),
+              Effect.catchAll((error) => Effect.logWarning(`cannot remove the live marker: ${error.message}`))
+            )
+          : Effect.void
+      )
       // One write per flush, whole lines only; uninterruptible so a cancelled fiber cannot cut a line (§21).
       const write = Effect.gen(function* () {
         if (!state.started) return // §20: a lazy writer waits for the first turn
@@ -466,6 +530,7 @@ const make = (
           state.exists = true
           state.ownsFile = true
           state.size = data.byteLength
+          yield* writeMarker
         })
       // `r+` and a write at the last known good byte: a rollout moved away (archived) is an error, never
       // a new file without metadata, and a partial line left by a failed write is overwritten (§21).
@@ -497,9 +562,10 @@ const make = (
       yield* Effect.addFinalizer(() =>
         Effect.suspend(() => {
           state.closed = true
-          return autoFlush
+          return Effect.zipRight(autoFlush, removeMarker) // closed in an orderly way: not a crash
         })
       )
+      if (state.exists) yield* writeMarker // a resumed rollout
       const writer: RolloutWriter = {
         threadId,
         path: Effect.sync(() => (state.exists ? Option.some(file) : Option.none())),
@@ -531,7 +597,17 @@ const make = (
             }
             return maybeFlush(boundary)
           }),
-        flush
+        flush,
+        terminal: (terminalState, reason) =>
+          Effect.suspend(() => {
+            if (state.terminated) return Effect.void
+            state.terminated = true
+            const at = now()
+            append(
+              jsonLine({ type: "terminal", at, state: terminalState, ...(reason === undefined ? {} : { reason }) })
+            )
+            return Effect.zipRight(autoFlush, removeMarker)
+          }).pipe(Effect.withSpan("RolloutWriter.terminal"))
       }
       return writer
     })
@@ -545,6 +621,7 @@ const make = (
     const state = newState({ started: options.mode === "immediate" })
     const header = { meta: { type: "meta" as const, ...meta } }
     for (const item of options.history ?? []) {
+      if (item.type === "terminal") continue // how the source thread ended is not the fork's history
       const line = jsonLine(item)
       state.pending.push(line)
       state.pendingChars += line.length
@@ -608,6 +685,83 @@ const make = (
     return yield* makeWriter(meta.threadId, file, { meta: undefined }, state, options.onError ?? defaultOnError)
   })
 
+  // ---- crashes ----
+
+  const removeQuietly = (file: string) => Effect.ignore(fs.remove(file, { force: true }))
+
+  /** Ends one dead marker's rollout; true when this call wrote its `terminal crashed`. */
+  const endCrashed = (threadId: ThreadId, markerFile: string) =>
+    Effect.gen(function* () {
+      const text = yield* fs.readFileString(markerFile).pipe(Effect.option) // gone: another start took it
+      if (Option.isNone(text)) return false
+      let json: unknown
+      try {
+        json = JSON.parse(text.value)
+      } catch {
+        json = undefined
+      }
+      const parsed = LiveMarker.safeParse(json)
+      if (!parsed.success) {
+        yield* Effect.logWarning(`removed the unreadable live marker ${markerFile}`)
+        yield* removeQuietly(markerFile)
+        return false
+      }
+      const marker = parsed.data
+      if (yield* Effect.promise(() => isMarkerProcessAlive(marker))) return false
+      const contents = yield* Effect.either(read(marker.path))
+      if (Either.isLeft(contents)) {
+        yield* Effect.logWarning(
+          `thread ${threadId} crashed, but its rollout cannot be ended: ${contents.left.message}`
+        )
+        if (contents.left._tag === "RolloutNotFound") yield* removeQuietly(markerFile)
+        return false
+      }
+      if (contents.right.lines.at(-1)?.type === "terminal") {
+        yield* removeQuietly(markerFile) // the process died between the terminal line and the marker's removal
+        return false
+      }
+      let failure: RolloutIoFailed | undefined
+      yield* Effect.scoped(
+        Effect.gen(function* () {
+          const writer = yield* resume(marker.path, {
+            onError: (error) =>
+              Effect.sync(() => {
+                failure = error
+              })
+          })
+          yield* writer.terminal("crashed", `the deputy process (pid ${marker.pid}) died with the thread open`)
+        })
+      )
+      // On failure the marker (now naming this process) stays, so the next start tries again.
+      if (failure !== undefined) return yield* failure
+      return true
+    })
+
+  const markCrashed = Effect.gen(function* () {
+    const names = yield* fs
+      .readDirectory(liveDir)
+      .pipe(
+        Effect.catchAll((error) =>
+          isNotFound(error)
+            ? Effect.succeed<Array<string>>([])
+            : Effect.as(Effect.logWarning(`cannot list live markers: ${error.message}`), [])
+        )
+      )
+    const marked: Array<ThreadId> = []
+    for (const name of names) {
+      const match = LIVE_MARKER_FILE.exec(name) // skips the pointer writer's temp files
+      if (match?.[1] === undefined) continue
+      const threadId = match[1] as ThreadId
+      const ended = yield* endCrashed(threadId, path.join(liveDir, name)).pipe(
+        Effect.catchAll((error) =>
+          Effect.as(Effect.logWarning(`cannot mark thread ${threadId} crashed: ${error.message}`), false)
+        )
+      )
+      if (ended) marked.push(threadId)
+    }
+    return marked.sort()
+  }).pipe(Effect.withSpan("RolloutStore.markCrashed"))
+
   return {
     home,
     create,
@@ -618,7 +772,8 @@ const make = (
     findById,
     list,
     archive: (threadId) => move(threadId, "live").pipe(Effect.withSpan("RolloutStore.archive")),
-    unarchive: (threadId) => move(threadId, "archived").pipe(Effect.withSpan("RolloutStore.unarchive"))
+    unarchive: (threadId) => move(threadId, "archived").pipe(Effect.withSpan("RolloutStore.unarchive")),
+    markCrashed
   }
 }
 
@@ -628,6 +783,10 @@ interface WriterState {
   pendingChars: number
   /** False for a lazy writer until its first turn. */
   started: boolean
+  /** The live marker is on disk. */
+  marked: boolean
+  /** `terminal` was called. */
+  terminated: boolean
   /** The file exists (created by this writer, or resumed). */
   exists: boolean
   /** This writer made (or may have half-made) the file, so a retry may overwrite it. */
@@ -643,6 +802,8 @@ const newState = (options: { readonly started: boolean }): WriterState => ({
   pending: [],
   pendingChars: 0,
   started: options.started,
+  marked: false,
+  terminated: false,
   exists: false,
   ownsFile: false,
   size: 0,

@@ -103,3 +103,4 @@ export {
   ThreadNotFound,
   type ThreadStartError
 } from "./ThreadManager.js"
+export * as Watchdog from "./Watchdog.js"

@@ -60,7 +60,9 @@ const openWriter = (
   })
 
 const kinds = (lines: ReadonlyArray<RolloutItem>) =>
-  lines.map((line) => (line.type === "submission" ? line.submission.op.type : line.event.msg.type))
+  lines.map((line) =>
+    line.type === "submission" ? line.submission.op.type : line.type === "event" ? line.event.msg.type : line.type
+  )
 
 layer(NodeContext.layer, { excludeTestServices: true })("RolloutStore", (it) => {
   describe("writing", () => {

@@ -1,6 +1,7 @@
 /**
  * Rollout lines: the JSONL record of one thread (§20). The first line is the thread's metadata,
- * every later line a submission that went into the agent or an event that came out of it.
+ * every later line a submission that went into the agent, an event that came out of it, or a
+ * terminal record saying how the thread ended.
  */
 import { z } from "zod"
 import { Event } from "./events.js"
@@ -50,13 +51,35 @@ export const RolloutEvent = z.object({ type: z.literal("event"), at, event: Even
 /** An event that came out of the agent, and when. */
 export type RolloutEvent = z.output<typeof RolloutEvent>
 
+/**
+ * How a thread ended: `completed` / `aborted` (its last turn ended so and the thread closed),
+ * `shutdown` (closed by its owner), `failed` (it could not go on: a bad first event, a backend that
+ * died), `crashed` (the deputy process running it died; written at the next start).
+ */
+export const TerminalState = z.enum(["completed", "aborted", "shutdown", "crashed", "failed"])
+/** How a thread ended. */
+export type TerminalState = z.output<typeof TerminalState>
+
+/**
+ * The last line a thread's writer writes when the thread ends. A resumed thread appends after it,
+ * so the thread's current state is its rollout's last terminal line, if that is the last line.
+ */
+export const RolloutTerminal = z.object({
+  type: z.literal("terminal"),
+  at,
+  state: TerminalState,
+  reason: z.string().optional()
+})
+/** The line that records how a thread ended. */
+export type RolloutTerminal = z.output<typeof RolloutTerminal>
+
 /** A line after the metadata: the thread's history is a list of these. */
-export const RolloutItem = z.discriminatedUnion("type", [RolloutSubmission, RolloutEvent])
+export const RolloutItem = z.discriminatedUnion("type", [RolloutSubmission, RolloutEvent, RolloutTerminal])
 /** A line after the metadata. */
 export type RolloutItem = z.output<typeof RolloutItem>
 
 /** Any rollout line. */
-export const RolloutLine = z.discriminatedUnion("type", [RolloutMeta, RolloutSubmission, RolloutEvent])
+export const RolloutLine = z.discriminatedUnion("type", [RolloutMeta, RolloutSubmission, RolloutEvent, RolloutTerminal])
 /** Any rollout line. */
 export type RolloutLine = z.output<typeof RolloutLine>
 

@@ -1,10 +1,12 @@
 /**
  * Runs one real command for an `exec` step and collects its output. The child lives in a scope of
  * its own: interrupting the caller closes it, which kills the child's process group, escalating
- * from SIGTERM to SIGKILL so nothing outlives the turn.
+ * from SIGTERM to SIGKILL so nothing outlives the turn. It runs under core's watchdog (stdin
+ * lifeline), so it dies with its group even if this process is SIGKILLed.
  */
+import { Watchdog } from "@deputy/core"
 import { Command, type CommandExecutor } from "@effect/platform"
-import { Duration, Effect, Stream } from "effect"
+import { Duration, Effect, Option, Stream } from "effect"
 
 /** How a command ended: `exitCode` null when it was killed by a signal or could not start (then `stderr` says why). */
 export interface CommandResult {
@@ -25,7 +27,7 @@ const killEscalating = (process: CommandExecutor.Process) =>
     if (stopped._tag === "None") yield* process.kill("SIGKILL").pipe(Effect.interruptible, Effect.timeout(KILL_GRACE))
   }).pipe(Effect.ignore)
 
-/** Runs `argv` (no shell) in `cwd` with an empty stdin; waits for it to end. Never fails. */
+/** Runs `argv` (no shell) in `cwd` with an empty stdin (/dev/null); waits for it to end. Never fails. */
 export const runCommand = (
   argv: readonly [string, ...Array<string>],
   cwd: string
@@ -33,10 +35,8 @@ export const runCommand = (
   Effect.scoped(
     Effect.gen(function* () {
       const [program, ...args] = argv
-      const command = Command.make(program, ...args).pipe(
-        Command.workingDirectory(cwd),
-        Command.stdin(Stream.empty) // the child sees end-of-input at once, like `< /dev/null`
-      )
+      // The watchdog's stdin is its lifeline (left open, fed nothing); the command reads /dev/null.
+      const command = Watchdog.command(program, args).pipe(Command.workingDirectory(cwd))
       const process = yield* Command.start(command)
       yield* Effect.addFinalizer(() => killEscalating(process))
       const [stdout, stderr, exitCode] = yield* Effect.all(
@@ -50,6 +50,7 @@ export const runCommand = (
         ],
         { concurrency: "unbounded" }
       )
-      return { exitCode, stdout, stderr }
+      // A program that could not start is a null exit code, as when spawning it directly fails.
+      return { exitCode: Option.isSome(Watchdog.spawnFailure(exitCode, stderr)) ? null : exitCode, stdout, stderr }
     })
   ).pipe(Effect.catchAll((error) => Effect.succeed({ exitCode: null, stdout: "", stderr: error.message })))

@@ -101,6 +101,7 @@ export {
   type ThreadManagerOptions,
   type ThreadManagerService,
   ThreadNotFound,
-  type ThreadStartError
+  type ThreadStartError,
+  TreeCancelled
 } from "./ThreadManager.js"
 export * as Watchdog from "./Watchdog.js"

@@ -1,9 +1,93 @@
-/** @deputy/protocol: the zod schemas deputy speaks, and their types. */
-export * from "./approvals.js"
-export * from "./events.js"
-export * from "./ids.js"
-export * from "./jsonSchemas.js"
-export * from "./ops.js"
-export * from "./rollout.js"
-export * from "./script.js"
-export * from "./status.js"
+/** @deputy/protocol: the zod schemas deputy speaks, and their types (each schema and its type share a name). */
+export {
+  emptyUserInputResponse,
+  FileChange,
+  FileChanges,
+  Question,
+  QuestionOption,
+  ReviewDecision,
+  UserInputResponse
+} from "./approvals.js"
+export {
+  AgentMessage,
+  AgentMessageDelta,
+  AgentReasoning,
+  AgentReasoningDelta,
+  ApplyPatchApprovalRequest,
+  ErrorEvent,
+  Event,
+  EventMsg,
+  type EventMsgOf,
+  type EventType,
+  ExecApprovalRequest,
+  ExecCommandBegin,
+  ExecCommandEnd,
+  isTurnEnd,
+  PatchApplyBegin,
+  PatchApplyEnd,
+  RequestUserInput,
+  SessionConfigured,
+  ShutdownComplete,
+  SubAgentEnded,
+  SubAgentStarted,
+  SubAgentStatus,
+  ThreadNameUpdated,
+  TokenCount,
+  TurnAborted,
+  TurnAbortReason,
+  TurnComplete,
+  TurnStarted,
+  Warning
+} from "./events.js"
+export {
+  canonicalUuid,
+  newThreadId,
+  newTurnId,
+  ThreadId,
+  TurnId
+} from "./ids.js"
+export {
+  jsonSchemas,
+  jsonSchemaText
+} from "./jsonSchemas.js"
+export {
+  ExecApprovalOp,
+  InterruptOp,
+  Op,
+  type OpType,
+  PatchApprovalOp,
+  ShutdownOp,
+  Submission,
+  UserInputAnswerOp,
+  UserInputItem,
+  UserInputOp,
+  userText
+} from "./ops.js"
+export {
+  INTERRUPTED_TURN_MARKER,
+  isInterruptedTurnMarker,
+  RolloutEvent,
+  RolloutItem,
+  RolloutLine,
+  RolloutMeta,
+  RolloutSubmission,
+  RolloutTerminal,
+  SessionSource,
+  TerminalState
+} from "./rollout.js"
+export {
+  AskStep,
+  ExecStep,
+  FailStep,
+  MessageStep,
+  PatchStep,
+  ReasoningStep,
+  Script,
+  ScriptStep,
+  ScriptTurn,
+  SleepStep,
+  SpawnAgent,
+  SpawnStep,
+  TokenCountStep
+} from "./script.js"
+export { AgentStatus } from "./status.js"

@@ -157,6 +157,23 @@ describe.skipIf(process.platform === "win32")("Watchdog", () => {
       })
     )
 
+    it.effect("as an @effect/platform Command with the parent lifeline, the command reads the Command's stdin", () =>
+      Effect.gen(function* () {
+        const command = Watchdog.command("sh", ["-c", "cat; exit 4"], { lifeline: "parent" }).pipe(
+          Command.stdin(Stream.make(new TextEncoder().encode("prompt\n")))
+        )
+        const output = yield* Effect.scoped(
+          Effect.gen(function* () {
+            const process = yield* Command.start(command)
+            return yield* Effect.all([Stream.mkString(Stream.decodeText(process.stdout)), process.exitCode], {
+              concurrency: 2
+            })
+          })
+        )
+        assert.deepStrictEqual(output, ["prompt\n", 4])
+      })
+    )
+
     it.effect("as an @effect/platform Command (stdin lifeline) it reads /dev/null and passes output through", () =>
       Effect.gen(function* () {
         const command = Watchdog.command("sh", ["-c", "cat; echo done $PPID"])
@@ -199,7 +216,7 @@ describe.skipIf(process.platform === "win32")("Watchdog", () => {
           createInterface({ input: child.stdout! }).once("line", (line) => resume(Effect.succeed(JSON.parse(line))))
         })
         assert.strictEqual(report.threads.length, 2)
-        assert.strictEqual(report.pids.length, 5) // 2 watchdogs, 1 sleep, 1 sh and its sleep
+        assert.strictEqual(report.pids.length, 8) // 3 watchdogs, 1 sleep, 2 sh and their sleeps
         assert.deepStrictEqual(report.pids.filter(isRunning), report.pids)
         for (const threadId of report.threads) assert.isTrue(existsSync(join(home, LIVE_DIR, `${threadId}.json`)))
 

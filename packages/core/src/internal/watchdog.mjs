@@ -1,11 +1,13 @@
-// deputy's watchdog: `node watchdog.mjs [--lifeline=3|0] [--grace-ms=N] -- <command> <args…>`.
+// deputy's watchdog: `node watchdog.mjs [--lifeline=3|0|parent:<pid>] [--grace-ms=N] -- <command> <args…>`.
 //
 // Plain JavaScript with no imports beyond node:, so it runs from src and from the published package
 // alike (Watchdog.ts finds it). Deputy starts it as the leader of a new process group (`detached`)
-// and holds the other end of a lifeline: fd 3 (default) or, with `--lifeline=0`, its stdin. The
-// command runs in the watchdog's own group with the watchdog's stdout and stderr (and its stdin,
-// unless stdin is the lifeline: then /dev/null), so nothing is copied through this process and a
-// signal deputy sends to the group reaches the command and everything it started.
+// and holds the other end of a lifeline: fd 3 (default) or, with `--lifeline=0`, its stdin. With
+// `--lifeline=parent:<pid>` there is no pipe: the watchdog checks every 100 ms that its parent is
+// still <pid> (an orphan is re-parented when its parent dies). The command runs in the watchdog's
+// own group with the watchdog's stdout and stderr (and its stdin, unless stdin is the lifeline: then
+// /dev/null), so nothing is copied through this process and a signal deputy sends to the group
+// reaches the command and everything it started.
 //
 // - The command ends: whatever it left behind in the group gets SIGTERM, and the watchdog ends the
 //   same way (its exit code, or the same signal), so deputy sees the command's own status.
@@ -21,15 +23,19 @@ import { readFileSync } from "node:fs"
 import { Socket } from "node:net"
 import { constants } from "node:os"
 
-const usage = "usage: watchdog.mjs [--lifeline=3|0] [--grace-ms=N] -- <command> [args…]"
+const usage = "usage: watchdog.mjs [--lifeline=3|0|parent:<pid>] [--grace-ms=N] -- <command> [args…]"
 const argv = process.argv.slice(2)
 const separator = argv.indexOf("--")
-let lifelineFd = 3
+let lifelineFd = 3 // -1: watch the parent pid instead
+let parentPid = 0
 let graceMs = 2000
 for (const option of separator === -1 ? argv : argv.slice(0, separator)) {
   const [name, value] = option.split("=")
   if (name === "--lifeline" && (value === "3" || value === "0")) lifelineFd = Number(value)
-  else if (name === "--grace-ms" && /^\d+$/.test(value ?? "")) graceMs = Number(value)
+  else if (name === "--lifeline" && /^parent:\d+$/.test(value ?? "")) {
+    lifelineFd = -1
+    parentPid = Number(value.slice("parent:".length))
+  } else if (name === "--grace-ms" && /^\d+$/.test(value ?? "")) graceMs = Number(value)
   else fatal(`unknown option ${option}; ${usage}`)
 }
 const [command, ...args] = separator === -1 ? [] : argv.slice(separator + 1)
@@ -58,7 +64,8 @@ for (const signal of ENDING_SIGNALS) process.on(signal, () => endGroup(signal))
 // The lifeline first: without it the command must not run unwatched.
 let lifeline
 try {
-  lifeline = lifelineFd === 0 ? process.stdin : new Socket({ fd: lifelineFd, readable: true, writable: false })
+  if (lifelineFd === 0) lifeline = process.stdin
+  else if (lifelineFd === 3) lifeline = new Socket({ fd: lifelineFd, readable: true, writable: false })
 } catch (error) {
   fatal(`no lifeline on fd ${lifelineFd} (${error?.message ?? error})`)
 }
@@ -126,11 +133,18 @@ child.once("exit", (code, signal) => {
   process.exit(code ?? 128)
 })
 
-lifeline.on("data", () => {}) // nothing is sent on it; reading is how its end shows
-for (const event of ["end", "close", "error"]) {
-  lifeline.once(event, () => {
-    if (lifelineLost) return
-    lifelineLost = true
-    endGroup("SIGTERM")
-  })
+function onLifelineLost() {
+  if (lifelineLost) return
+  lifelineLost = true
+  endGroup("SIGTERM")
+}
+if (lifeline === undefined) {
+  const watchParent = () => {
+    if (process.ppid !== parentPid) onLifelineLost()
+    else setTimeout(watchParent, 100).unref() // the command's handle keeps the watchdog alive
+  }
+  watchParent()
+} else {
+  lifeline.on("data", () => {}) // nothing is sent on it; reading is how its end shows
+  for (const event of ["end", "close", "error"]) lifeline.once(event, onLifelineLost)
 }

@@ -219,6 +219,8 @@ export interface ThreadManagerService {
   readonly list: Effect.Effect<ReadonlyArray<ThreadId>>
   /** Cancels a thread and its whole live subtree, children first, and reports what that ended. */
   readonly cancel: (threadId: string) => Effect.Effect<CancelReport, InvalidInput>
+  /** How many starts wait for a slot under the limits now. */
+  readonly queued: Effect.Effect<number>
   /** Takes a thread out of the registry and shuts it down. */
   readonly remove: (threadId: string) => Effect.Effect<Option.Option<ThreadId>, InvalidInput>
   /** Shuts every thread down concurrently, each within `timeout`, and reports (§13). */
@@ -714,6 +716,7 @@ const make = (managerOptions: ThreadManagerOptions) =>
         ),
       shutdownAll,
       cancel,
+      queued: Effect.sync(() => waitingForSlots),
       subtree,
       created: Effect.map(PubSub.subscribe(created), (queue) => S.fromQueue(queue)),
       opLog: Ref.get(opLog)

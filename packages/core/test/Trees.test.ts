@@ -2,7 +2,7 @@ import type { ThreadId } from "@deputy/protocol"
 import { FileSystem } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Fiber, Layer, Option, Queue, Stream, TestClock } from "effect"
+import { Effect, Fiber, Layer, Option, Queue, Stream, SubscriptionRef } from "effect"
 import { ApprovalRegistry, type ApprovalRegistryService } from "../src/ApprovalRegistry.js"
 import { type ExecApprovalRequest, Parent } from "../src/Parent.js"
 import { policy } from "../src/Policy.js"
@@ -191,22 +191,24 @@ describe("ThreadManager trees", () => {
     Effect.gen(function* () {
       const manager = yield* ThreadManager
       const root = makeFakeBackend()
-      const children = makeFakeBackend(() => ({ turnDelay: "1 second" }))
+      const permits = yield* Queue.unbounded<void>()
+      const children = makeFakeBackend(() => ({ turnGate: Queue.take(permits) }))
       yield* manager.start({ backend: root, threadId: A })
       const spawnChild = root.spawns[0]!.spawnChild!
       const running = yield* Effect.fork(spawnChild({ backend: children, input: "one" }))
+      yield* until(Effect.map(SubscriptionRef.get(children.alive), (n) => n === 1))
       const queued = yield* Effect.fork(spawnChild({ backend: children, input: "two" }))
-      yield* Effect.yieldNow()
+      yield* until(Effect.map(manager.queued, (n) => n === 1))
       const refused = yield* Effect.flip(spawnChild({ backend: children, input: "three" }))
       assert.match(refused.reason, /queue limit 1/)
       yield* Fiber.interrupt(queued)
-      yield* TestClock.adjust("1 second")
+      assert.strictEqual(yield* manager.queued, 0)
+      yield* Queue.offer(permits, undefined)
       assert.strictEqual((yield* Fiber.join(running)).status, "completed")
       const later = yield* Effect.fork(spawnChild({ backend: children, input: "four" }))
-      yield* Effect.yieldNow()
-      yield* TestClock.adjust("1 second")
-      assert.strictEqual((yield* Fiber.join(later)).status, "completed")
-      assert.strictEqual(children.spawns.length, 2)
+      yield* Queue.offer(permits, undefined)
+      assert.strictEqual((yield* Fiber.join(later)).lastAgentMessage, "echo: four")
+      assert.strictEqual(children.spawns.length, 2) // "two" never started, "three" was refused
     }).pipe(Effect.provide(env({ perTree: 1, queueLimit: 1 })))
   )
 
@@ -235,3 +237,13 @@ const waitForPending = (registry: ApprovalRegistryService) =>
     Stream.runHead,
     Effect.map((head) => Option.getOrThrow(head)[0]!)
   )
+
+/** Waits (yielding, so file IO can finish) until `condition` holds. */
+const until = (condition: Effect.Effect<boolean>) =>
+  Effect.gen(function* () {
+    for (let round = 0; round < 100_000; round++) {
+      if (yield* condition) return
+      yield* Effect.yieldNow()
+    }
+    return yield* Effect.dieMessage("the condition never held")
+  })

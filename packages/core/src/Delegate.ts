@@ -107,6 +107,8 @@ export interface Delegate {
   readonly cancel: Effect.Effect<DelegateShutdown>
   /** Waits until the agent has been shut down (by cancel, by the caller leaving, by its own end, or one-shot completion). */
   readonly awaitShutdown: Effect.Effect<DelegateShutdown>
+  /** True once the agent has been shut down. */
+  readonly isShutDown: Effect.Effect<boolean>
 }
 
 const DEFAULT_CAPACITY = 512
@@ -258,7 +260,8 @@ const start = <E, R>(
       // §7 at once, not at the agent's next event: nobody will read what it says.
       close: Effect.zipRight(events.shutdown, closeFromOutside),
       cancel: Effect.zipRight(Scope.close(scope, Exit.void), Deferred.await(isShutDown)),
-      awaitShutdown: Deferred.await(isShutDown)
+      awaitShutdown: Deferred.await(isShutDown),
+      isShutDown: Deferred.isDone(isShutDown)
     }
   })
 

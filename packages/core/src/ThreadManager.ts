@@ -415,7 +415,7 @@ const make = (managerOptions: ThreadManagerOptions) =>
               events: delegate.events,
               delegate,
               rolloutPath: writer.path,
-              isRunning: Effect.map(Effect.exit(delegate.awaitShutdown.pipe(Effect.timeout(0))), Exit.isFailure)
+              isRunning: Effect.map(delegate.isShutDown, (done) => !done)
             }
             const entry: Entry = {
               thread,

@@ -589,12 +589,15 @@ const make = (
         events: (events) =>
           Effect.suspend(() => {
             // One timestamp per batch: formatting a date costs as much as serialising the event.
+            // One string per batch: a line at a time costs an array slot and a length update each.
             const prefix = `{"type":"event","at":"${now()}","event":`
+            let lines = ""
             let boundary = false
             for (const event of events) {
-              append(`${prefix}${JSON.stringify(event)}}\n`)
+              lines += `${prefix}${JSON.stringify(event)}}\n`
               if (TURN_BOUNDARIES.has(event.msg.type)) boundary = true
             }
+            if (lines !== "") append(lines)
             return maybeFlush(boundary)
           }),
         flush,

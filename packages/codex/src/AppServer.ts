@@ -29,7 +29,7 @@ import {
   type ThreadId,
   type UserInputItem
 } from "@deputy/protocol"
-import { Deferred, Duration, Effect, Mailbox, type Scope, SubscriptionRef } from "effect"
+import { Deferred, Duration, Effect, Mailbox, Option, type Scope, SubscriptionRef } from "effect"
 import { BackendExited, type JsonRpcError } from "./errors.js"
 import * as Wire from "./internal/appServerWire.js"
 import { childEnv } from "./internal/childEnv.js"
@@ -208,7 +208,17 @@ export const startProcess = (options: ProcessOptions = {}): Effect.Effect<AppSer
           duration: INITIALIZE_TIMEOUT,
           onTimeout: () => new BackendExited({ backend: PROCESS_NAME, code: null })
         }),
-        Effect.mapError((error) => fail(`initialize failed: ${error.message}`)(error))
+        Effect.catchAll((error) =>
+          Effect.gen(function* () {
+            // A binary that cannot start is the watchdog's exit 127: fail as spawning it directly did.
+            const failure = rpc.isClosed()
+              ? Option.flatten(yield* Effect.timeoutOption(started.startFailure, Duration.seconds(2)))
+              : Option.none<string>()
+            return yield* Option.isSome(failure)
+              ? new SpawnFailed({ backend: name, reason: failure.value, cause: error })
+              : fail(`initialize failed: ${error.message}`)(error)
+          })
+        )
       )
     yield* rpc.notify("initialized")
 

@@ -8,6 +8,7 @@ import { NodeContext } from "@effect/platform-node"
 import { assert, describe, layer } from "@effect/vitest"
 import { Effect, Exit, HashMap, Logger, LogLevel, Option, Scope } from "effect"
 import { CodexExec } from "../src/index.js"
+import { groupMembers, startCrashDeputy, untilGroupGone } from "./crashDeputy.js"
 
 const FAKE = fileURLToPath(new URL("./fixtures/fake-codex.mjs", import.meta.url))
 const THREAD = "0b5c2f3e-7d41-4c8a-9a7e-2f1d3c4b5a69" as ThreadId
@@ -397,6 +398,20 @@ layer(NodeContext.layer, { excludeTestServices: true })("CodexExec", (it) => {
       assert.strictEqual(aborted?.msg.type, "turn_aborted")
       assert.isFalse(isAlive(child!))
     })
+  )
+
+  it.scoped.skipIf(process.platform !== "linux")(
+    "no orphans: a SIGKILLed deputy process takes its codex exec child's whole group with it",
+    () =>
+      Effect.gen(function* () {
+        const box = yield* sandbox([[]])
+        const deputy = yield* startCrashDeputy("exec", box.root)
+        // The watchdog, the fake codex and its grandchild.
+        assert.strictEqual(groupMembers(deputy.group).length, 3)
+        yield* deputy.crash
+        assert.deepStrictEqual(yield* untilGroupGone(deputy.group), [])
+      }),
+    30_000
   )
 
   it.scoped("§26 shutdown kills a running turn, ends the events, and later submits fail with AgentClosed", () =>

@@ -5,12 +5,17 @@
  * to for its whole life and close on purpose (Codex's graceful shutdown is stdin EOF), a pid known
  * at once for group signals from any fiber (tests SIGKILL it), and a release that escalates
  * close → SIGTERM → SIGKILL with bounded waits; wrapping `spawn` in `acquireRelease` gives all three
- * without putting a CommandExecutor in every agent's requirements. The child is `detached`, i.e. the
- * leader of its own process group, and every signal goes to the whole group (`kill(-pid)`), so the
- * commands Codex runs die with it.
+ * without putting a CommandExecutor in every agent's requirements.
+ *
+ * No orphans: the child runs under core's watchdog (`Watchdog.spawn`, lifeline on fd 3). Its pid is the
+ * watchdog's, the leader of a new process group that holds Codex; every signal goes to the whole group
+ * (`kill(-pid)`), so the commands Codex runs die with it, and if this process dies (even SIGKILL) the
+ * watchdog ends the group. Stdin, stdout and stderr are Codex's own; the exit is Codex's, mirrored.
+ * A binary that cannot start shows as exit 127 with the watchdog's stderr line (`startFailure`).
  */
-import { spawn } from "node:child_process"
-import { Deferred, Duration, Effect, type Scope, Stream } from "effect"
+import type { ChildProcess } from "node:child_process"
+import { Watchdog } from "@deputy/core"
+import { Deferred, Duration, Effect, type Option, type Scope, Stream } from "effect"
 
 /** How a child ended. */
 export interface ChildExit {
@@ -35,6 +40,11 @@ export interface Child {
   readonly terminate: Effect.Effect<void>
   /** The last few KB of stderr (for error messages). */
   readonly stderrTail: () => string
+  /**
+   * Waits for the exit (and, briefly, stderr's end): the reason when the command could not start at all
+   * (no such binary, not executable), none for any other exit.
+   */
+  readonly startFailure: Effect.Effect<Option.Option<string>>
 }
 
 /** The child could not be started (no such binary, bad cwd, …). */
@@ -44,6 +54,7 @@ export interface SpawnError {
 }
 
 const STDERR_TAIL = 8 * 1024
+const STDERR_WAIT = Duration.seconds(1)
 
 /** Starts `file args…` in the caller's scope; closing the scope runs `terminate`. */
 export const spawnChild = (config: {
@@ -63,11 +74,13 @@ const start = (config: {
 }): Effect.Effect<Child, SpawnError> =>
   Effect.gen(function* () {
     const exited = yield* Deferred.make<ChildExit>()
-    const proc = yield* Effect.async<ReturnType<typeof spawn>, SpawnError>((resume) => {
-      const proc = spawn(config.file, [...config.args], {
+    const stderrEnded = yield* Deferred.make<void>()
+    const proc = yield* Effect.async<ChildProcess, SpawnError>((resume) => {
+      // The watchdog's own env is the child's: node needs none of the parent's (no NODE_OPTIONS).
+      const proc = Watchdog.spawn(config.file, config.args, {
         cwd: config.cwd,
         env: { ...config.env },
-        detached: process.platform !== "win32",
+        grace: config.grace,
         stdio: ["pipe", "pipe", "pipe"]
       })
       proc.once("spawn", () => resume(Effect.succeed(proc)))
@@ -85,6 +98,7 @@ const start = (config: {
     proc.stderr?.on("data", (chunk: string) => {
       tail = (tail + chunk).slice(-STDERR_TAIL)
     })
+    proc.stderr?.once("close", () => Deferred.unsafeDone(stderrEnded, Effect.void))
     const stdout = proc.stdout
     if (stdout === null || proc.stdin === null || proc.pid === undefined) {
       return yield* Effect.fail<SpawnError>({ reason: "the child has no stdio pipes", cause: undefined })
@@ -128,7 +142,11 @@ const start = (config: {
       exitNow: () => exit,
       signal,
       terminate,
-      stderrTail: () => tail
+      stderrTail: () => tail,
+      startFailure: Deferred.await(exited).pipe(
+        Effect.zipLeft(Deferred.await(stderrEnded).pipe(Effect.timeoutOption(STDERR_WAIT))),
+        Effect.map((exit) => Watchdog.spawnFailure(exit.code, tail))
+      )
     }
   })
 

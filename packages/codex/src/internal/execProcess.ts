@@ -4,10 +4,16 @@
  * then SIGKILL after a grace), so nothing outlives its turn. Stdout is read once, as lines, into a
  * bounded mailbox (a slow reader holds the child back); stderr is always drained, each line logged
  * at debug level and the last few kept for error messages.
+ *
+ * No orphans: the child runs under core's watchdog (`Watchdog.command`, lifeline `parent`, since
+ * its stdin carries the prompt), which leads the group and ends it within ~100 ms of this process
+ * dying, even by SIGKILL. A binary that cannot start shows as exit 127 with the watchdog's stderr
+ * line (`startFailure`).
  */
+import { Watchdog } from "@deputy/core"
 import { Command, type CommandExecutor } from "@effect/platform"
 import type { PlatformError } from "@effect/platform/Error"
-import { Duration, Effect, Fiber, Mailbox, type Scope, Stream } from "effect"
+import { Duration, Effect, Fiber, Mailbox, type Option, type Scope, Stream } from "effect"
 
 /** What starting a child needs. */
 export interface ExecProcessConfig {
@@ -33,6 +39,11 @@ export interface ExecProcess {
   readonly stderrTail: Effect.Effect<ReadonlyArray<string>>
   /** Kills the process group: SIGTERM, SIGKILL after the grace. Never fails; done when the child is gone. */
   readonly kill: Effect.Effect<void>
+  /**
+   * Waits for the exit and stderr's end: the reason when the binary could not start at all (no such
+   * file, not executable), none for any other exit.
+   */
+  readonly startFailure: Effect.Effect<Option.Option<string>>
 }
 
 const STDOUT_CAPACITY = 64
@@ -55,12 +66,14 @@ export const startExecProcess = (
   config: ExecProcessConfig
 ): Effect.Effect<ExecProcess, PlatformError, Scope.Scope | CommandExecutor.CommandExecutor> =>
   Effect.gen(function* () {
-    const command = Command.make(config.binary, ...config.args).pipe(
+    // The watchdog (node) gets the child's env alone, no NODE_OPTIONS of ours; the prompt reaches Codex
+    // through its stdin, so the lifeline is the watchdog's parent pid.
+    const command = Watchdog.command(config.binary, config.args, { lifeline: "parent", grace: config.killGrace }).pipe(
       Command.workingDirectory(config.cwd),
       Command.env(config.env, { extendEnv: false }),
       Command.stdin(Stream.make(new TextEncoder().encode(config.stdin)))
     )
-    // The platform spawns every child detached, i.e. as the leader of its own process group.
+    // The platform spawns every child detached: the watchdog leads a process group that holds Codex.
     const child = yield* Command.start(command)
     const kill = killEscalating(child, config.killGrace)
 
@@ -83,17 +96,20 @@ export const startExecProcess = (
     const lines = yield* Mailbox.fromStream(child.stdout.pipe(Stream.decodeText(), Stream.splitLines), {
       capacity: STDOUT_CAPACITY
     })
+    const exitCode = child.exitCode.pipe(
+      Effect.map((code): number | null => code),
+      Effect.orElseSucceed(() => null) // ended by a signal
+    )
+    const stderrTail = Fiber.await(stderr).pipe(
+      Effect.timeoutOption(STDERR_WAIT),
+      Effect.map(() => [...tail])
+    )
     return {
       pid: child.pid,
       lines,
-      exitCode: child.exitCode.pipe(
-        Effect.map((code): number | null => code),
-        Effect.orElseSucceed(() => null) // ended by a signal
-      ),
-      stderrTail: Fiber.await(stderr).pipe(
-        Effect.timeoutOption(STDERR_WAIT),
-        Effect.map(() => [...tail])
-      ),
-      kill
+      exitCode,
+      stderrTail,
+      kill,
+      startFailure: Effect.zipWith(exitCode, stderrTail, (code, lines) => Watchdog.spawnFailure(code, lines.join("\n")))
     }
   })

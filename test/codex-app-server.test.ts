@@ -4,40 +4,17 @@
  * killed by the test's scope (and its group by the backend), all removed after the test.
  */
 import { existsSync } from "node:fs"
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises"
-import { tmpdir } from "node:os"
+import { readFile, writeFile } from "node:fs/promises"
 import { join } from "node:path"
 import { type AppServerProcess, CodexAppServer, type ProcessOptions, type ThreadOptions } from "@deputy/codex"
 import { Delegate, Parent, type ParentCallbacks, type SpawnOptions } from "@deputy/core"
-import { type CodexConfigOptions, type MockModel, type ScenarioInput, startMockModel } from "@deputy/mock-model"
+import type { ScenarioInput } from "@deputy/mock-model"
 import { type Event, type EventMsg, isTurnEnd, type Submission, userText } from "@deputy/protocol"
 import { Chunk, Deferred, Effect, type Scope, Stream } from "effect"
-import { afterEach, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
+import { keyName, type Sandbox, sandbox } from "./support/sandbox.js"
 
-const keyName = "DEPUTY_MOCK_MODEL_KEY"
 const TEST_TIMEOUT = 30_000
-
-interface Sandbox {
-  readonly home: string
-  readonly cwd: string
-  readonly model: MockModel
-}
-
-const cleanups: Array<() => Promise<void>> = []
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
-})
-
-const sandbox = async (scenario: ScenarioInput, config: CodexConfigOptions = {}): Promise<Sandbox> => {
-  const model = await startMockModel(scenario)
-  cleanups.push(() => model.close())
-  const home = await mkdtemp(join(tmpdir(), "deputy-appserver-home-"))
-  const cwd = await mkdtemp(join(tmpdir(), "deputy-appserver-cwd-"))
-  cleanups.push(() => rm(home, { recursive: true, force: true }))
-  cleanups.push(() => rm(cwd, { recursive: true, force: true }))
-  await model.writeCodexConfig(home, { envKey: keyName, ...config })
-  return { home, cwd, model }
-}
 
 const processOptions = (box: Sandbox, extra: ProcessOptions = {}): ProcessOptions => ({
   cwd: box.cwd,

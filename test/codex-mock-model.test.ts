@@ -4,16 +4,14 @@
  */
 import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process"
 import { existsSync } from "node:fs"
-import { mkdtemp, readFile, rm } from "node:fs/promises"
+import { readFile } from "node:fs/promises"
 import { createRequire } from "node:module"
-import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { createInterface } from "node:readline"
-import { type CodexConfigOptions, type MockModel, type ScenarioInput, startMockModel } from "@deputy/mock-model"
-import { afterEach, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
+import { cleanups, keyName, type Sandbox, sandbox } from "./support/sandbox.js"
 
 const require = createRequire(import.meta.url)
-const keyName = "DEPUTY_MOCK_MODEL_KEY"
 
 const triples: Record<string, string> = {
   "linux-x64": "x86_64-unknown-linux-musl",
@@ -37,29 +35,6 @@ const codexCommand = (): { readonly file: string; readonly prefix: ReadonlyArray
     }
   }
   return { file: process.execPath, prefix: [join(dirname(wrapperPackage), "bin", "codex.js")] }
-}
-
-interface Sandbox {
-  readonly home: string
-  readonly cwd: string
-  readonly model: MockModel
-}
-
-const cleanups: Array<() => Promise<void>> = []
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
-})
-
-/** A mock model plus a fresh CODEX_HOME (with config.toml) and cwd, all removed after the test. */
-const sandbox = async (scenario: ScenarioInput, config: CodexConfigOptions = {}): Promise<Sandbox> => {
-  const model = await startMockModel(scenario)
-  cleanups.push(() => model.close())
-  const home = await mkdtemp(join(tmpdir(), "deputy-codex-home-"))
-  const cwd = await mkdtemp(join(tmpdir(), "deputy-codex-cwd-"))
-  cleanups.push(() => rm(home, { recursive: true, force: true }))
-  cleanups.push(() => rm(cwd, { recursive: true, force: true }))
-  await model.writeCodexConfig(home, { envKey: keyName, ...config })
-  return { home, cwd, model }
 }
 
 /** Spawns codex in its own process group with a minimal environment; the test's cleanup kills the group. */

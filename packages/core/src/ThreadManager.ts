@@ -11,6 +11,7 @@ import {
   type RolloutMeta,
   type SessionSource,
   type Submission,
+  type TerminalState,
   ThreadId,
   TurnId
 } from "@deputy/protocol"
@@ -358,8 +359,18 @@ const make = (managerOptions: ThreadManagerOptions) =>
               Scope.extend(scope),
               Effect.catchAll(fail)
             )
-            // No orphans: the thread's end is recorded after its agent's and delegate's finalizers ran.
-            yield* Scope.addFinalizer(scope, writer.terminal("shutdown"))
+            // No orphans: how the thread ended is recorded after its agent's and delegate's finalizers ran.
+            let ending: { readonly state: TerminalState; readonly reason?: string } = { state: "shutdown" }
+            let ended: Effect.Effect<void> = Effect.void
+            yield* Scope.addFinalizer(
+              scope,
+              Effect.suspend(() =>
+                Effect.zipRight(
+                  ended,
+                  Effect.suspend(() => writer.terminal(ending.state, ending.reason))
+                )
+              )
+            )
             const agent = yield* options.backend
               .spawn({
                 threadId,
@@ -383,7 +394,9 @@ const make = (managerOptions: ThreadManagerOptions) =>
                 onSome: (e) => e.msg.type
               })
               yield* agent.submit({ id: "shutdown", op: { type: "shutdown" } }).pipe(Effect.ignore)
-              return yield* fail(new SessionConfiguredNotFirst({ threadId, got }))
+              const error = new SessionConfiguredNotFirst({ threadId, got })
+              ending = { state: "failed", reason: error.message }
+              return yield* fail(error)
             }
             const configured = first.value.msg
             if (configured.backendThreadId !== undefined) yield* writer.setBackendThreadId(configured.backendThreadId)
@@ -395,6 +408,15 @@ const make = (managerOptions: ThreadManagerOptions) =>
               onEvents: writer.events
             }).pipe(Scope.extend(scope))
             reportError = (error) => delegate.report({ type: "error", message: error.message })
+            // A running turn aborted by the shutdown, or an agent that died or never ended, is not a clean end.
+            ended = Effect.gen(function* () {
+              if (!(yield* delegate.isShutDown)) return
+              const { outcome } = yield* delegate.awaitShutdown
+              const status = yield* agent.status.get
+              if (status.type === "errored") ending = { state: "failed", reason: status.message }
+              else if (outcome === "aborted") ending = { state: "aborted", reason: "its turn was interrupted" }
+              else if (outcome !== "completed") ending = { state: "failed", reason: `shutdown: ${outcome}` }
+            })
 
             const submit: Thread["submit"] = (op, submitOptions) =>
               Effect.gen(function* () {

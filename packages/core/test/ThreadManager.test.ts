@@ -267,6 +267,9 @@ describe("ThreadManager", () => {
         (yield* manager.opLog).map((e) => e.submission.op.type),
         ["user_input"]
       )
+      yield* manager.remove(A)
+      const last = (yield* fs.readFileString(path)).trimEnd().split("\n").at(-1)!
+      assert.deepInclude(JSON.parse(last), { type: "terminal", state: "shutdown" })
     }).pipe(Effect.provide(env))
   )
 

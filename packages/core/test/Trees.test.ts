@@ -140,6 +140,14 @@ describe("ThreadManager trees", () => {
       assert.deepStrictEqual(yield* registry.pending, [])
       assert.deepStrictEqual(yield* manager.list, [A])
       assert.strictEqual((yield* Effect.flip(registry.decide(pending.requestId, "approved")))._tag, "RequestNotPending")
+      // Each ended thread's rollout says how it ended.
+      const store = yield* RolloutStore
+      const lastLine = (id: ThreadId) =>
+        Effect.map(
+          Effect.flatMap(store.findById(id), (found) => store.read(found.path)),
+          (read) => read.lines.at(-1)
+        )
+      assert.deepInclude(yield* lastLine(C), { type: "terminal", state: "aborted" })
     }).pipe(Effect.provide(env()))
   )
 

@@ -134,7 +134,8 @@ export interface CancelReport {
  * Caps on live threads; starts beyond a cap wait in arrival order. A slot is freed however its thread
  * ends. A parent waiting for its children still holds its slot, so a per-tree cap must leave room for
  * the work below the parents that wait: with `perTree: 2`, two children that each spawn a grandchild
- * wait for each other forever (use a per-parent cap, or a per-tree cap above the tree's width × depth).
+ * wait for each other forever (use a per-parent cap, or a per-tree cap above the number of parents
+ * that can be waiting at once).
  */
 export interface ThreadLimits {
   /** Live sub-agents one thread may have at once. */

@@ -95,6 +95,20 @@ export class TreeCancelled extends Data.TaggedError("TreeCancelled")<{
   }
 }
 
+/**
+ * A sub-agent was refused rather than queued: every slot of its tree's cap is held by a parent that
+ * waits for its own children, so none would ever be given back.
+ */
+export class CapDeadlock extends Data.TaggedError("CapDeadlock")<{
+  readonly threadId: string
+  readonly pool: string
+  readonly holders: ReadonlyArray<string>
+}> {
+  override get message() {
+    return `thread ${this.threadId} not started: every slot of ${this.pool} is held by a parent waiting for its children (${this.holders.join(", ")})`
+  }
+}
+
 /** Too many starts already wait for a slot under the manager's limits. */
 export class SpawnQueueFull extends Data.TaggedError("SpawnQueueFull")<{
   readonly waiting: number
@@ -115,6 +129,7 @@ export type ThreadStartError =
   | RolloutPathMismatch
   | ThreadNotFound
   | SpawnQueueFull
+  | CapDeadlock
   | TreeCancelled
 
 /** What the manager reports after `shutdownAll`, each list sorted by id (§13). */
@@ -132,10 +147,8 @@ export interface CancelReport {
 
 /**
  * Caps on live threads; starts beyond a cap wait in arrival order. A slot is freed however its thread
- * ends. A parent waiting for its children still holds its slot, so a per-tree cap must leave room for
- * the work below the parents that wait: with `perTree: 2`, two children that each spawn a grandchild
- * wait for each other forever (use a per-parent cap, or a per-tree cap above the number of parents
- * that can be waiting at once).
+ * ends. A parent waiting for its children still holds its slot; a start whose tree's slots are all held
+ * by such parents could never get one, so it fails at once with CapDeadlock instead of hanging.
  */
 export interface ThreadLimits {
   /** Live sub-agents one thread may have at once. */
@@ -286,7 +299,13 @@ const make = (managerOptions: ThreadManagerOptions) =>
     let waitingForSlots = 0
 
     /** Takes, in order, a slot of every pool that caps this start; held for the thread's life (its scope). */
-    const takeSlots = (options: StartOptions<unknown>) =>
+    // Which threads hold a slot of each tree pool, and which threads wait for their own children: a
+    // tree whose every slot is held by a waiting parent can never give a slot back.
+    const treeHolders = new Map<string, Set<ThreadId>>()
+    const waitingOnChildren = new Map<ThreadId, number>()
+    const isWaiting = (threadId: ThreadId) => (waitingOnChildren.get(threadId) ?? 0) > 0
+
+    const takeSlots = (options: StartOptions<unknown>, threadId: ThreadId) =>
       Effect.gen(function* () {
         const caps: Array<[string, number | undefined]> = [
           [`backend:${options.backend.name}`, limits.perBackend?.[options.backend.name]]
@@ -303,7 +322,11 @@ const make = (managerOptions: ThreadManagerOptions) =>
             pool = makeSlotPool(limit)
             pools.set(key, pool)
           }
+          const holders = key.startsWith("tree:") ? (treeHolders.get(key) ?? new Set<ThreadId>()) : undefined
           if (!pool.isFree()) {
+            if (holders !== undefined && holders.size > 0 && [...holders].every(isWaiting)) {
+              return yield* new CapDeadlock({ threadId, pool: key, holders: [...holders] })
+            }
             if (limits.queueLimit !== undefined && waitingForSlots >= limits.queueLimit) {
               return yield* new SpawnQueueFull({ waiting: waitingForSlots, queueLimit: limits.queueLimit })
             }
@@ -314,6 +337,11 @@ const make = (managerOptions: ThreadManagerOptions) =>
             )
           } else {
             yield* pool.acquire
+          }
+          if (holders !== undefined) {
+            holders.add(threadId)
+            treeHolders.set(key, holders)
+            yield* Effect.addFinalizer(() => Effect.sync(() => holders.delete(threadId)))
           }
         }
       })
@@ -350,7 +378,7 @@ const make = (managerOptions: ThreadManagerOptions) =>
               return cancelled === undefined ? Effect.void : fail(new TreeCancelled({ threadId, cancelled }))
             })
             yield* refuseInCancelledTree
-            yield* takeSlots(options).pipe(
+            yield* takeSlots(options, threadId).pipe(
               Scope.extend(scope),
               Effect.onInterrupt(() => Scope.close(scope, Exit.void)),
               Effect.catchAll(fail)
@@ -630,7 +658,13 @@ const make = (managerOptions: ThreadManagerOptions) =>
         let childId: ThreadId | undefined
         const asSpawnFailed = (error: { readonly message: string }) =>
           new SpawnFailed({ backend: request.backend.name, reason: error.message, cause: error })
+        const waiting = Effect.acquireRelease(
+          Effect.sync(() => waitingOnChildren.set(parentThreadId, (waitingOnChildren.get(parentThreadId) ?? 0) + 1)),
+          () =>
+            Effect.sync(() => waitingOnChildren.set(parentThreadId, (waitingOnChildren.get(parentThreadId) ?? 1) - 1))
+        )
         return Effect.gen(function* () {
+          yield* waiting
           const child = yield* start({
             backend: request.backend,
             source: { type: "sub_agent", parentThreadId, depth: depth + 1 },
@@ -653,6 +687,7 @@ const make = (managerOptions: ThreadManagerOptions) =>
           yield* dropEntry(child.threadId)
           return outcome
         }).pipe(
+          Effect.scoped, // the parent counts as waiting until its child is done
           // Cancelling the parent's wait cancels the child's whole subtree.
           Effect.onInterrupt(() => (childId === undefined ? Effect.void : Effect.ignore(cancel(childId))))
         )

@@ -85,6 +85,7 @@ export {
 } from "./Rollout.js"
 export {
   type CancelReport,
+  CapDeadlock,
   DuplicateThreadId,
   DuplicateTurnId,
   type ForkOptions,

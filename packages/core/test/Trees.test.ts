@@ -220,6 +220,35 @@ describe("ThreadManager trees", () => {
     }).pipe(Effect.provide(env({ perTree: 1, queueLimit: 1 })))
   )
 
+  it.scoped("a start that could only wait on parents waiting for their own children is refused, not hung", () =>
+    Effect.gen(function* () {
+      const manager = yield* ThreadManager
+      const root = makeFakeBackend()
+      const permits = yield* Queue.unbounded<void>()
+      const kids = makeFakeBackend(() => ({ turnGate: Queue.take(permits) }))
+      const grandkids = makeFakeBackend()
+      yield* manager.start({ backend: root, threadId: A })
+      const spawnChild = root.spawns[0]!.spawnChild!
+      const first = yield* Effect.fork(spawnChild({ backend: kids, input: "one" }))
+      const second = yield* Effect.fork(spawnChild({ backend: kids, input: "two" }))
+      yield* until(Effect.map(SubscriptionRef.get(kids.alive), (n) => n === 2))
+      // One child asks for a grandchild: the other child still works, so the grandchild queues.
+      const queuedGrandchild = yield* Effect.fork(kids.spawns[0]!.spawnChild!({ backend: grandkids, input: "gc" }))
+      yield* until(Effect.map(manager.queued, (n) => n === 1))
+      // Now the other asks too: both slots are held by parents waiting for children, so it is refused.
+      const refused = yield* Effect.flip(kids.spawns[1]!.spawnChild!({ backend: grandkids, input: "gc" }))
+      assert.match(refused.reason, /every slot of tree:.* is held by a parent waiting for its children/)
+      // When the children's turns end their slots come back, and the queued grandchild runs.
+      yield* Queue.offerAll(permits, [undefined, undefined])
+      assert.deepStrictEqual(
+        [(yield* Fiber.join(first)).status, (yield* Fiber.join(second)).status],
+        ["completed", "completed"]
+      )
+      assert.strictEqual((yield* Fiber.join(queuedGrandchild)).status, "completed")
+      assert.strictEqual(grandkids.spawns.length, 1)
+    }).pipe(Effect.provide(env({ perTree: 2 })))
+  )
+
   it.scoped("interrupting a parent's wait for its child cancels the child", () =>
     Effect.gen(function* () {
       const manager = yield* ThreadManager

@@ -27,6 +27,7 @@ import {
   resumeWithFallback,
   SpawnFailed,
   type SpawnOptions,
+  TurnRunner,
   writePointer
 } from "@deputy/core"
 import {
@@ -41,19 +42,7 @@ import {
   type UserInputItem
 } from "@deputy/protocol"
 import { type CommandExecutor, FileSystem, Path } from "@effect/platform"
-import {
-  Cause,
-  Data,
-  Duration,
-  Effect,
-  Exit,
-  Fiber,
-  FiberSet,
-  Mailbox,
-  Option,
-  type Scope,
-  SubscriptionRef
-} from "effect"
+import { Cause, Data, Duration, Effect, Exit, Mailbox, Option, type Scope, SubscriptionRef } from "effect"
 import { childEnv } from "./internal/childEnv.js"
 import { resolveCodexCommand } from "./internal/codexBinary.js"
 import { type Decoded, decodeExecLine, type ExecItem } from "./internal/execJsonl.js"
@@ -248,7 +237,6 @@ export const spawn = (options: Options & SpawnOptions): Effect.Effect<Agent, Spa
         yield* events.end
       })
     )
-    const turns = yield* FiberSet.make()
     const codex = resolveCodexCommand(options.binary)
     const config: TurnConfig = {
       threadId,
@@ -273,9 +261,14 @@ export const spawn = (options: Options & SpawnOptions): Effect.Effect<Agent, Spa
     }
     yield* events.offerAll([configured, ...startup].map((msg) => ({ id: "", msg })))
     yield* SubscriptionRef.set(status, { type: "idle" })
-    yield* Effect.forkScoped(
-      driver({ config, inbox, status, turns }).pipe(Effect.annotateLogs({ backend: name, threadId }))
-    )
+    const turns = yield* TurnRunner.make({
+      events,
+      status,
+      inbox,
+      announce: true,
+      run: (turnId, items: ReadonlyArray<UserInputItem>) => runTurn(config, turnId, items)
+    })
+    yield* Effect.forkScoped(driver({ config, inbox, turns }).pipe(Effect.annotateLogs({ backend: name, threadId })))
 
     return {
       threadId,
@@ -620,88 +613,43 @@ const changesOf = (item: Extract<ExecItem, { type: "file_change" }>): FileChange
   )
 
 /** What the driver takes: ops, and the end of the turn it started. */
-type Inbox =
-  | { readonly _tag: "Op"; readonly submission: Submission }
-  | { readonly _tag: "TurnDone"; readonly seq: number; readonly exit: Exit.Exit<EventMsg> }
+type Inbox = { readonly _tag: "Op"; readonly submission: Submission } | TurnRunner.TurnDone<EventMsg>
 
 /**
  * The op side: takes ops one at a time, starts turns (queueing inputs that arrive during one, since
  * a Codex thread has one writer), kills the running child on interrupt and shutdown. It alone
- * changes status, and emits each turn's last event after the status, like the scripted backend.
+ * changes status (through its TurnRunner, which emits each turn's last event after the status).
  */
 const driver = (options: {
   readonly config: TurnConfig
   readonly inbox: Mailbox.Mailbox<Inbox>
-  readonly status: SubscriptionRef.SubscriptionRef<AgentStatus>
-  readonly turns: FiberSet.FiberSet
+  readonly turns: TurnRunner.TurnRunner<ReadonlyArray<UserInputItem>, EventMsg, Requirements>
 }): Effect.Effect<void, never, Requirements> =>
   Effect.gen(function* () {
-    const { config, inbox, status, turns } = options
+    const { config, inbox, turns } = options
     const { events, state } = config
-    const pending: Array<{ readonly turnId: string; readonly items: ReadonlyArray<UserInputItem> }> = []
-    let current:
-      | { readonly seq: number; readonly turnId: string; readonly fiber: Fiber.RuntimeFiber<boolean> }
-      | undefined
-    let nextSeq = 0
     let isDone = false
 
     const warn = (id: string, message: string) => events.offer({ id, msg: { type: "warning", message } })
 
-    const startTurn = (turnId: string, items: ReadonlyArray<UserInputItem>) =>
-      Effect.gen(function* () {
-        const seq = nextSeq++
-        yield* SubscriptionRef.set(status, { type: "running", turnId })
-        yield* events.offer({ id: turnId, msg: { type: "turn_started", turnId } })
-        const fiber = yield* FiberSet.run(
-          turns,
-          runTurn(config, turnId, items).pipe(
-            Effect.exit,
-            Effect.flatMap((exit) => inbox.offer({ _tag: "TurnDone", seq, exit }))
-          )
-        )
-        current = { seq, turnId, fiber }
-      })
-
-    const turnEnded = (turnId: string, last: EventMsg) =>
-      Effect.gen(function* () {
-        current = undefined
-        yield* SubscriptionRef.set(status, { type: "idle" })
-        yield* events.offer({ id: turnId, msg: last })
-        const next = pending.shift()
-        if (next !== undefined) yield* startTurn(next.turnId, next.items)
-      })
-
-    // Interrupting the turn fiber closes its scope, which kills the child's process group.
-    const abortTurn = Effect.gen(function* () {
-      const running = current
-      if (running === undefined) return
-      const exit = yield* Fiber.interrupt(running.fiber)
-      if (Exit.isSuccess(exit)) return // it had already ended; its TurnDone is in the inbox
-      yield* turnEnded(running.turnId, { type: "turn_aborted", turnId: running.turnId, reason: "interrupted" })
-    })
-
     const handle = (message: Inbox): Effect.Effect<void, never, Requirements> => {
       if (message._tag === "TurnDone") {
-        if (current?.seq !== message.seq) return Effect.void // interrupted, and already reported
-        const { turnId } = current
-        const { exit } = message
-        if (Exit.isSuccess(exit)) return turnEnded(turnId, exit.value)
-        return Effect.gen(function* () {
-          yield* events.offer({
-            id: turnId,
-            msg: { type: "error", message: `codex-exec turn failed: ${Cause.pretty(exit.cause)}` }
-          })
-          yield* turnEnded(turnId, { type: "turn_aborted", turnId, reason: "backend_exited" })
-        })
+        return turns.done(message, (turnId, exit) =>
+          Exit.isSuccess(exit)
+            ? turns.end(turnId, exit.value)
+            : Effect.gen(function* () {
+                yield* events.offer({
+                  id: turnId,
+                  msg: { type: "error", message: `codex-exec turn failed: ${Cause.pretty(exit.cause)}` }
+                })
+                yield* turns.end(turnId, { type: "turn_aborted", turnId, reason: "backend_exited" })
+              })
+        )
       }
       const { id, op } = message.submission
       switch (op.type) {
         case "user_input":
-          if (current !== undefined) {
-            pending.push({ turnId: id, items: op.items }) // one child per Codex thread at a time
-            return Effect.void
-          }
-          return startTurn(id, op.items)
+          return turns.start(id, op.items) // after the running turn: one child per Codex thread at a time
         case "exec_approval":
         case "patch_approval":
         case "user_input_answer":
@@ -710,17 +658,16 @@ const driver = (options: {
             `codex-exec cannot take ${op.type}: codex exec has no approval channel (approvals are off); ignored`
           )
         case "interrupt":
-          return abortTurn // a no-op when idle
+          // A no-op when idle; interrupting the turn fiber closes its scope, which kills the child's process group.
+          return turns.interrupt
         case "shutdown":
-          return Effect.gen(function* () {
-            pending.length = 0
-            yield* abortTurn
-            yield* SubscriptionRef.set(status, { type: "shutdown" })
-            yield* events.offer({ id, msg: { type: "shutdown_complete" } })
-            yield* events.end
-            state.closed = true
-            isDone = true
-          })
+          return Effect.zipRight(
+            turns.shutdown(id),
+            Effect.sync(() => {
+              state.closed = true
+              isDone = true
+            })
+          )
       }
     }
 

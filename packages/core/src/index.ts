@@ -105,4 +105,6 @@ export {
   type ThreadStartError,
   TreeCancelled
 } from "./ThreadManager.js"
+/** One turn at a time for a backend's driver: queued inputs, late-TurnDone checks, status-then-last-event order. */
+export * as TurnRunner from "./TurnRunner.js"
 export * as Watchdog from "./Watchdog.js"

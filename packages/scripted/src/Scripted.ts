@@ -9,7 +9,7 @@
  * answers gives the same events. Steps that need no waiting are batched into one `offerAll`, so a
  * long run of deltas costs about one Effect per mailbox-full of events.
  */
-import { type Agent, AgentClosed, type Backend, type SpawnChild, type SpawnOptions } from "@deputy/core"
+import { type Agent, AgentClosed, type Backend, type SpawnChild, type SpawnOptions, TurnRunner } from "@deputy/core"
 import {
   type AgentStatus,
   type Event,
@@ -25,7 +25,7 @@ import {
   type UserInputResponse
 } from "@deputy/protocol"
 import type { CommandExecutor, FileSystem } from "@effect/platform"
-import { Cause, Deferred, Effect, Exit, Fiber, FiberSet, Mailbox, type Scope, SubscriptionRef } from "effect"
+import { Cause, Deferred, Effect, Exit, Mailbox, type Scope, SubscriptionRef } from "effect"
 import { runCommand } from "./internal/exec.js"
 import { applyChanges, resolvePath } from "./internal/patch.js"
 import { callIdOf, NO_SPAWN_CHILD, type Progress, progressOf, unfinishedOf } from "./internal/resume.js"
@@ -87,7 +87,6 @@ export const spawn = (
         yield* events.end
       })
     )
-    const turns = yield* FiberSet.make()
     const play = player({
       script,
       cwd,
@@ -96,6 +95,15 @@ export const spawn = (
       history: options.history ?? [],
       depth: options.depth ?? 0,
       ...(options.spawnChild === undefined ? {} : { spawnChild: options.spawnChild })
+    })
+    let nextTurnIndex = play.turnsPlayed
+    const turns = yield* TurnRunner.make({
+      events,
+      status,
+      inbox,
+      // `resumed`: the turn the history ended in the middle of, to go on with (its index is already counted).
+      run: (turnId, resumed: Unfinished | undefined) =>
+        play.playTurn(turnId, resumed?.index ?? nextTurnIndex++, resumed?.progress)
     })
     yield* Effect.forkScoped(driver({ script, threadId, cwd, events, inbox, status, state, turns, play }))
 
@@ -123,9 +131,7 @@ type Outcome =
   | { readonly _tag: "Fatal"; readonly message: string }
 
 /** What the driver takes: ops, and the end of the turn it started. */
-type Inbox =
-  | { readonly _tag: "Op"; readonly submission: Submission }
-  | { readonly _tag: "TurnDone"; readonly seq: number; readonly exit: Exit.Exit<Outcome> }
+type Inbox = { readonly _tag: "Op"; readonly submission: Submission } | TurnRunner.TurnDone<Outcome>
 
 interface AgentState {
   closed: boolean
@@ -137,12 +143,19 @@ interface Waiting {
   readonly responses: Map<string, Deferred.Deferred<UserInputResponse>>
 }
 
+/** A turn a history ended in the middle of: its id, its script turn, and how far it got. */
+interface Unfinished {
+  readonly turnId: string
+  readonly index: number
+  readonly progress: Progress
+}
+
 interface Player {
   readonly waiting: Waiting
   /** Turns its history already played (the unfinished one included): the next input plays the script turn after them. */
   readonly turnsPlayed: number
   /** The turn its history ended in the middle of, to go on with at start, and where. */
-  readonly unfinished?: { readonly turnId: string; readonly index: number; readonly progress: Progress }
+  readonly unfinished?: Unfinished
   /** Inputs its history submitted but never started, to start (in order) at start. */
   readonly inputs: ReadonlyArray<string>
   /**
@@ -454,7 +467,8 @@ type DeltaType = "agent_message_delta" | "agent_reasoning_delta"
 
 /**
  * The op side: takes ops one at a time, starts turns (queueing inputs that arrive during one),
- * routes answers to the waiting turn, and handles interrupt and shutdown. It alone changes status.
+ * routes answers to the waiting turn, and handles interrupt and shutdown. It alone changes status
+ * (through its TurnRunner, which emits each turn's last event after the status).
  */
 const driver = (config: {
   readonly script: Script
@@ -464,84 +478,37 @@ const driver = (config: {
   readonly inbox: Mailbox.Mailbox<Inbox>
   readonly status: SubscriptionRef.SubscriptionRef<AgentStatus>
   readonly state: AgentState
-  readonly turns: FiberSet.FiberSet
+  readonly turns: TurnRunner.TurnRunner<Unfinished | undefined, Outcome, Requirements>
   readonly play: Player
 }): Effect.Effect<void, never, Requirements> =>
   Effect.gen(function* () {
     const { script, threadId, events, inbox, status, state, turns, play } = config
     const { decisions, responses } = play.waiting
-    const pending: Array<string> = []
-    let current:
-      | { readonly seq: number; readonly turnId: string; readonly fiber: Fiber.RuntimeFiber<boolean> }
-      | undefined
-    let nextSeq = 0
-    let nextTurnIndex = play.turnsPlayed
     let isDone = false
 
     const warn = (id: string, message: string) => events.offer({ id, msg: { type: "warning", message } })
-
-    // `resumed`: the turn the history ended in the middle of, to go on with (its index is already counted).
-    const startTurn = (turnId: string, resumed?: NonNullable<Player["unfinished"]>) =>
-      Effect.gen(function* () {
-        const seq = nextSeq++
-        const index = resumed?.index ?? nextTurnIndex++
-        yield* SubscriptionRef.set(status, { type: "running", turnId })
-        const fiber = yield* FiberSet.run(
-          turns,
-          play.playTurn(turnId, index, resumed?.progress).pipe(
-            Effect.exit,
-            Effect.flatMap((exit) => inbox.offer({ _tag: "TurnDone", seq, exit }))
-          )
-        )
-        current = { seq, turnId, fiber }
-      })
-
-    // Status first, then the turn's last event, then the next queued turn (§24).
-    const turnEnded = (turnId: string, last: EventMsg) =>
-      Effect.gen(function* () {
-        current = undefined
-        yield* SubscriptionRef.set(status, { type: "idle" })
-        yield* events.offer({ id: turnId, msg: last })
-        const next = pending.shift()
-        if (next !== undefined) yield* startTurn(next)
-      })
 
     // §24: a fatal step (or a bug) kills the agent like a crashed backend: an error, no shutdown_complete.
     const die = (turnId: string, message: string) =>
       Effect.gen(function* () {
         state.closed = true
         isDone = true
-        current = undefined
         yield* SubscriptionRef.set(status, { type: "errored", message })
         yield* events.offer({ id: turnId, msg: { type: "error", message } })
         yield* events.end
       })
 
-    // Interrupting the turn fiber closes its scopes, which kills its child process (§24).
-    const abortTurn = Effect.gen(function* () {
-      const running = current
-      if (running === undefined) return
-      const exit = yield* Fiber.interrupt(running.fiber)
-      if (Exit.isSuccess(exit)) return // it had already ended; its TurnDone is in the inbox
-      yield* turnEnded(running.turnId, { type: "turn_aborted", turnId: running.turnId, reason: "interrupted" })
-    })
-
     const handle = (message: Inbox): Effect.Effect<void, never, Requirements> => {
       if (message._tag === "TurnDone") {
-        if (current?.seq !== message.seq) return Effect.void // interrupted, and already reported
-        const { exit } = message
-        const { turnId } = current
-        if (Exit.isFailure(exit)) return die(turnId, `scripted agent failed: ${Cause.pretty(exit.cause)}`)
-        return exit.value._tag === "Fatal" ? die(turnId, exit.value.message) : turnEnded(turnId, exit.value.last)
+        return turns.done(message, (turnId, exit) => {
+          if (Exit.isFailure(exit)) return die(turnId, `scripted agent failed: ${Cause.pretty(exit.cause)}`)
+          return exit.value._tag === "Fatal" ? die(turnId, exit.value.message) : turns.end(turnId, exit.value.last)
+        })
       }
       const { id, op } = message.submission
       switch (op.type) {
         case "user_input":
-          if (current !== undefined) {
-            pending.push(id) // §24: starts once the running turn ends
-            return Effect.void
-          }
-          return startTurn(id)
+          return turns.start(id, undefined) // §24: after the running turn, if one runs
         case "exec_approval":
         case "patch_approval": {
           const kind = op.type === "exec_approval" ? "exec" : "patch"
@@ -557,16 +524,15 @@ const driver = (config: {
             : warn(id, `no user input request is pending with id ${op.id}; user_input_answer ignored`)
         }
         case "interrupt":
-          return abortTurn // a no-op when idle
+          // A no-op when idle; interrupting the turn fiber closes its scopes, which kills its child process (§24).
+          return turns.interrupt
         case "shutdown":
-          return Effect.gen(function* () {
-            pending.length = 0
-            yield* abortTurn
-            yield* SubscriptionRef.set(status, { type: "shutdown" })
-            yield* events.offer({ id, msg: { type: "shutdown_complete" } })
-            yield* events.end
-            isDone = true
-          })
+          return Effect.zipRight(
+            turns.shutdown(id),
+            Effect.sync(() => {
+              isDone = true
+            })
+          )
       }
     }
 
@@ -588,12 +554,8 @@ const driver = (config: {
     yield* events.offerAll(startup)
     yield* SubscriptionRef.set(status, { type: "idle" })
     // §24: work the history left undone (a crash mid-turn) goes on first, pending requests asked again.
-    pending.push(...play.inputs)
-    if (play.unfinished !== undefined) yield* startTurn(play.unfinished.turnId, play.unfinished)
-    else {
-      const next = pending.shift()
-      if (next !== undefined) yield* startTurn(next)
-    }
+    if (play.unfinished !== undefined) yield* turns.start(play.unfinished.turnId, play.unfinished)
+    for (const input of play.inputs) yield* turns.start(input, undefined)
 
     while (!isDone) {
       const [messages] = yield* inbox.takeAll

@@ -54,7 +54,11 @@ export const review = (log: (line: string) => void) =>
         cwd: await mkdtemp(join(tmpdir(), "deputy-review-cwd-"))
       })),
       ({ home, cwd }) =>
-        Effect.promise(() => Promise.all([rm(home, { recursive: true }), rm(cwd, { recursive: true })]))
+        Effect.promise(() =>
+          Promise.all(
+            [home, cwd].map((dir) => rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }))
+          )
+        )
     )
     yield* Effect.promise(async () => {
       await mkdir(join(dirs.cwd, "src"))

@@ -45,11 +45,13 @@ const spawnCodex = (box: Sandbox, args: ReadonlyArray<string>): ChildProcessWith
     detached: true,
     env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: box.home, CODEX_HOME: box.home, [keyName]: "dummy" }
   })
-  cleanups.unshift(async () => {
-    if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return
-    const exited = new Promise((resolve) => child.once("exit", resolve))
+  // Pushed after the sandbox's own cleanups, so it runs before them: the group is gone before its home is removed.
+  cleanups.push(async () => {
+    if (child.pid === undefined) return
+    const running = child.exitCode === null && child.signalCode === null
+    const exited = running ? new Promise((resolve) => child.once("exit", resolve)) : Promise.resolve()
     try {
-      process.kill(-child.pid, "SIGKILL")
+      process.kill(-child.pid, "SIGKILL") // the whole group, even when its leader has already exited
     } catch {
       // already gone
     }

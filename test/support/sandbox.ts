@@ -34,8 +34,9 @@ export const sandbox = async (
   cleanups.push(() => model.close())
   const home = await mkdtemp(join(tmpdir(), `${prefix}-home-`))
   const cwd = await mkdtemp(join(tmpdir(), `${prefix}-cwd-`))
-  cleanups.push(() => rm(home, { recursive: true, force: true }))
-  cleanups.push(() => rm(cwd, { recursive: true, force: true }))
+  // A process of the test may still be writing there as it dies: retry what it re-creates.
+  cleanups.push(() => rm(home, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }))
+  cleanups.push(() => rm(cwd, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }))
   await model.writeCodexConfig(home, { envKey: keyName, ...config })
   return { home, cwd, model }
 }

@@ -39,7 +39,8 @@ export const longRunner: Script = {
       repeat: 1,
       steps: [
         { type: "message", text: "Starting a long build." },
-        { type: "exec", command: ["sleep", "30"], needsApproval: false }
+        // `exec` keeps the shell's pid, so the pid written is the sleep's.
+        { type: "exec", command: ["sh", "-c", "echo $$ > long-runner.pid; exec sleep 30"], needsApproval: false }
       ]
     }
   ]
@@ -100,7 +101,7 @@ export const demo = (workdir: string, log: (line: string) => void) =>
     while (pid === undefined) {
       const event = yield* runner.take
       log(`   ${describe(event)}`)
-      if (event.msg.type === "exec_command_begin") pid = yield* findSleep
+      if (event.msg.type === "exec_command_begin") pid = yield* readPid(`${workdir}/long-runner.pid`)
     }
     const before = yield* Clock.currentTimeMillis
     yield* runner.cancel
@@ -121,30 +122,17 @@ export const demo = (workdir: string, log: (line: string) => void) =>
     }
   }).pipe(Effect.scoped)
 
-/** The pid of the `sleep 30` this process started (directly or through a watchdog), found through /proc (Linux). */
-const findSleep = Effect.gen(function* () {
-  const fs = yield* FileSystem.FileSystem
-  const read = (path: string) => fs.readFileString(path).pipe(Effect.orElseSucceed(() => ""))
-  // Field 4 of /proc/<pid>/stat is the parent pid; field 2, the name in parentheses, may hold spaces.
-  const parentOf = (pid: string) =>
-    Effect.map(read(`/proc/${pid}/stat`), (stat) => stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1] ?? "0")
-  const isOurs = (pid: string) =>
-    Effect.gen(function* () {
-      for (let at = pid, hops = 0; at !== "0" && hops < 8; hops++) {
-        at = yield* parentOf(at)
-        if (Number(at) === process.pid) return true
-      }
-      return false
-    })
-  for (let attempt = 0; attempt < 100; attempt++) {
-    for (const entry of yield* fs.readDirectory("/proc")) {
-      if (!/^\d+$/.test(entry) || (yield* read(`/proc/${entry}/cmdline`)) !== "sleep\u000030\u0000") continue
-      if (yield* isOurs(entry)) return Number(entry)
+/** The pid the long runner writes as it starts (it may not have yet when its exec begins). */
+const readPid = (path: string) =>
+  Effect.gen(function* () {
+    const fs = yield* FileSystem.FileSystem
+    for (let attempt = 0; attempt < 1000; attempt++) {
+      const text = yield* fs.readFileString(path).pipe(Effect.orElseSucceed(() => ""))
+      if (text.endsWith("\n")) return Number(text.trim())
+      yield* Effect.sleep("10 millis")
     }
-    yield* Effect.sleep("10 millis") // the child may not have exec'd yet
-  }
-  return yield* Effect.dieMessage("the long runner's sleep never started")
-})
+    return yield* Effect.dieMessage("the long runner never wrote its pid")
+  })
 
 const isAlive = (pid: number) => {
   try {

@@ -4,6 +4,7 @@
  */
 import type { AgentStatus, Event, RolloutItem, SubAgentStatus, Submission, ThreadId } from "@deputy/protocol"
 import { Data, type Effect, type Mailbox, type Scope, type Subscribable } from "effect"
+import type { Workspace } from "./Workspace.js"
 
 /** The agent took no more ops: it was shut down, or its backend ended. */
 export class AgentClosed extends Data.TaggedError("AgentClosed")<{ readonly threadId: string }> {
@@ -38,6 +39,8 @@ export interface Agent {
   readonly events: Mailbox.ReadonlyMailbox<Event>
   /** The agent's status now, and its changes. */
   readonly status: Subscribable.Subscribable<AgentStatus>
+  /** Where its patches may write (§28); the delegate denies a patch outside it. Default: `process.cwd()` alone. */
+  readonly workspace?: Workspace
 }
 
 /** What a backend needs to start one agent. Backend-specific settings go in the backend's own constructor. */
@@ -46,6 +49,8 @@ export interface SpawnOptions {
   readonly threadId?: ThreadId
   /** The working directory for the agent's commands and patches. */
   readonly cwd?: string
+  /** Directories besides `cwd` the agent's patches may write to (§28). */
+  readonly writableRoots?: ReadonlyArray<string>
   /** For a resumed or forked thread: its history so far (rollout lines after the metadata); the agent goes on after it. */
   readonly history?: ReadonlyArray<RolloutItem>
   /** For a resumed thread: the backend's own id for it (e.g. Codex's thread id), from the rollout metadata. */

@@ -6,7 +6,7 @@
  */
 import type { ReviewDecision, ThreadId, UserInputResponse } from "@deputy/protocol"
 import { Clock, Context, Data, Deferred, Effect, Layer, type Stream, SubscriptionRef } from "effect"
-import { Parent, type ParentError, type ParentRequest, type ParentService } from "./Parent.js"
+import { Parent, type ParentError, ParentFailed, type ParentRequest, type ParentService } from "./Parent.js"
 
 /** A request waiting for an answer. */
 export interface PendingRequest {
@@ -96,8 +96,23 @@ const make = (inner: ParentService) =>
 
     const remove = (requestId: string) => Effect.suspend(() => (slots.delete(requestId) ? publish : Effect.void))
 
-    /** Parks the request; the inner parent's answer or the registry's, whichever comes first, wins. */
+    /**
+     * Parks the request; the inner parent's answer or the registry's, whichever comes first, wins. A second
+     * request under an id already pending is refused (§30): an answer by that id would be ambiguous.
+     */
     const ask = <A>(request: ParentRequest, innerAsk: Effect.Effect<A, ParentError>, fromRegistry: (a: Answer) => A) =>
+      Effect.suspend(() =>
+        slots.has(request.requestId)
+          ? Effect.fail(
+              new ParentFailed({
+                requestId: request.requestId,
+                reason: "a request with the same id is already pending (one request, one answer)"
+              })
+            )
+          : park(request, innerAsk, fromRegistry)
+      )
+
+    const park = <A>(request: ParentRequest, innerAsk: Effect.Effect<A, ParentError>, fromRegistry: (a: Answer) => A) =>
       Effect.gen(function* () {
         const answer = yield* Deferred.make<Answer>()
         const entry: PendingRequest = {

@@ -24,6 +24,7 @@ import {
   Deferred,
   Duration,
   Effect,
+  Either,
   ExecutionStrategy,
   Exit,
   FiberSet,
@@ -35,11 +36,31 @@ import {
 } from "effect"
 import type { Agent } from "./Agent.js"
 import { Parent, type ParentError, type ParentRequest, type ParentService } from "./Parent.js"
+import { confinePatch } from "./Workspace.js"
 
 /** The delegate takes no more ops: it is one-shot, or it was cancelled or shut down. */
 export class OpsClosed extends Data.TaggedError("OpsClosed")<{ readonly threadId: string; readonly reason: string }> {
   override get message() {
     return `thread ${this.threadId} takes no more ops: ${this.reason}`
+  }
+}
+
+/** Ops only the parent may send: answers to the agent's requests (§29). */
+export type AnswerOp = Extract<Op, { type: "exec_approval" | "patch_approval" | "user_input_answer" }>
+
+const isAnswerOp = (op: Op): op is AnswerOp =>
+  op.type === "exec_approval" || op.type === "patch_approval" || op.type === "user_input_answer"
+
+/**
+ * The caller tried to answer one of its sub-agent's requests itself (§29). Only the Parent answers
+ * (or an ApprovalRegistry on its behalf): a caller could otherwise approve what the parent denies.
+ */
+export class CallerCannotAnswer extends Data.TaggedError("CallerCannotAnswer")<{
+  readonly threadId: string
+  readonly op: AnswerOp["type"]
+}> {
+  override get message() {
+    return `thread ${this.threadId}: ${this.op} is the parent's to send; answer through the Parent or the ApprovalRegistry, not submit`
   }
 }
 
@@ -91,8 +112,11 @@ export interface DelegateOptions {
 export interface Delegate {
   /** The sub-agent's thread. */
   readonly threadId: ThreadId
-  /** Queues an op for the agent and returns its submission id (`id`, or a fresh UUID). Waits while the ops mailbox is full. */
-  readonly submit: (op: Op, id?: string) => Effect.Effect<string, OpsClosed>
+  /**
+   * Queues an op for the agent and returns its submission id (`id`, or a fresh UUID). Waits while the ops
+   * mailbox is full. Answers to the agent's requests are refused with CallerCannotAnswer (§29).
+   */
+  readonly submit: (op: Op, id?: string) => Effect.Effect<string, OpsClosed | CallerCannotAnswer>
   /** The caller's events in order; ends once the agent is shut down or gone. Read it once. */
   readonly events: Stream.Stream<Event>
   /** The next event; fails with NoSuchElementException once the events have ended. */
@@ -198,7 +222,12 @@ const start = <E, R>(
     const shutdownOnce = yield* Effect.cached(Effect.uninterruptible(shutdownAgent))
     yield* Scope.addFinalizer(scope, shutdownOnce)
 
-    const handleApproval = approvalHandler(parent, agent, send, options, (requestId) => withdrawn.push(requestId))
+    // Answer ids (`exec:<approval id>`, …) of requests waiting for the parent: one answer each (§30).
+    const pendingAnswers = new Set<string>()
+    const report = (msg: EventMsg, id: string) => Effect.asVoid(events.offer({ id, msg }))
+    const handleApproval = approvalHandler(parent, agent, send, report, options, (requestId) =>
+      withdrawn.push(requestId)
+    )
     // Closing our own scope must happen outside it: the closing fiber would otherwise interrupt itself.
     const closeFromOutside = Effect.asVoid(Effect.forkDaemon(Scope.close(scope, Exit.void)))
 
@@ -212,7 +241,15 @@ const start = <E, R>(
         if (observeEvents) yield* observeEvents(batch)
         for (const event of batch) {
           if (isApprovalRequest(event.msg)) {
-            yield* FiberSet.run(approvals, handleApproval(event.id, event.msg))
+            const key = answerKey(event.id, event.msg)
+            if (pendingAnswers.has(key)) {
+              // §30: any answer to this one would reach the request already pending under the same id.
+              out.push({ id: event.id, msg: { type: "error", message: duplicateRequest(event.msg, key) } })
+            } else {
+              pendingAnswers.add(key)
+              const forget = Effect.sync(() => pendingAnswers.delete(key))
+              yield* FiberSet.run(approvals, Effect.ensuring(handleApproval(event.id, event.msg), forget))
+            }
           } else if (forward(event.msg)) {
             out.push(event)
           }
@@ -248,14 +285,16 @@ const start = <E, R>(
     return {
       threadId: agent.threadId,
       submit: (op, id = crypto.randomUUID()) =>
-        Effect.flatMap(ops.offer({ id, op }), (accepted) =>
-          accepted
-            ? Effect.succeed(id)
-            : Effect.fail(new OpsClosed({ threadId: agent.threadId, reason: "the agent was shut down" }))
-        ),
+        isAnswerOp(op)
+          ? Effect.fail(new CallerCannotAnswer({ threadId: agent.threadId, op: op.type }))
+          : Effect.flatMap(ops.offer({ id, op }), (accepted) =>
+              accepted
+                ? Effect.succeed(id)
+                : Effect.fail(new OpsClosed({ threadId: agent.threadId, reason: "the agent was shut down" }))
+            ),
       events: Mailbox.toStream(events),
       take: events.take,
-      report: (msg, id = "") => Effect.asVoid(events.offer({ id, msg })),
+      report: (msg, id = "") => report(msg, id),
       status: agent.status,
       // §7 at once, not at the agent's next event: nobody will read what it says.
       close: Effect.zipRight(events.shutdown, closeFromOutside),
@@ -275,6 +314,22 @@ const isApprovalRequest = (msg: EventMsg): msg is ApprovalRequestMsg =>
   msg.type === "apply_patch_approval_request" ||
   msg.type === "request_user_input"
 
+/** The id the agent's answer will carry (§3), by kind: two requests with the same key cannot both be answered. */
+const answerKey = (eventId: string, msg: ApprovalRequestMsg): string => {
+  switch (msg.type) {
+    case "exec_approval_request":
+      return `exec:${msg.approvalId ?? msg.callId}`
+    case "apply_patch_approval_request":
+      return `patch:${msg.callId}`
+    case "request_user_input":
+      return `input:${eventId}`
+  }
+}
+
+const duplicateRequest = (msg: ApprovalRequestMsg, key: string) =>
+  `${msg.type} ignored: a request with the same id (${key}) is still waiting for the parent; ` +
+  "a backend must not reuse a pending request's id"
+
 /**
  * Asks the parent while the agent waits (§3). A parent that fails or gives no answer yields the
  * fail-closed answer (§5); interruption withdraws the request and sends the cancelled answer (§4).
@@ -284,6 +339,7 @@ const approvalHandler =
     parent: ParentService,
     agent: Agent,
     send: (submission: Submission) => Effect.Effect<void>,
+    report: (msg: EventMsg, id: string) => Effect.Effect<void>,
     options: DelegateOptions,
     onWithdrawn: (requestId: string) => void
   ) =>
@@ -334,21 +390,37 @@ const approvalHandler =
         )
       }
       case "apply_patch_approval_request": {
-        const request: ParentRequest = {
-          ...base,
-          kind: "patch",
-          requestId: `${agent.threadId}:${msg.callId}`,
-          changes: msg.changes,
-          ...(msg.reason === undefined ? {} : { reason: msg.reason }),
-          ...(msg.grantRoot === undefined ? {} : { grantRoot: msg.grantRoot })
-        }
-        return reply<ReviewDecision>(
-          request,
-          parent.requestPatchApproval(request),
-          (decision) => ({ type: "patch_approval", id: msg.callId, decision }),
-          "denied",
-          "abort"
-        )
+        const workspace = agent.workspace ?? { cwd: process.cwd() }
+        const answer = (decision: ReviewDecision): Op => ({ type: "patch_approval", id: msg.callId, decision })
+        return Effect.gen(function* () {
+          // §28: a patch is confined before the parent sees it; what lands outside is denied unasked.
+          const confined = yield* Effect.either(confinePatch(workspace, msg.changes)).pipe(
+            Effect.onInterrupt(() => send({ id: eventId, op: answer("abort") }))
+          )
+          const paths = Either.isRight(confined) ? confined.right.relative : []
+          const refusal = Either.isLeft(confined)
+            ? confined.left.message
+            : paths.length === 0
+              ? "it names no file, so where it writes cannot be checked"
+              : undefined
+          if (refusal !== undefined) {
+            const message = `patch ${msg.callId} denied before asking the parent: ${refusal}`
+            yield* Effect.logWarning(message)
+            yield* report({ type: "warning", message }, eventId)
+            return yield* send({ id: eventId, op: answer("denied") })
+          }
+          const request: ParentRequest = {
+            ...base,
+            kind: "patch",
+            requestId: `${agent.threadId}:${msg.callId}`,
+            changes: msg.changes,
+            cwd: workspace.cwd,
+            paths,
+            ...(msg.reason === undefined ? {} : { reason: msg.reason }),
+            ...(msg.grantRoot === undefined ? {} : { grantRoot: msg.grantRoot })
+          }
+          return yield* reply<ReviewDecision>(request, parent.requestPatchApproval(request), answer, "denied", "abort")
+        })
       }
       case "request_user_input": {
         const request: ParentRequest = {

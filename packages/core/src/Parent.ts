@@ -37,10 +37,18 @@ export interface ExecApprovalRequest extends RequestBase {
   readonly reason?: string
 }
 
-/** A request to change files. */
+/** A request to change files. Every path it touches was already confined to the agent's workspace (§28). */
 export interface PatchApprovalRequest extends RequestBase {
   readonly kind: "patch"
   readonly changes: FileChanges
+  /** The agent's working directory. */
+  readonly cwd: string
+  /**
+   * Every path the patch touches, `movePath` destinations included, resolved with symlinks followed:
+   * relative to the real cwd, or absolute inside a root the caller added. Sorted, unique. Policy globs
+   * and session approvals see these, never the paths as the agent wrote them.
+   */
+  readonly paths: ReadonlyArray<string>
   readonly reason?: string
   readonly grantRoot?: string
 }
@@ -156,8 +164,7 @@ const ruled = (requestId: string, decision: RuleDecision): Effect.Effect<ReviewD
 
 const makePolicy = (policy: Policy): ParentService => ({
   requestExecApproval: (request) => ruled(request.requestId, policyExecDecision(policy, request.command)),
-  requestPatchApproval: (request) =>
-    ruled(request.requestId, policyPatchDecision(policy, Object.keys(request.changes))),
+  requestPatchApproval: (request) => ruled(request.requestId, policyPatchDecision(policy, request.paths)),
   requestUserInput: (request) => {
     const response = policyUserInputAnswers(policy, request.questions)
     return response ? Effect.succeed(response) : noAnswerFromPolicy(request.requestId, "no answer in the policy")
@@ -197,8 +204,9 @@ const makeCallbacks = (callbacks: ParentCallbacks): ParentService => {
 }
 
 /**
- * `approved_for_session` is remembered per thread: the same command (or the same patched paths) asked again
- * by that thread is approved without asking.
+ * `approved_for_session` is remembered per thread (§28): the exact same command, or a patch touching the
+ * exact same set of resolved paths (destinations included), asked again by that thread is approved
+ * without asking. Anything else — a subset, a superset, one more `movePath` — is asked again.
  */
 const sessionApprovals = Effect.sync(() => (inner: ParentService): ParentService => {
   const remembered = new Set<string>()
@@ -221,10 +229,7 @@ const sessionApprovals = Effect.sync(() => (inner: ParentService): ParentService
   return {
     ...inner,
     requestExecApproval: ask((r) => `exec\u0000${r.command.join("\u0000")}`, inner.requestExecApproval),
-    requestPatchApproval: ask(
-      (r) => `patch\u0000${Object.keys(r.changes).sort().join("\u0000")}`,
-      inner.requestPatchApproval
-    )
+    requestPatchApproval: ask((r) => `patch\u0000${r.paths.join("\u0000")}`, inner.requestPatchApproval)
   }
 })
 

@@ -32,7 +32,14 @@ import {
   SynchronizedRef
 } from "effect"
 import { type AgentClosed, type Backend, type ChildOutcome, type SpawnChild, SpawnFailed } from "./Agent.js"
-import { type Delegate, type DelegateOptions, interactive, type OpsClosed, type ShutdownOutcome } from "./Delegate.js"
+import {
+  type CallerCannotAnswer,
+  type Delegate,
+  type DelegateOptions,
+  interactive,
+  type OpsClosed,
+  type ShutdownOutcome
+} from "./Delegate.js"
 import type { InvalidInput } from "./errors.js"
 import { applyForkSnapshot, type ForkSnapshot } from "./ForkSnapshot.js"
 import { decode } from "./internal/decode.js"
@@ -180,7 +187,7 @@ export interface Thread {
   readonly submit: (
     op: Op,
     options?: { readonly turnId?: string }
-  ) => Effect.Effect<string, InvalidInput | DuplicateTurnId | OpsClosed>
+  ) => Effect.Effect<string, InvalidInput | DuplicateTurnId | OpsClosed | CallerCannotAnswer>
   /** The caller's events (filtered as the delegate's options say). */
   readonly events: Stream.Stream<Event>
   /** The delegate underneath, for status, take, close and cancel. */

@@ -17,7 +17,9 @@ const patch = (paths: Array<string>, threadId = T1) =>
   ({
     ...base(threadId, "p"),
     kind: "patch",
-    changes: Object.fromEntries(paths.map((p) => [p, { type: "add" as const, content: "" }]))
+    changes: Object.fromEntries(paths.map((p) => [p, { type: "add" as const, content: "" }])),
+    cwd: "/work",
+    paths: [...paths].sort()
   }) as const
 
 describe("Parent.layerPolicy", () => {

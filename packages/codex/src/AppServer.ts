@@ -12,6 +12,7 @@ import {
   type Agent,
   AgentClosed,
   type Backend,
+  childEnvironment,
   decode,
   resumeWithFallback,
   SpawnFailed,
@@ -32,7 +33,6 @@ import {
 import { Deferred, Duration, Effect, Mailbox, Option, type Scope, SubscriptionRef } from "effect"
 import { BackendExited, type JsonRpcError } from "./errors.js"
 import * as Wire from "./internal/appServerWire.js"
-import { childEnv } from "./internal/childEnv.js"
 import { type Child, spawnChild } from "./internal/childProcess.js"
 import { resolveCodexCommand } from "./internal/codexBinary.js"
 import { shellWords } from "./internal/shellWords.js"
@@ -150,7 +150,7 @@ export const startProcess = (options: ProcessOptions = {}): Effect.Effect<AppSer
       file: command.file,
       args: [...command.prefix, "app-server", ...(options.args ?? [])],
       cwd,
-      env: childEnv(options.env),
+      env: childEnvironment(options.env),
       grace: options.shutdownGrace ?? DEFAULT_GRACE
     }).pipe(Effect.mapError((error) => new SpawnFailed({ backend: name, reason: error.reason, cause: error.cause })))
     child = started

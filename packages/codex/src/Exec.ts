@@ -21,6 +21,7 @@ import {
   type Agent,
   AgentClosed,
   type Backend,
+  childEnvironment,
   deputyHome,
   type Policy,
   readPointer,
@@ -43,7 +44,6 @@ import {
 } from "@deputy/protocol"
 import { type CommandExecutor, FileSystem, Path } from "@effect/platform"
 import { Cause, Data, Duration, Effect, Exit, Mailbox, Option, type Scope, SubscriptionRef } from "effect"
-import { childEnv } from "./internal/childEnv.js"
 import { resolveCodexCommand } from "./internal/codexBinary.js"
 import { type Decoded, decodeExecLine, type ExecItem } from "./internal/execJsonl.js"
 import { type ExecProcess, startExecProcess } from "./internal/execProcess.js"
@@ -247,7 +247,10 @@ export const spawn = (options: Options & SpawnOptions): Effect.Effect<Agent, Spa
       binary: codex.file,
       baseArgs: [...codex.prefix, ...(options.binaryArgs ?? [])],
       flags: flagsOf(options),
-      env: childEnv({ ...options.env, ...(options.codexHome === undefined ? {} : { CODEX_HOME: options.codexHome }) }),
+      env: childEnvironment({
+        ...options.env,
+        ...(options.codexHome === undefined ? {} : { CODEX_HOME: options.codexHome })
+      }),
       killGrace: options.killGrace ?? DEFAULT_KILL_GRACE,
       exitGrace: options.exitGrace ?? DEFAULT_EXIT_GRACE
     }

@@ -1,5 +1,5 @@
+import { childEnvironment } from "@deputy/core"
 import { describe, expect, it } from "vitest"
-import { childEnv } from "../src/internal/childEnv.js"
 import { lineSplitter } from "../src/internal/lines.js"
 import { shellWords } from "../src/internal/shellWords.js"
 
@@ -15,9 +15,9 @@ describe("codex internals", () => {
     expect(shellWords("   ")).toEqual([])
   })
 
-  it("childEnv passes only the allowlist plus what the caller adds", () => {
+  it("childEnvironment passes only the allowlist plus what the caller adds", () => {
     const parent = { PATH: "/bin", HOME: "/h", LC_ALL: "C", OPENAI_API_KEY: "secret", AWS_SECRET: "x" }
-    expect(childEnv({ CODEX_HOME: "/c", EXTRA: "1", HOME: undefined }, parent)).toEqual({
+    expect(childEnvironment({ CODEX_HOME: "/c", EXTRA: "1", HOME: undefined }, parent)).toEqual({
       PATH: "/bin",
       LC_ALL: "C",
       CODEX_HOME: "/c",

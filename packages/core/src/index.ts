@@ -16,7 +16,9 @@ export {
   type PendingRequest,
   RequestNotPending
 } from "./ApprovalRegistry.js"
+export { ALLOWED_VARIABLES, childEnvironment } from "./ChildEnvironment.js"
 export * as Delegate from "./Delegate.js"
+export { CallerCannotAnswer } from "./Delegate.js"
 export { InvalidInput } from "./errors.js"
 export {
   applyForkSnapshot,
@@ -108,3 +110,12 @@ export {
 /** One turn at a time for a backend's driver: queued inputs, late-TurnDone checks, status-then-last-event order. */
 export * as TurnRunner from "./TurnRunner.js"
 export * as Watchdog from "./Watchdog.js"
+export {
+  type ConfinedPatch,
+  type ConfinedPath,
+  confinePatch,
+  confinePath,
+  OutsideWorkspace,
+  realRoots,
+  type Workspace
+} from "./Workspace.js"

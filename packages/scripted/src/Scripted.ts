@@ -9,11 +9,22 @@
  * answers gives the same events. Steps that need no waiting are batched into one `offerAll`, so a
  * long run of deltas costs about one Effect per mailbox-full of events.
  */
-import { type Agent, AgentClosed, type Backend, type SpawnChild, type SpawnOptions, TurnRunner } from "@deputy/core"
+import {
+  type Agent,
+  AgentClosed,
+  type Backend,
+  childEnvironment,
+  confinePatch,
+  type SpawnChild,
+  type SpawnOptions,
+  TurnRunner,
+  type Workspace
+} from "@deputy/core"
 import {
   type AgentStatus,
   type Event,
   type EventMsg,
+  type FileChanges,
   newThreadId,
   type ReviewDecision,
   type RolloutItem,
@@ -25,7 +36,7 @@ import {
   type UserInputResponse
 } from "@deputy/protocol"
 import type { CommandExecutor, FileSystem } from "@effect/platform"
-import { Cause, Deferred, Effect, Exit, Mailbox, type Scope, SubscriptionRef } from "effect"
+import { Cause, Deferred, Effect, Either, Exit, Mailbox, type Scope, SubscriptionRef } from "effect"
 import { runCommand } from "./internal/exec.js"
 import { applyChanges, resolvePath } from "./internal/patch.js"
 import { callIdOf, NO_SPAWN_CHILD, type Progress, progressOf, unfinishedOf } from "./internal/resume.js"
@@ -43,6 +54,13 @@ export interface Options {
   readonly eventsCapacity?: number
   /** The working directory when the spawn options name none. Default `process.cwd()`. */
   readonly cwd?: string
+  /** Directories besides the cwd that patches may write to (§28); nothing outside them is ever written. */
+  readonly writableRoots?: ReadonlyArray<string>
+  /**
+   * Variables added to (or, as `undefined`, removed from) the commands' environment, which otherwise
+   * holds only the allowlisted PATH, HOME, CODEX_HOME, LANG, LC_* and TMPDIR of this process (§32).
+   */
+  readonly env?: Readonly<Record<string, string | undefined>>
   /**
    * For a resumed or forked thread, its history so far: the agent goes on with the next script turn
    * and remembers the answers, session approvals and children's last messages (usually passed in the
@@ -71,6 +89,10 @@ export const spawn = (
   Effect.gen(function* () {
     const threadId = options.threadId ?? newThreadId()
     const cwd = options.cwd ?? process.cwd()
+    const workspace: Workspace = {
+      cwd,
+      ...(options.writableRoots === undefined ? {} : { writableRoots: options.writableRoots })
+    }
     const capacity = Math.max(1, Math.floor(options.eventsCapacity ?? defaultEventsCapacity))
     const events = yield* Mailbox.make<Event>({ capacity })
     const inbox = yield* Mailbox.make<Inbox>()
@@ -89,7 +111,8 @@ export const spawn = (
     )
     const play = player({
       script,
-      cwd,
+      workspace,
+      env: childEnvironment(options.env),
       capacity,
       events,
       history: options.history ?? [],
@@ -118,7 +141,8 @@ export const spawn = (
           return Effect.void
         }),
       events,
-      status
+      status,
+      workspace
     }
   })
 
@@ -171,17 +195,27 @@ interface Player {
  */
 const player = (config: {
   readonly script: Script
-  readonly cwd: string
+  readonly workspace: Workspace
+  readonly env: Readonly<Record<string, string>>
   readonly capacity: number
   readonly events: Mailbox.Mailbox<Event>
   readonly history: ReadonlyArray<RolloutItem>
   readonly depth: number
   readonly spawnChild?: SpawnChild
 }): Player => {
-  const { script, cwd, capacity, events, depth, spawnChild } = config
+  const { script, workspace, env, capacity, events, depth, spawnChild } = config
+  const { cwd } = workspace
   const waiting: Waiting = { decisions: new Map(), responses: new Map() }
-  const memory = remember(config.history, cwd)
-  const { turnsPlayed, sessionCommands, sessionPaths } = memory
+  const memory = remember(config.history)
+  const { turnsPlayed, sessionCommands } = memory
+  // Patches approved for the session, as their exact sets of resolved paths (§28); the history's are
+  // resolved once, on first use, against the workspace as it is then.
+  const sessionPatches = Effect.cached(
+    Effect.map(
+      Effect.forEach(memory.sessionPatches, (changes) => Effect.option(confinePatch(workspace, changes))),
+      (sets) => new Set(sets.flatMap((set) => (set._tag === "Some" ? [set.value.relative.join("\u0000")] : [])))
+    )
+  ).pipe(Effect.runSync)
   const { turn: cut, inputs } = unfinishedOf(config.history)
   const unfinished =
     cut === undefined
@@ -209,7 +243,7 @@ const player = (config: {
         return events.offer({ id: turnId, msg: { type: "sub_agent_started", threadId, ...named, depth: depth + 1 } })
       }).pipe(Effect.asVoid)
     return spawn({
-      backend: backend(child.script, { cwd, eventsCapacity: capacity }),
+      backend: backend(child.script, { ...workspace, env, eventsCapacity: capacity }),
       input: child.input,
       ...named,
       onStarted: started
@@ -369,14 +403,20 @@ const player = (config: {
               if (decision === "approved_for_session") sessionCommands.add(sessionKey)
               emit({ type: "exec_command_begin", callId, turnId, command: step.command, cwd: commandCwd })
               yield* flush
-              const result = yield* runCommand([program, ...args], commandCwd)
+              const result = yield* runCommand([program, ...args], commandCwd, env)
               emit({ type: "exec_command_end", callId, turnId, ...result })
               break
             }
             case "patch": {
               const callId = callIdOf(index, stepIndex, round, turn.repeat)
-              const paths = Object.keys(step.changes).map((path) => resolvePath(cwd, path))
-              const isAutoApproved = paths.every((path) => sessionPaths.has(path))
+              // §28: where the patch really writes decides; outside the workspace it is not even asked.
+              const confined = yield* Effect.either(confinePatch(workspace, step.changes))
+              if (Either.isLeft(confined)) {
+                emit({ type: "warning", message: `patch ${callId} refused: ${confined.left.message}` })
+                break
+              }
+              const sessionKey = confined.right.relative.join("\u0000")
+              const isAutoApproved = (yield* sessionPatches).has(sessionKey)
               const decision: ReviewDecision = isAutoApproved
                 ? "approved"
                 : yield* decide(`patch:${callId}`, {
@@ -388,10 +428,10 @@ const player = (config: {
                   })
               if (decision === "abort") return yield* aborted
               if (decision === "denied") break
-              if (decision === "approved_for_session") for (const path of paths) sessionPaths.add(path)
+              if (decision === "approved_for_session") (yield* sessionPatches).add(sessionKey)
               emit({ type: "patch_apply_begin", callId, turnId, autoApproved: isAutoApproved, changes: step.changes })
               yield* flush
-              const result = yield* applyChanges(cwd, step.changes)
+              const result = yield* applyChanges(workspace, step.changes)
               emit({ type: "patch_apply_end", callId, turnId, ...result })
               break
             }
@@ -423,12 +463,12 @@ const player = (config: {
 }
 
 /** What a resumed or forked thread remembers from its history (§12, §17): turns played, answers, session approvals, children. */
-const remember = (history: ReadonlyArray<RolloutItem>, cwd: string) => {
+const remember = (history: ReadonlyArray<RolloutItem>) => {
   let turnsPlayed = 0
   const answers = new Map<string, string>()
   const children = new Map<string, string>()
   const sessionCommands = new Set<string>()
-  const sessionPaths = new Set<string>()
+  const sessionPatches: Array<FileChanges> = []
   const requests = new Map<string, EventMsg>() // keyed as in Waiting
   for (const item of history) {
     if (item.type === "event") {
@@ -448,9 +488,7 @@ const remember = (history: ReadonlyArray<RolloutItem>, cwd: string) => {
       if (request?.type === "exec_approval_request") sessionCommands.add(JSON.stringify(request.command))
     } else if (op.type === "patch_approval" && op.decision === "approved_for_session") {
       const request = requests.get(`patch:${op.id}`)
-      if (request?.type === "apply_patch_approval_request") {
-        for (const path of Object.keys(request.changes)) sessionPaths.add(resolvePath(cwd, path))
-      }
+      if (request?.type === "apply_patch_approval_request") sessionPatches.push(request.changes)
     } else if (op.type === "user_input_answer") {
       const request = requests.get(`input:${op.id}`)
       if (request?.type === "request_user_input") {
@@ -460,7 +498,7 @@ const remember = (history: ReadonlyArray<RolloutItem>, cwd: string) => {
       }
     }
   }
-  return { turnsPlayed, answers, children, sessionCommands, sessionPaths }
+  return { turnsPlayed, answers, children, sessionCommands, sessionPatches }
 }
 
 type DeltaType = "agent_message_delta" | "agent_reasoning_delta"

@@ -121,7 +121,7 @@ describe("Scripted agent", () => {
   it.scoped("§24 repeat runs the steps that many times, each request with its own call id", () =>
     Effect.gen(function* () {
       const agent = yield* spawn({
-        turns: [{ repeat: 3, steps: [{ type: "patch", changes: { "/nonexistent/x": { type: "delete" } } }] }]
+        turns: [{ repeat: 3, steps: [{ type: "patch", changes: { "nonexistent/x": { type: "delete" } } }] }]
       })
       yield* started(agent)
       const events = yield* playTurn(agent, "t1", answerAll("denied"))

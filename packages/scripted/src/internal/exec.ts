@@ -27,16 +27,23 @@ const killEscalating = (process: CommandExecutor.Process) =>
     if (stopped._tag === "None") yield* process.kill("SIGKILL").pipe(Effect.interruptible, Effect.timeout(KILL_GRACE))
   }).pipe(Effect.ignore)
 
-/** Runs `argv` (no shell) in `cwd` with an empty stdin (/dev/null); waits for it to end. Never fails. */
+/**
+ * Runs `argv` (no shell) in `cwd` with an empty stdin (/dev/null) and exactly `env` as its environment
+ * (nothing inherited, §32); waits for it to end. Never fails.
+ */
 export const runCommand = (
   argv: readonly [string, ...Array<string>],
-  cwd: string
+  cwd: string,
+  env: Readonly<Record<string, string>>
 ): Effect.Effect<CommandResult, never, CommandExecutor.CommandExecutor> =>
   Effect.scoped(
     Effect.gen(function* () {
       const [program, ...args] = argv
       // The watchdog's stdin is its lifeline (left open, fed nothing); the command reads /dev/null.
-      const command = Watchdog.command(program, args).pipe(Command.workingDirectory(cwd))
+      const command = Watchdog.command(program, args).pipe(
+        Command.workingDirectory(cwd),
+        Command.env(env, { extendEnv: false })
+      )
       const process = yield* Command.start(command)
       yield* Effect.addFinalizer(() => killEscalating(process))
       const [stdout, stderr, exitCode] = yield* Effect.all(

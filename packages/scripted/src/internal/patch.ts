@@ -1,8 +1,11 @@
 /**
- * Applies a `patch` step's file changes for real, relative to the agent's cwd. Every change is
- * worked out in memory first (reads, diffs), so a diff that does not apply changes no file at all.
+ * Applies a `patch` step's file changes for real, relative to the agent's cwd and confined to its
+ * workspace (§28): every path is resolved again here, symlinks followed, and the write goes to that
+ * real path, so nothing lands outside even if an approval was given for it. Every change is worked
+ * out in memory first (reads, diffs), so a diff that does not apply changes no file at all.
  */
 import { dirname, isAbsolute, resolve } from "node:path"
+import { confinePatch, type Workspace } from "@deputy/core"
 import type { FileChanges } from "@deputy/protocol"
 import { FileSystem } from "@effect/platform"
 import { applyPatch, parsePatch, type StructuredPatch } from "diff"
@@ -39,18 +42,21 @@ const parseUnifiedDiff = (unifiedDiff: string): StructuredPatch | string => {
   return patch
 }
 
-/** Applies `changes` under `cwd`. Never fails: problems come back as `success: false`. */
+/** Applies `changes` inside `workspace`. Never fails: problems (a path outside included) come back as `success: false`. */
 export const applyChanges = (
-  cwd: string,
+  workspace: Workspace,
   changes: FileChanges
 ): Effect.Effect<PatchResult, never, FileSystem.FileSystem> =>
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
+    const confined = yield* Effect.either(confinePatch(workspace, changes))
+    if (confined._tag === "Left") return { success: false, stdout: "", stderr: `${confined.left.message}\n` }
+    const real = new Map(confined.right.paths.map((p) => [p.path, p.real]))
     const writes: Array<Write> = []
     const failures: Array<string> = []
     const summary: Array<string> = []
     for (const [path, change] of Object.entries(changes)) {
-      const target = resolvePath(cwd, path)
+      const target = real.get(path)!
       switch (change.type) {
         case "add":
           writes.push({ kind: "write", path: target, content: change.content })
@@ -76,7 +82,7 @@ export const applyChanges = (
             failures.push(`${path}: the diff does not apply${typeof patch === "string" ? `: ${patch}` : ""}`)
             break
           }
-          const destination = change.movePath === undefined ? target : resolvePath(cwd, change.movePath)
+          const destination = change.movePath === undefined ? target : real.get(change.movePath)!
           writes.push({ kind: "write", path: destination, content: patched })
           if (destination !== target) writes.push({ kind: "remove", path: target })
           summary.push(change.movePath === undefined ? `M ${path}` : `M ${path} -> ${change.movePath}`)

@@ -1,7 +1,8 @@
 /**
- * The environment of a Codex child: an allowlist of the parent's variables (PATH, HOME, CODEX_HOME,
- * LANG, LC_*, TMPDIR) plus what the caller adds — never the parent's other variables (API keys,
- * tokens, CI secrets stay out unless passed on purpose).
+ * The environment of every child process deputy starts (§32): scripted commands, `codex app-server`,
+ * `codex exec`. An allowlist of the parent's variables (PATH, HOME, CODEX_HOME, LANG, LC_*, TMPDIR)
+ * plus what the caller adds on purpose — never the parent's other variables, so API keys, tokens and
+ * CI secrets stay out of what a sub-agent can read.
  */
 
 /** Variables passed through from the parent by exact name (LC_* also pass). */
@@ -10,7 +11,7 @@ export const ALLOWED_VARIABLES: ReadonlyArray<string> = ["PATH", "HOME", "CODEX_
 const isAllowed = (name: string) => ALLOWED_VARIABLES.includes(name) || name.startsWith("LC_")
 
 /** The child's whole environment: the allowlisted part of `parent`, then `extra` over it (`undefined` removes). */
-export const childEnv = (
+export const childEnvironment = (
   extra: Readonly<Record<string, string | undefined>> = {},
   parent: Readonly<Record<string, string | undefined>> = process.env
 ): Record<string, string> => {

@@ -608,6 +608,18 @@ const spawnOn = (
         }
       })
 
+    /**
+     * §30: a request under an id that is still pending is refused at once (decline, no answers): the
+     * parent's answer names the id, so it would otherwise reach whichever request holds it.
+     */
+    const refuseDuplicate = (request: JsonRpc.IncomingRequest, turnId: string, id: string) =>
+      Effect.gen(function* () {
+        const message = `${PROCESS_NAME}: ${request.method} refused: a request with id ${id} is still pending`
+        yield* Effect.logWarning(message)
+        yield* refuse(rpc, request)
+        yield* emit(turnId, { type: "error", message })
+      })
+
     const onRequest = (request: JsonRpc.IncomingRequest): Effect.Effect<void> =>
       Effect.gen(function* () {
         if (st.ended) return yield* refuse(rpc, request)
@@ -626,6 +638,7 @@ const spawnOn = (
             const turnId = deputyTurn(p.right.turnId)
             const known = st.commands.get(itemId)
             const command = p.right.command ? commandWords(p.right.command) : (known?.command ?? ["(unknown command)"])
+            if (st.exec.has(approvalId ?? itemId)) return yield* refuseDuplicate(request, turnId, approvalId ?? itemId)
             st.exec.set(approvalId ?? itemId, request.id)
             return yield* emit(turnId, {
               type: "exec_approval_request",
@@ -645,6 +658,7 @@ const spawnOn = (
             if (p._tag === "Left") return yield* invalid(p.left)
             const { itemId, reason, grantRoot } = p.right
             const turnId = deputyTurn(p.right.turnId)
+            if (st.patch.has(itemId)) return yield* refuseDuplicate(request, turnId, itemId)
             st.patch.set(itemId, request.id)
             // The request carries no diff: it is in the fileChange item/started just before (reference §3).
             return yield* emit(turnId, {
@@ -666,6 +680,7 @@ const spawnOn = (
             const turnId = deputyTurn(p.right.turnId)
             // §3: the answer names the event id, so the event id is the JSON-RPC request id.
             const eventId = String(request.id)
+            if (st.input.has(eventId)) return yield* refuseDuplicate(request, turnId, eventId)
             st.input.set(eventId, request.id)
             return yield* emit(eventId, {
               type: "request_user_input",
@@ -837,7 +852,12 @@ const spawnOn = (
           return Effect.void
         }),
       events,
-      status
+      status,
+      // §28: Codex's file changes are confined by the delegate to what deputy itself would write.
+      workspace: {
+        cwd,
+        ...(spawnOptions.writableRoots === undefined ? {} : { writableRoots: spawnOptions.writableRoots })
+      }
     } satisfies Agent
   }).pipe(Effect.withSpan("CodexAppServer.spawn"))
 

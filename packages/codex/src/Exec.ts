@@ -24,6 +24,7 @@ import {
   childEnvironment,
   deputyHome,
   type Policy,
+  type RuleDecision,
   readPointer,
   resumeWithFallback,
   SpawnFailed,
@@ -119,19 +120,25 @@ export class ApprovalsUnsupported extends Data.TaggedError("ApprovalsUnsupported
 /**
  * Why a policy needs approvals the exec backend cannot ask for; empty when it approves everything.
  * A policy approves everything when its default is `approved` or `approved_for_session` and none of
- * its exec or patch rules decides `denied` (allow rules are redundant, and fixed answers are never
- * asked for, so both are harmless).
+ * its exec or patch rules decides `denied` or `ask` (§31: nobody could be asked, and `codex exec` would
+ * run what a person was meant to decide). Allow rules are redundant and fixed answers are never asked
+ * for, so both are harmless.
  */
 export const policyNeeds = (policy: Policy): ReadonlyArray<string> => {
   const reasons: Array<string> = []
-  if (policy.default === "denied") reasons.push('its default decision is "denied"')
+  const refuses = (decision: RuleDecision) => decision === "denied" || decision === "ask"
+  const verb = (decision: RuleDecision) => (decision === "ask" ? "asks" : "denies")
+  const what = (rule: object) =>
+    Object.entries(rule)
+      .filter(([key]) => key !== "decision")
+      .map(([key, value]) => `${key} ${JSON.stringify(value)}`)
+      .join(", ")
+  if (refuses(policy.default)) reasons.push(`its default decision is ${JSON.stringify(policy.default)}`)
   policy.exec.forEach((rule, index) => {
-    if (rule.decision !== "denied") return
-    const match = "prefix" in rule ? `prefix ${JSON.stringify(rule.prefix)}` : `regex ${JSON.stringify(rule.regex)}`
-    reasons.push(`exec rule ${index} (${match}) denies`)
+    if (refuses(rule.decision)) reasons.push(`exec rule ${index} (${what(rule)}) ${verb(rule.decision)}`)
   })
   policy.patch.forEach((rule, index) => {
-    if (rule.decision === "denied") reasons.push(`patch rule ${index} (glob ${JSON.stringify(rule.glob)}) denies`)
+    if (refuses(rule.decision)) reasons.push(`patch rule ${index} (${what(rule)}) ${verb(rule.decision)}`)
   })
   return reasons
 }
@@ -284,7 +291,11 @@ export const spawn = (options: Options & SpawnOptions): Effect.Effect<Agent, Spa
           return Effect.void
         }),
       events,
-      status
+      status,
+      workspace: {
+        cwd: config.cwd,
+        ...(options.writableRoots === undefined ? {} : { writableRoots: options.writableRoots })
+      }
     }
   })
 

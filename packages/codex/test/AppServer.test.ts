@@ -1,9 +1,15 @@
-import { mkdtempSync, rmSync } from "node:fs"
+import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+import { Delegate, Parent, policy } from "@deputy/core"
+import { newThreadId } from "@deputy/protocol"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Chunk, Effect, Stream } from "effect"
 import { CodexAppServer } from "../src/index.js"
+
+const FAKE_APP_SERVER = fileURLToPath(new URL("./fixtures/fake-app-server.mjs", import.meta.url))
+
 import { groupMembers, startCrashDeputy, untilGroupGone } from "./crashDeputy.js"
 
 /** A temp folder (cwd and CODEX_HOME), removed with the scope. */
@@ -35,5 +41,47 @@ describe("CodexAppServer", () => {
         assert.deepStrictEqual(yield* untilGroupGone(deputy.group), [])
       }).pipe(Effect.scoped),
     30_000
+  )
+
+  it.live(
+    "§30 two approval requests under one item id: the second is declined at once, the first gets its own answer",
+    () =>
+      Effect.gen(function* () {
+        // On main the answer for `ls` (approved) went to the `rm` request, and `ls` was never answered.
+        const dir = yield* tempDir
+        const log = join(dir, "responses.jsonl")
+        const exec = (command: string) => ({
+          method: "item/commandExecution/requestApproval",
+          params: { itemId: "item-1", command, cwd: dir }
+        })
+        const backend = CodexAppServer.backend({
+          codexPath: FAKE_APP_SERVER,
+          cwd: dir,
+          env: {
+            FAKE_APP_SERVER_REQUESTS: JSON.stringify([exec("ls"), exec("rm -rf /important")]),
+            FAKE_APP_SERVER_LOG: log
+          }
+        })
+        const delegate = yield* Delegate.oneShot(backend.spawn({ threadId: newThreadId() }), {
+          type: "user_input",
+          items: [{ type: "text", text: "go" }]
+        }).pipe(Effect.provide(Parent.layerPolicy(policy({ exec: [{ prefix: ["ls"], decision: "approved" }] }))))
+        const seen = Chunk.toArray(yield* Stream.runCollect(delegate.events)).map((event) => event.msg)
+        const responses = readFileSync(log, "utf8")
+          .trim()
+          .split("\n")
+          .map((line) => JSON.parse(line) as { id: number; result: { decision: string } })
+          .sort((a, b) => a.id - b.id)
+        assert.deepStrictEqual(
+          responses.map((r) => [r.id, r.result.decision]),
+          [
+            [0, "accept"],
+            [1, "decline"]
+          ]
+        )
+        const error = seen.find((msg) => msg.type === "error")
+        assert.include(error?.type === "error" ? error.message : "", "item-1 is still pending")
+        assert.strictEqual(seen.at(-1)?.type, "turn_complete")
+      }).pipe(Effect.scoped)
   )
 })

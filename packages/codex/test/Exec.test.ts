@@ -651,6 +651,21 @@ describe("CodexExec policy", () => {
       })
     )
 
+    it.effect("§31 a policy that would ask is refused: codex exec cannot ask, and would run everything", () =>
+      Effect.gen(function* () {
+        // On main this was accepted, and `codex exec` then ran every command the rule meant to put to a person.
+        const asking = policy({ default: "approved", exec: [{ prefix: ["git", "push"], decision: "ask" }] })
+        const error = yield* Effect.flip(CodexExec.backend({ approvalMode: "never-ask", policy: asking }))
+        assert.strictEqual(error._tag, "ApprovalsUnsupported")
+        assert.deepStrictEqual(error.reasons, ['exec rule 0 (prefix ["git","push"]) asks'])
+        const askByDefault = policy({ default: "ask", patch: [{ glob: "docs/**", decision: "ask" }] })
+        assert.deepStrictEqual(CodexExec.policyNeeds(askByDefault), [
+          'its default decision is "ask"',
+          'patch rule 0 (glob "docs/**") asks'
+        ])
+      })
+    )
+
     it.effect("§26 a policy approving everything is accepted; so is no policy", () =>
       Effect.gen(function* () {
         const approveAll = policy({

@@ -30,11 +30,13 @@ import {
   FiberSet,
   Mailbox,
   Option,
+  type Scheduler,
   Scope,
   type Stream,
   type Subscribable
 } from "effect"
 import type { Agent } from "./Agent.js"
+import { fairScheduler } from "./FairScheduler.js"
 import { Parent, type ParentError, type ParentRequest, type ParentService } from "./Parent.js"
 import { confinePatch } from "./Workspace.js"
 
@@ -106,6 +108,8 @@ export interface DelegateOptions {
   readonly onEvents?: (events: ReadonlyArray<Event>) => Effect.Effect<void>
   /** Sees every submission made to the agent. */
   readonly onSubmission?: (submission: Submission) => Effect.Effect<void>
+  /** Runs the agent and the forwarders. Default: the process's fair scheduler (§37); benchmarks pass Effect's own. */
+  readonly scheduler?: Scheduler.Scheduler
 }
 
 /** A running delegate, as the caller holds it. */
@@ -166,7 +170,15 @@ export const oneShot = <E, R>(
     }
   })
 
+// §37: the agent and both forwarders run on the fair scheduler, so streaming never starves timers and I/O.
 const start = <E, R>(
+  spawn: Effect.Effect<Agent, E, R>,
+  options: DelegateOptions,
+  isOneShot: boolean
+): Effect.Effect<Delegate, E, Exclude<R, Scope.Scope> | Parent | Scope.Scope> =>
+  Effect.withScheduler(startOnCurrentScheduler(spawn, options, isOneShot), options.scheduler ?? fairScheduler)
+
+const startOnCurrentScheduler = <E, R>(
   spawn: Effect.Effect<Agent, E, R>,
   options: DelegateOptions,
   isOneShot: boolean

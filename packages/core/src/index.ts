@@ -20,6 +20,8 @@ export { ALLOWED_VARIABLES, childEnvironment } from "./ChildEnvironment.js"
 export * as Delegate from "./Delegate.js"
 export { CallerCannotAnswer } from "./Delegate.js"
 export { InvalidInput } from "./errors.js"
+/** The scheduler that keeps timers and I/O running while events stream (§37). */
+export * as FairScheduler from "./FairScheduler.js"
 export {
   applyForkSnapshot,
   type ForkSnapshot,

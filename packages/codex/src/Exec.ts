@@ -22,6 +22,7 @@ import {
   AgentClosed,
   type Backend,
   deputyHome,
+  describeExecRule,
   type Policy,
   readPointer,
   resumeWithFallback,
@@ -127,8 +128,7 @@ export const policyNeeds = (policy: Policy): ReadonlyArray<string> => {
   if (policy.default === "denied") reasons.push('its default decision is "denied"')
   policy.exec.forEach((rule, index) => {
     if (rule.decision !== "denied") return
-    const match = "prefix" in rule ? `prefix ${JSON.stringify(rule.prefix)}` : `regex ${JSON.stringify(rule.regex)}`
-    reasons.push(`exec rule ${index} (${match}) denies`)
+    reasons.push(`exec rule ${index} (${describeExecRule(rule)}) denies`)
   })
   policy.patch.forEach((rule, index) => {
     if (rule.decision === "denied") reasons.push(`patch rule ${index} (glob ${JSON.stringify(rule.glob)}) denies`)

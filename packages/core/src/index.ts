@@ -54,12 +54,16 @@ export {
 } from "./Pointer.js"
 export {
   decodePolicy,
+  describeExecRule,
   ExecRule,
+  type ExecVerdict,
+  judgeExec,
   PatchRule,
   Policy,
   type PolicyInput,
   policy,
   policyExecDecision,
+  policyExecVerdict,
   policyPatchDecision,
   policyUserInputAnswers,
   RuleDecision
@@ -83,6 +87,14 @@ export {
   SESSIONS_DIR,
   type WriterOptions
 } from "./Rollout.js"
+export {
+  analyzeCommand,
+  type CommandAnalysis,
+  type ShellParser,
+  ShellParserUnavailable,
+  shellParser,
+  type Word
+} from "./ShellScript.js"
 export {
   type CancelReport,
   CapDeadlock,

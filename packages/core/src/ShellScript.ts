@@ -326,6 +326,27 @@ const checkPlain = (node: Node, acc: Acc) => {
   for (const child of node.children) if (child) checkPlain(child, acc)
 }
 
+/**
+ * Between the tokens of a plain script there is only blank space. tree-sitter skips some text as
+ * "extras" that bash does not: a `\<newline>` inside a word (bash joins `-la\<newline>cat` into one word).
+ */
+const checkGaps = (root: Node, script: string, acc: Acc) => {
+  if (acc.notPlain !== undefined) return
+  let end = 0
+  const visit = (node: Node) => {
+    if (node.childCount === 0) {
+      if (!/^[ \t\n]*$/.test(script.slice(end, node.startIndex))) {
+        notPlain(acc, `the script holds text the parser skipped at ${at(node)}`)
+      }
+      end = Math.max(end, node.endIndex)
+      return
+    }
+    for (const child of node.children) if (child) visit(child)
+  }
+  visit(root)
+  if (!/^[ \t\n]*$/.test(script.slice(end))) notPlain(acc, "the script ends with text the parser skipped")
+}
+
 /** Parses a script and judges each simple command in it, wherever it sits in the tree. */
 const analyzeScript = (
   shell: ShellParser,
@@ -353,6 +374,7 @@ const analyzeScript = (
     }
     if (ODD_CHARACTERS.test(script)) notPlain(acc, "the script holds control characters or unusual whitespace")
     checkPlain(root, acc)
+    checkGaps(root, script, acc)
     const commands: Array<Node> = []
     const collect = (node: Node) => {
       if (node.type === "command") commands.push(node)

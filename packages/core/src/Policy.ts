@@ -146,8 +146,9 @@ const matchesExec = (rule: ExecRule, words: ReadonlyArray<Word>): Match => {
   const known = words as ReadonlyArray<string>
   if ("regex" in rule) {
     const re = compileRegex(rule.regex)
-    // Decoding rejects a regex RE2 cannot compile; one built around zod is matched by nothing but deny.
-    return re instanceof Error ? "maybe" : re.matcher(known.join(" ")).find() ? "yes" : "no"
+    // `test` searches anywhere (like RegExp.test) on re2js's DFA path. Decoding rejects a regex RE2 cannot
+    // compile; one that slipped past zod counts as a possible match (deny yes, allow no).
+    return re instanceof Error ? "maybe" : re.test(known.join(" ")) ? "yes" : "no"
   }
   return isReadOnlyCommand(known) ? "yes" : "no"
 }

@@ -48,7 +48,7 @@ const attacks: ReadonlyArray<ReadonlyArray<string>> = [
   bash('cat "a`rm b`"'),
   bash("cat <(rm b)"),
   bash("cat $HOME/.ssh/id_rsa"),
-  bash("cat ${a}"),
+  bash("cat $" + "{a}"), // ${a}, spelled so no linter mistakes it for a template
   bash("cat $((1+1))"),
   // redirections and here-documents
   bash("cat a > b"),
@@ -391,8 +391,7 @@ describe("§27 property: an allow rule approves only plain scripts of approved c
       .every(
         (words) =>
           words.length === 0 ||
-          (words.every((w) => /^[^~=]/.test(w)) &&
-            allowed.some((prefix) => prefix.every((p, i) => words[i] === p)))
+          (words.every((w) => /^[^~=]/.test(w)) && allowed.some((prefix) => prefix.every((p, i) => words[i] === p)))
       )
 
   it.prop("scripts of approved commands and the four connectors are approved", [script], ([text]) => {

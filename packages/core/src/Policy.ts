@@ -10,7 +10,8 @@
  * inside it. A rule is tried against each simple command, never against the shell wrapper's own argv
  * when deciding to allow:
  * - `prefix`: the command's first words equal these words, one for one (`["git", "diff"]` matches
- *   `git diff --stat`, not `git diffx` nor `/usr/bin/git diff`).
+ *   `git diff --stat`, not `git diffx`; an allow rule does not match `/usr/bin/git diff`, a deny or ask
+ *   rule does).
  * - `regex`: an RE2 expression (linear time, checked when the policy is decoded) searched in the
  *   command's words joined by single spaces; anchor it (`^…$`) to mean the whole command.
  * - `preset: "read_only"`: the command is one of the read-only commands listed in internal/readOnly.ts
@@ -32,13 +33,15 @@
  * (interactive: aliases, rc files, history expansion) is not plain.
  *
  * A deny or ask rule matches when it matches any simple command anywhere: in the script, inside
- * substitutions, subshells, functions and nested shells, behind wrappers (every tail of `sudo …`,
- * `xargs …`, `find … -exec …` is tried). A word only the running shell knows (`$X`, `*`) may match
- * anything, so it counts as a match; and when the command runs code no rule can see (`eval`, `source`,
- * a shell run another way), every deny rule counts as matching. A script that does not parse is
- * denied, with the parser's message. Deny rules are a guard, not a sandbox: programs that run code
- * from their own arguments (`awk`, `python -c`, `git -c`) hide it from them; approve by a closed list.
+ * substitutions, subshells, functions and nested shells, and behind wrappers (every tail of `sudo …`
+ * or `find … -exec …` is tried, and a wrapper's words that look like scripts, `su -c "…"`, are parsed).
+ * A word only the running shell knows (`$X`, `*`) may match anything, so it counts as a match; and
+ * when the command runs code no rule can see (`eval`, `source`, `xargs`, a shell run another way),
+ * every deny rule counts as matching. A script that does not parse is denied, with the parser's
+ * message. Deny rules are a guard, not a sandbox: programs that run code from their own arguments
+ * (`awk`, `python -c`, `git -c`) hide it from them; approve by a closed list.
  */
+import { basename } from "node:path"
 import type { Question, UserInputResponse } from "@deputy/protocol"
 import { Effect } from "effect"
 import picomatch from "picomatch"
@@ -130,15 +133,21 @@ export const describeExecRule = (rule: ExecRule): string =>
 
 type Match = "yes" | "no" | "maybe"
 
-/** Whether `rule` matches a simple command; `maybe` when it depends on a word only the shell knows. */
-const matchesExec = (rule: ExecRule, words: ReadonlyArray<Word>): Match => {
+/**
+ * Whether `rule` matches a simple command; `maybe` when it depends on a word only the shell knows.
+ * For deny and ask rules (`guarding`), a prefix's first word also matches the command run by path
+ * (`["rm"]` matches `/bin/rm`): a guard should not be walked around by spelling the path.
+ */
+const matchesExec = (rule: ExecRule, words: ReadonlyArray<Word>, guarding = false): Match => {
   if ("prefix" in rule) {
     if (rule.prefix.length > words.length) return "no"
     let unknown = false
     for (const [i, word] of rule.prefix.entries()) {
       const actual = words[i]
       if (actual === undefined) unknown = true
-      else if (actual !== word) return "no"
+      else if (actual !== word && !(guarding && i === 0 && !word.includes("/") && basename(actual) === word)) {
+        return "no"
+      }
     }
     return unknown ? "maybe" : "yes"
   }
@@ -176,7 +185,7 @@ const guard = (policy: Policy, analysis: CommandAnalysis, decision: "denied" | "
     const what = `exec rule ${index} (${describeExecRule(rule)})`
     if (analysis.opaque !== undefined) return `${what} cannot be ruled out: ${analysis.opaque}`
     for (const words of analysis.seen) {
-      const match = matchesExec(rule, words)
+      const match = matchesExec(rule, words, true)
       if (match === "yes") return `${what} matches ${shown(words)}`
       if (match === "maybe") return `${what} may match ${shown(words)}, whose words the shell computes`
     }

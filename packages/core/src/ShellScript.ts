@@ -83,8 +83,23 @@ export interface CommandAnalysis {
 const SHELLS = new Set(["bash", "sh", "zsh", "dash"])
 /** Where a shell named by path is trusted to be the real one. */
 const SYSTEM_DIRS = new Set(["/bin", "/usr/bin", "/usr/local/bin", "/opt/homebrew/bin"])
-/** Builtins that run code held in strings or files no rule sees. */
-const OPAQUE = new Set(["eval", "source", ".", "alias", "trap", "fc", "enable", "shopt", "set", "coproc"])
+/** Builtins that run code held in strings or files no rule sees, and runners of commands read from input. */
+const OPAQUE = new Set([
+  "eval",
+  "source",
+  ".",
+  "alias",
+  "trap",
+  "fc",
+  "enable",
+  "shopt",
+  "set",
+  "coproc",
+  "xargs",
+  "parallel"
+])
+/** A runner's word that looks like a script handed to a shell. */
+const SCRIPT_LIKE = /[\s;&|<>()$`]/
 /**
  * Programs that run another command from their arguments: never approved by an allow rule (their
  * inner command would go unjudged); deny and ask rules are tried against every tail of their argv.
@@ -96,7 +111,6 @@ const RUNNERS = new Set([
   "su",
   "runuser",
   "pkexec",
-  "xargs",
   "nice",
   "nohup",
   "timeout",
@@ -113,7 +127,6 @@ const RUNNERS = new Set([
   "ltrace",
   "unbuffer",
   "script",
-  "parallel",
   "exec",
   "command",
   "builtin",
@@ -256,11 +269,20 @@ const analyzeWords = (
   if (RUNNERS.has(base)) {
     for (let i = 1; i < words.length; i++) {
       const word = words[i]
-      if (word !== undefined && !word.startsWith("-")) analyzeWords(shell, words.slice(i), depth, false, acc)
+      if (word === undefined) continue
+      if (!word.startsWith("-")) analyzeWords(shell, words.slice(i), depth, false, acc)
+      // `su -c "rm x"`, `watch "rm x"`, `env -S "rm x"`, `flock f -c …` hand a word to a shell.
+      if (SCRIPT_LIKE.test(word)) {
+        if (depth >= MAX_DEPTH) opaque(acc, `shells nested deeper than ${MAX_DEPTH}`)
+        else analyzeScript(shell, word, false, depth + 1, false, acc, "guess")
+      }
     }
   } else if (base === "find") {
     for (let i = 1; i < words.length - 1; i++) {
-      if (FIND_RUNS.has(words[i] ?? "-exec")) analyzeWords(shell, words.slice(i + 1), depth, false, acc)
+      if (!FIND_RUNS.has(words[i] ?? "-exec")) continue
+      // `find … -exec {} ;` runs whatever it finds.
+      if (words[i + 1]?.includes("{}") !== false) opaque(acc, "find runs a command named by what it finds")
+      else analyzeWords(shell, words.slice(i + 1), depth, false, acc)
     }
   }
 }
@@ -354,22 +376,25 @@ const analyzeScript = (
   zsh: boolean,
   depth: number,
   asLeaf: boolean,
-  acc: Acc
+  acc: Acc,
+  // A runner's word that may or may not be a script: if it does not parse, deny rules cannot be ruled out.
+  kind: "script" | "guess" = "script"
 ): void => {
   const tree = shell.parser.parse(script)
   if (tree === null) {
-    acc.parseError ??= "the parser gave up"
+    if (kind === "script") acc.parseError ??= "the parser gave up"
     opaque(acc, "the script does not parse")
     return
   }
   try {
     const root = tree.rootNode
     if (root.hasError) {
+      opaque(acc, "the script does not parse")
+      if (kind === "guess") return
       const problem = firstProblem(root) ?? root
       acc.parseError ??= problem.isMissing
         ? `missing ${JSON.stringify(problem.type)} at ${at(problem)}`
         : `syntax error at ${at(problem)} near ${JSON.stringify(problem.text.slice(0, 40))}`
-      opaque(acc, "the script does not parse")
       return
     }
     if (ODD_CHARACTERS.test(script)) notPlain(acc, "the script holds control characters or unusual whitespace")

@@ -266,6 +266,12 @@ describe("§27 deny and ask rules see every command", () => {
     bash("timeout 5 bash -lc 'rm b'"),
     bash("find . -name x -exec rm {} ;"),
     ["/usr/bin/env", "rm", "b"],
+    ["/bin/rm", "-rf", "b"],
+    bash("/bin/rm b"),
+    bash("su -c 'rm b'"),
+    bash("watch 'rm b'"),
+    bash("env -S 'rm b'"),
+    bash("find . -exec {} ;"),
     // Only the shell knows these words: the deny rule cannot be ruled out.
     bash("$X b"),
     bash("r* b"),

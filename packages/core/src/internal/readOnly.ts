@@ -4,6 +4,11 @@
  * named bare (`cat`) or from /bin or /usr/bin; every flag that writes a file, runs another program or
  * changes state is refused, and so is any flag we do not know for the commands where flags matter
  * (`git branch`, `sed`). What is not listed here is not read-only.
+ *
+ * Trusted as the user's own, as Codex does: the programs found on PATH, and configuration they read
+ * by themselves (the repository's `.git/config` may name a pager, an external diff or an fsmonitor
+ * hook; ripgrep reads `RIPGREP_CONFIG_PATH`). A sub-agent cannot change these through an approved
+ * command of this preset; patches to them are the patch policy's business.
  */
 
 /** Commands with no flag that writes or executes (GNU coreutils and friends). */

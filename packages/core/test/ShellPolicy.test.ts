@@ -124,6 +124,9 @@ const attacks: ReadonlyArray<ReadonlyArray<string>> = [
   ["bash", "-x", "-c", "cat a"],
   ["/tmp/evil/bash", "-lc", "cat a"],
   ["./cat", "a"],
+  ["constructor"],
+  ["__proto__"],
+  bash("toString a"),
   // quoting tricks
   bash("cat 'a; rm b"),
   bash('cat "a'),
@@ -300,6 +303,17 @@ describe("§27 deny and ask rules see every command", () => {
     })
     expect(decide(rules, bash("git status && git push")).decision).toBe("ask")
   })
+})
+
+describe("the read_only preset as data", () => {
+  it.effect("decodes from a policy file and means what policy.readOnly means", () =>
+    Effect.gen(function* () {
+      const rules = yield* decodePolicy({ exec: [{ preset: "read_only", decision: "approved" }] }, "policy.yaml")
+      assert.deepStrictEqual(rules, policy.readOnly)
+      const error = yield* Effect.flip(decodePolicy({ exec: [{ preset: "read_write", decision: "approved" }] }))
+      assert.strictEqual(error._tag, "InvalidInput")
+    })
+  )
 })
 
 describe("§27 a script that does not parse is denied with the parser's message", () => {

@@ -20,12 +20,18 @@
  *   or undefined; a policy with deny rules then cannot rule them out.
  * - `parseError`: the parser's complaint about a script that does not parse.
  *
- * "Plain" is decided per word, and only what is provably literal counts: an unquoted word made of
- * printable ASCII characters no shell treats specially (no `$`, backquote, backslash, quote, glob `* ? [ ]`, brace
- * `{ }`, `!`, `#`, and no `~` or `=` at its start; zsh also loses `^`, `#` and `~` anywhere, for its
- * extended globs), a single-quoted string, a double-quoted string with no expansion in it, and
- * concatenations of these. `$'…'` and `$"…"` are not plain (their escapes and translations are the
- * shell's business), nor is a script holding control characters or invisible/odd whitespace.
+ * "Plain" is decided per word, and only what is provably literal counts: an unquoted word of printable
+ * ASCII characters that no shell treats specially (no `$`, backquote, backslash, quote, glob `* ? [ ]`,
+ * brace `{ }`, `!`, `#`; no `~` or `=` at its start, no `=~` or `:~`; for zsh, whose extended globs
+ * use them, no `^`, `#` or `~` at all), a single-quoted string, a double-quoted string with no
+ * expansion in it, and concatenations of these. `$'…'` and `$"…"` are not plain (their escapes and
+ * translations are the shell's business). Nor is a script holding control characters or unusual
+ * whitespace, or text the parser skipped (a `\<newline>` inside a word). Only `-l` and `-c` are
+ * understood as the shell's options: `-i` (aliases, rc files, history expansion) and any other shape
+ * (`bash file`, words after the script, a shell binary outside the system directories) leave the
+ * script unread, so it is never approved by an allow rule.
+ *
+ * The parser is process-wide and synchronous once loaded; trees are freed after each analysis.
  */
 import { createRequire } from "node:module"
 import { basename } from "node:path"
@@ -167,6 +173,8 @@ const ODD_CHARACTERS =
 /** Unquoted characters that make a word something other than its literal text. */
 const SPECIAL = /[\s$`\\"'*?[\]{}!#|&;()<>]/u
 const ZSH_SPECIAL = /[\^#~]/u
+/** Tilde expansion (bash also expands `a=~/x` and `a:~/x` in arguments) and zsh's `=cmd`. */
+const TILDE = /^[~=]|[=:]~/
 /** Characters that make an unquoted word's value unknowable before the shell runs. */
 const EXPANDING = /[$`*?[{]/u
 
@@ -314,9 +322,9 @@ const wordValue = (node: Node, zsh: boolean): WordValue => {
       const text = node.text
       // Printable ASCII only: look-alikes (`ｒm`, `；`) are literal to the shell but not to a reader.
       const plain =
-        /^[\x21-\x7e]+$/.test(text) && !SPECIAL.test(text) && !/^[~=]/.test(text) && !(zsh && ZSH_SPECIAL.test(text))
+        /^[\x21-\x7e]+$/.test(text) && !SPECIAL.test(text) && !TILDE.test(text) && !(zsh && ZSH_SPECIAL.test(text))
       if (plain) return { value: text, plain }
-      const unknowable = EXPANDING.test(text) || /^[~=]/.test(text) || (zsh && ZSH_SPECIAL.test(text))
+      const unknowable = EXPANDING.test(text) || TILDE.test(text) || (zsh && ZSH_SPECIAL.test(text))
       return { value: unknowable ? undefined : unescapeUnquoted(text), plain: false }
     }
     case "raw_string":

@@ -64,6 +64,7 @@ const attacks: ReadonlyArray<ReadonlyArray<string>> = [
   bash("[c]at a"),
   bash("{cat,a}"),
   bash("cat ~/.ssh/id_rsa"),
+  bash("cat a=~/.ssh/id_rsa"),
   bash("$X a"),
   // assignments and wrappers
   bash("X=1 cat a"),

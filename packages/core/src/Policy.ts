@@ -227,12 +227,15 @@ const judge = (policy: Policy, analysis: CommandAnalysis): ExecVerdict => {
 export const judgeExec = (policy: Policy, shell: ShellParser, command: ReadonlyArray<string>): ExecVerdict =>
   judge(policy, analyzeCommand(shell, command))
 
-/** The policy's decision on a command and why; if the shell parser cannot load, `denied` (fail closed). */
+/** The policy's decision on a command and why; `denied` if the shell parser cannot load or judging fails (fail closed). */
 export const policyExecVerdict = (policy: Policy, command: ReadonlyArray<string>): Effect.Effect<ExecVerdict> =>
   shellParser.pipe(
-    Effect.map((shell) => judgeExec(policy, shell, command)),
-    Effect.catchTag("ShellParserUnavailable", (error) =>
-      Effect.succeed({ decision: "denied" as const, reason: error.message })
+    // A bug or an exhausted WASM heap while judging must not approve anything (fail closed).
+    Effect.flatMap((shell) =>
+      Effect.try({ try: () => judgeExec(policy, shell, command), catch: (error) => `could not judge: ${error}` })
+    ),
+    Effect.catchAll((error) =>
+      Effect.succeed({ decision: "denied" as const, reason: typeof error === "string" ? error : error.message })
     )
   )
 

@@ -180,6 +180,7 @@ const EXPANDING = /[$`*?[{]/u
 
 const MAX_DEPTH = 8
 const MAX_COMMANDS = 512
+const MAX_SCRIPT = 100_000
 
 interface Acc {
   readonly leaves: Array<ReadonlyArray<string>>
@@ -298,12 +299,35 @@ const analyzeWords = (
 /** `line 1, column 5` (1-based) for messages. */
 const at = (node: Node) => `line ${node.startPosition.row + 1}, column ${node.startPosition.column + 1}`
 
-const firstProblem = (node: Node): Node | undefined => {
-  if (node.isError || node.isMissing) return node
-  for (const child of node.children) {
-    if (child?.hasError || child?.isMissing) return firstProblem(child) ?? child
+/**
+ * Visits `root` and its descendants in document order, without recursion (a script of 20,000 nested
+ * parentheses is a tree that deep); `visit` returns false to skip a node's children, "stop" to end.
+ */
+const walk = (root: Node, visit: (node: Node) => boolean | "stop") => {
+  const stack: Array<Node> = [root]
+  for (let node = stack.pop(); node !== undefined; node = stack.pop()) {
+    const descend = visit(node)
+    if (descend === "stop") return
+    if (!descend) continue
+    const children = node.children
+    for (let i = children.length - 1; i >= 0; i--) {
+      const child = children[i]
+      if (child) stack.push(child)
+    }
   }
-  return undefined
+}
+
+/** The first ERROR or MISSING node, in document order. */
+const firstProblem = (root: Node): Node | undefined => {
+  let found: Node | undefined
+  walk(root, (node) => {
+    if (node.isError || node.isMissing) {
+      found = node
+      return "stop"
+    }
+    return node.hasError
+  })
+  return found
 }
 
 const unescapeUnquoted = (text: string) => text.replace(/\\\n/g, "").replace(/\\(.)/gsu, "$1")
@@ -345,16 +369,15 @@ const wordValue = (node: Node, zsh: boolean): WordValue => {
 }
 
 /** Every node kind and token of a plain script is on the allowlists. */
-const checkPlain = (node: Node, acc: Acc) => {
-  if (acc.notPlain !== undefined) return
-  if (node.isNamed ? !PLAIN_KINDS.has(node.type) : !PLAIN_TOKENS.has(node.type)) {
-    return notPlain(
-      acc,
-      `the script uses ${node.isNamed ? node.type.replace(/_/g, " ") : `"${node.type}"`} at ${at(node)}`
-    )
-  }
-  for (const child of node.children) if (child) checkPlain(child, acc)
-}
+const checkPlain = (root: Node, acc: Acc) =>
+  walk(root, (node) => {
+    if (acc.notPlain !== undefined) return "stop"
+    if (node.isNamed ? !PLAIN_KINDS.has(node.type) : !PLAIN_TOKENS.has(node.type)) {
+      notPlain(acc, `the script uses ${node.isNamed ? node.type.replace(/_/g, " ") : `"${node.type}"`} at ${at(node)}`)
+      return "stop"
+    }
+    return true
+  })
 
 /**
  * Between the tokens of a plain script there is only blank space. tree-sitter skips some text as
@@ -363,17 +386,15 @@ const checkPlain = (node: Node, acc: Acc) => {
 const checkGaps = (root: Node, script: string, acc: Acc) => {
   if (acc.notPlain !== undefined) return
   let end = 0
-  const visit = (node: Node) => {
-    if (node.childCount === 0) {
-      if (!/^[ \t\n]*$/.test(script.slice(end, node.startIndex))) {
-        notPlain(acc, `the script holds text the parser skipped at ${at(node)}`)
-      }
-      end = Math.max(end, node.endIndex)
-      return
+  walk(root, (node) => {
+    if (node.childCount > 0) return true
+    if (!/^[ \t\n]*$/.test(script.slice(end, node.startIndex))) {
+      notPlain(acc, `the script holds text the parser skipped at ${at(node)}`)
+      return "stop"
     }
-    for (const child of node.children) if (child) visit(child)
-  }
-  visit(root)
+    end = Math.max(end, node.endIndex)
+    return false
+  })
   if (!/^[ \t\n]*$/.test(script.slice(end))) notPlain(acc, "the script ends with text the parser skipped")
 }
 
@@ -388,6 +409,10 @@ const analyzeScript = (
   // A runner's word that may or may not be a script: if it does not parse, deny rules cannot be ruled out.
   kind: "script" | "guess" = "script"
 ): void => {
+  if (script.length > MAX_SCRIPT) {
+    opaque(acc, `a script longer than ${MAX_SCRIPT} characters is not read`)
+    return
+  }
   const tree = shell.parser.parse(script)
   if (tree === null) {
     if (kind === "script") acc.parseError ??= "the parser gave up"
@@ -409,11 +434,10 @@ const analyzeScript = (
     checkPlain(root, acc)
     checkGaps(root, script, acc)
     const commands: Array<Node> = []
-    const collect = (node: Node) => {
+    walk(root, (node) => {
       if (node.type === "command") commands.push(node)
-      for (const child of node.children) if (child) collect(child)
-    }
-    collect(root)
+      return true
+    })
     if (commands.length === 0) notPlain(acc, "the script runs no command")
     for (const command of commands) {
       const words: Array<Word> = []

@@ -306,6 +306,18 @@ describe("§27 deny and ask rules see every command", () => {
   })
 })
 
+describe("§36 bounded: a hostile script is judged, never a crash", () => {
+  it("20,000 nested subshells and a 100,001-character script are not approved", () => {
+    const deep = `${"( ".repeat(20_000)}cat a${" )".repeat(20_000)}`
+    expect(decide(policy.readOnly, bash(deep)).reason).toContain("subshell")
+    const long = bash(`cat ${"a".repeat(100_000)}`)
+    expect(decide(policy.readOnly, long).reason).toContain("longer than 100000 characters")
+    expect(decide(policy({ exec: [{ prefix: ["rm"], decision: "denied" }], default: "approved" }), long).decision).toBe(
+      "denied"
+    )
+  })
+})
+
 describe("the read_only preset as data", () => {
   it.effect("decodes from a policy file and means what policy.readOnly means", () =>
     Effect.gen(function* () {

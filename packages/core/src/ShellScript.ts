@@ -31,7 +31,9 @@
  * (`bash file`, words after the script, a shell binary outside the system directories) leave the
  * script unread, so it is never approved by an allow rule.
  *
- * The parser is process-wide and synchronous once loaded; trees are freed after each analysis.
+ * Bounded (§36): a script over 64 KiB, or a command needing more than 512 commands and scripts
+ * judged, is not read (never approved; deny rules cannot be ruled out), and trees are walked without
+ * recursion. The parser is process-wide and synchronous once loaded; trees are freed after use.
  */
 import { createRequire } from "node:module"
 import { basename } from "node:path"
@@ -180,7 +182,8 @@ const EXPANDING = /[$`*?[{]/u
 
 const MAX_DEPTH = 8
 const MAX_COMMANDS = 512
-const MAX_SCRIPT = 100_000
+// tree-sitter parses a hostile 64 KiB script (thousands of nested substitutions) in about 0.1 to 0.3 s here.
+const MAX_SCRIPT = 65_536
 
 interface Acc {
   readonly leaves: Array<ReadonlyArray<string>>
@@ -237,7 +240,7 @@ const analyzeWords = (
 ): void => {
   if (words.length === 0) return
   if (--acc.budget < 0) {
-    opaque(acc, `more than ${MAX_COMMANDS} commands to judge`)
+    opaque(acc, `more than ${MAX_COMMANDS} commands and scripts to judge`)
     return
   }
   acc.seen.push(words)
@@ -277,6 +280,10 @@ const analyzeWords = (
   }
   if (RUNNERS.has(base)) {
     for (let i = 1; i < words.length; i++) {
+      if (acc.budget <= 0) {
+        opaque(acc, `more than ${MAX_COMMANDS} commands and scripts to judge`)
+        return
+      }
       const word = words[i]
       if (word === undefined) continue
       if (!word.startsWith("-")) analyzeWords(shell, words.slice(i), depth, false, acc)
@@ -304,16 +311,17 @@ const at = (node: Node) => `line ${node.startPosition.row + 1}, column ${node.st
  * parentheses is a tree that deep); `visit` returns false to skip a node's children, "stop" to end.
  */
 const walk = (root: Node, visit: (node: Node) => boolean | "stop") => {
-  const stack: Array<Node> = [root]
-  for (let node = stack.pop(); node !== undefined; node = stack.pop()) {
-    const descend = visit(node)
-    if (descend === "stop") return
-    if (!descend) continue
-    const children = node.children
-    for (let i = children.length - 1; i >= 0; i--) {
-      const child = children[i]
-      if (child) stack.push(child)
+  // A tree cursor, not `children`: it allocates no arrays (about 2.5x faster on a 60,000-node tree).
+  const cursor = root.walk()
+  try {
+    for (;;) {
+      const descend = visit(cursor.currentNode)
+      if (descend === "stop") return
+      if (descend && cursor.gotoFirstChild()) continue
+      while (!cursor.gotoNextSibling()) if (!cursor.gotoParent()) return
     }
+  } finally {
+    cursor.delete()
   }
 }
 
@@ -409,6 +417,10 @@ const analyzeScript = (
   // A runner's word that may or may not be a script: if it does not parse, deny rules cannot be ruled out.
   kind: "script" | "guess" = "script"
 ): void => {
+  if (--acc.budget < 0) {
+    opaque(acc, `more than ${MAX_COMMANDS} commands and scripts to judge`)
+    return
+  }
   if (script.length > MAX_SCRIPT) {
     opaque(acc, `a script longer than ${MAX_SCRIPT} characters is not read`)
     return

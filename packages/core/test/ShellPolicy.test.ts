@@ -307,11 +307,13 @@ describe("§27 deny and ask rules see every command", () => {
 })
 
 describe("§36 bounded: a hostile script is judged, never a crash", () => {
-  it("20,000 nested subshells and a 100,001-character script are not approved", () => {
-    const deep = `${"( ".repeat(20_000)}cat a${" )".repeat(20_000)}`
+  it("15,000 nested subshells, 4,000 nested wrappers and a 65,540-character script are not approved", () => {
+    const deep = `${"( ".repeat(15_000)}cat a${" )".repeat(15_000)}`
     expect(decide(policy.readOnly, bash(deep)).reason).toContain("subshell")
-    const long = bash(`cat ${"a".repeat(100_000)}`)
-    expect(decide(policy.readOnly, long).reason).toContain("longer than 100000 characters")
+    const wrapped = ["sudo", ...Array.from({ length: 2_000 }, () => ["sudo", "su -c 'rm b'"]).flat()]
+    expect(decide(policy.readOnly, wrapped).decision).toBe("denied")
+    const long = bash(`cat ${"a".repeat(65_536)}`)
+    expect(decide(policy.readOnly, long).reason).toContain("longer than 65536 characters")
     expect(decide(policy({ exec: [{ prefix: ["rm"], decision: "denied" }], default: "approved" }), long).decision).toBe(
       "denied"
     )

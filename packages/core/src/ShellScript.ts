@@ -376,6 +376,23 @@ const wordValue = (node: Node, zsh: boolean): WordValue => {
   }
 }
 
+/**
+ * The words tree-sitter-bash files under a redirection that bash passes to the command: every word
+ * after a file or here-string redirection's target, every word on a here-document's opening line.
+ */
+const redirectArguments = (redirect: Node): ReadonlyArray<Node> => {
+  const named = redirect.namedChildren.filter((c): c is Node => c !== null)
+  switch (redirect.type) {
+    case "file_redirect":
+    case "herestring_redirect":
+      return named.filter((c) => c.type !== "file_descriptor").slice(1)
+    case "heredoc_redirect":
+      return named.filter((c) => !["heredoc_start", "heredoc_body", "heredoc_end", "file_descriptor"].includes(c.type))
+    default:
+      return []
+  }
+}
+
 /** Every node kind and token of a plain script is on the allowlists. */
 const checkPlain = (root: Node, acc: Acc) =>
   walk(root, (node) => {
@@ -453,20 +470,44 @@ const analyzeScript = (
     if (commands.length === 0) notPlain(acc, "the script runs no command")
     for (const command of commands) {
       const words: Array<Word> = []
-      for (const child of command.namedChildren) {
-        if (child === null || child.type === "variable_assignment") continue
-        // A redirection is not a word (the statement around it is already not plain).
-        if (child.type.endsWith("_redirect")) {
-          notPlain(acc, `the script redirects at ${at(child)}`)
-          continue
-        }
-        const value = wordValue(child.type === "command_name" ? (child.firstNamedChild ?? child) : child, zsh)
+      const addWord = (node: Node) => {
+        const value = wordValue(node, zsh)
         if (!value.plain)
-          notPlain(acc, `the word ${JSON.stringify(child.text.slice(0, 40))} at ${at(child)} is not plain`)
+          notPlain(acc, `the word ${JSON.stringify(node.text.slice(0, 40))} at ${at(node)} is not plain`)
         words.push(value.value)
+      }
+      const children = command.children.filter((c): c is Node => c !== null)
+      for (const [i, child] of children.entries()) {
+        // tree-sitter-bash joins `a|b|c<newline>d&&e` into one command `c d`; bash runs `d` on its own.
+        const next = children[i + 1]
+        if (next && /(^|[^\\])\n/.test(script.slice(child.endIndex, next.startIndex))) {
+          opaque(acc, `the parser read a command across a line break at ${at(next)}, which bash would not`)
+        }
+        if (!child.isNamed || child.type === "variable_assignment") continue
+        if (child.type === "command_name") addWord(child.firstNamedChild ?? child)
+        else if (child.type.endsWith("_redirect")) {
+          // A redirection is not plain; words tree-sitter files under it are still the command's arguments.
+          notPlain(acc, `the script redirects at ${at(child)}`)
+          for (const word of redirectArguments(child)) addWord(word)
+        } else addWord(child)
+      }
+      // `git > f push`: tree-sitter puts `push` under the redirection; bash passes it to git.
+      const parent = command.parent
+      if (parent?.type === "redirected_statement" && parent.firstNamedChild?.id === command.id) {
+        for (const sibling of parent.namedChildren) {
+          if (sibling && sibling.id !== command.id) for (const word of redirectArguments(sibling)) addWord(word)
+        }
       }
       analyzeWords(shell, words, depth, asLeaf, acc)
     }
+    // Words under a redirection of something other than a simple command: bash would refuse; we cannot judge.
+    walk(root, (node) => {
+      if (node.type === "redirected_statement" && node.firstNamedChild?.type !== "command") {
+        const stray = node.namedChildren.slice(1).some((r) => r !== null && redirectArguments(r).length > 0)
+        if (stray) opaque(acc, `words after a redirection at ${at(node)}`)
+      }
+      return true
+    })
   } finally {
     tree.delete()
   }

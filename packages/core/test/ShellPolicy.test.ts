@@ -39,6 +39,9 @@ const attacks: ReadonlyArray<ReadonlyArray<string>> = [
   bash("cat a\r\nrm b"),
   bash("ls -la\\\ncat a"),
   bash("git status; git push origin main"),
+  // tree-sitter-bash reads `ls rm -rf b` here; bash runs `rm -rf b` on its own line
+  bash("ls|ls|ls\nrm -rf b&&ls"),
+  bash("cat a|cat a|cat a\nrm b&&cat a"),
   // quoting: ANSI-C, substitutions
   bash("cat $'a\\x3b rm b'"),
   bash('cat $"a"'),
@@ -289,6 +292,20 @@ describe("§27 deny and ask rules see every command", () => {
     })
   }
 
+  it("sees the arguments tree-sitter files under a redirection (`git > f push`)", () => {
+    const noPush = policy({ exec: [{ prefix: ["git", "push"], decision: "denied" }], default: "approved" })
+    for (const script of ["git > f push", "git 2>/dev/null push origin", "git <<EOF push\nEOF", "git <<<x push"]) {
+      expect(decide(noPush, bash(script)).decision, script).toBe("denied")
+    }
+    expect(decide(noPush, bash("git status > f")).decision).toBe("approved")
+  })
+
+  it("does not trust a command tree-sitter reads across a line break", () => {
+    expect(decide(guarded, bash("ls|ls|ls\nrm -rf /&&ls")).decision).toBe("denied")
+    // Even a harmless script read that way cannot rule the deny rule out.
+    expect(decide(guarded, bash("ls|ls|ls\ncat a&&ls")).reason).toContain("across a line break")
+  })
+
   it("leaves alone what the deny rule provably does not match", () => {
     expect(decide(guarded, bash("cat a > b")).decision).toBe("approved")
     expect(decide(guarded, bash("grep rm a")).decision).toBe("approved")
@@ -376,6 +393,9 @@ describe("§27 property: an allow rule approves only plain scripts of approved c
   const rules = policy({ exec: allowed.map((prefix) => ({ prefix: [...prefix], decision: "approved" as const })) })
   const commands = fc.constantFrom("cat a", "cat src/x.ts", "git status", "ls -la", "head -n 3 b", "cat a-b_c.d")
   const connectors = fc.constantFrom("&&", "||", ";", "|", "\n", " && ", " | ", "; ")
+  // Without newlines: tree-sitter-bash misreads `a|b|c<newline>d&&e` (one command `c d`), which is
+  // then not approved (fail closed; tested above), so a newline after a pipeline is not always approved.
+  const sameLine = fc.constantFrom("&&", "||", ";", "|", " && ", " | ", "; ")
   const foreign = fc.oneof(
     fc.constantFrom(
       "rm x",
@@ -412,24 +432,65 @@ describe("§27 property: an allow rule approves only plain scripts of approved c
     fc.string({ maxLength: 4 }),
     fc.string({ unit: "grapheme", maxLength: 2 })
   )
-  const script = fc
-    .tuple(fc.array(fc.tuple(commands, connectors), { minLength: 1, maxLength: 4 }), commands)
-    .map(([pairs, last]) => pairs.map(([c, k]) => c + k).join("") + last)
+  const glue = (joiners: fc.Arbitrary<string>) =>
+    fc
+      .tuple(fc.array(fc.tuple(commands, joiners), { minLength: 1, maxLength: 4 }), commands)
+      .map(([pairs, last]) => pairs.map(([c, k]) => c + k).join("") + last)
+  const script = glue(connectors)
 
-  /** An oracle that knows no shell: plain words of safe characters, split on the four connectors. */
-  const plainOracle = (text: string): boolean =>
-    /^[A-Za-z0-9._/,:+@%^~=\-\t &|;\n]*$/.test(text) &&
-    !/(^|[^&])&($|[^&])/.test(text) &&
-    text
-      .split(/&&|\|\||;|\||\n/)
-      .map((part) => part.split(/[ \t]+/).filter((w) => w.length > 0))
-      .every(
-        (words) =>
-          words.length === 0 ||
-          (words.every((w) => /^[^~=]/.test(w)) && allowed.some((prefix) => prefix.every((p, i) => words[i] === p)))
-      )
+  /**
+   * An oracle independent of tree-sitter: a tiny lexer for the plain subset only (unquoted safe
+   * characters, '…', "…" without expansions), split on the four connectors and newlines; every
+   * command must start with an allowed prefix. Anything else makes it say false.
+   */
+  const plainOracle = (text: string): boolean => {
+    const commands: Array<Array<string>> = [[]]
+    let word: string | undefined
+    const endWord = () => {
+      if (word !== undefined) commands[commands.length - 1]?.push(word)
+      word = undefined
+    }
+    let i = 0
+    while (i < text.length) {
+      const c = text[i] ?? ""
+      const op = ["&&", "||", ";", "|", "\n"].find((o) => text.startsWith(o, i))
+      if (c === " " || c === "\t") {
+        endWord()
+        i++
+      } else if (op !== undefined) {
+        endWord()
+        commands.push([])
+        i += op.length
+      } else if (c === "'") {
+        const end = text.indexOf("'", i + 1)
+        if (end < 0) return false
+        word = (word ?? "") + text.slice(i + 1, end)
+        i = end + 1
+      } else if (c === '"') {
+        let value = ""
+        for (i++; text[i] !== '"'; i++) {
+          const d = text[i]
+          if (d === undefined || d === "$" || d === "`") return false
+          if (d === "\\" && /[$`"\\\n]/.test(text[i + 1] ?? "")) i++
+          if (text[i] !== "\n" || d !== "\\") value += text[i] // `\<newline>` is a line continuation
+        }
+        word = (word ?? "") + value
+        i++
+      } else {
+        if (!/^[A-Za-z0-9._/,:+@%^~=-]$/.test(c)) return false
+        if (word === undefined && (c === "~" || c === "=")) return false
+        if (c === "~" && /[=:]/.test(text[i - 1] ?? "")) return false
+        word = (word ?? "") + c
+        i++
+      }
+    }
+    endWord()
+    return commands.every(
+      (words) => words.length === 0 || allowed.some((prefix) => prefix.every((p, k) => words[k] === p))
+    )
+  }
 
-  it.prop("scripts of approved commands and the four connectors are approved", [script], ([text]) => {
+  it.prop("scripts of approved commands and the four connectors are approved", [glue(sameLine)], ([text]) => {
     expect(decide(rules, bash(text)).decision).toBe("approved")
   })
 

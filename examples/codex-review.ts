@@ -1,7 +1,7 @@
 /**
  * A code-review sub-agent on the real Codex CLI, offline: `@deputy/mock-model` plays the model on
  * 127.0.0.1, Codex runs as an app-server, and deputy's policy parent approves the reads the reviewer
- * asks for and nothing else.
+ * asks for (`policy.readOnly`) and nothing else.
  *
  *   pnpm review
  */
@@ -36,10 +36,12 @@ export const reviewScenario: ScenarioInput = {
   ]
 }
 
-/** The reviewer may read files (Codex runs commands through `bash -lc`), nothing else. */
-export const reviewerPolicy = policy({
-  exec: [{ regex: "^(/bin/)?(ba)?sh -lc (cat|git diff|git log) ", decision: "approved" }]
-})
+/**
+ * The reviewer may read, nothing else: the built-in read-only preset. Codex runs each command as
+ * `/bin/bash -lc "…"`; the policy judges the script's simple commands (§27), so `cat a && git diff` is
+ * approved and `cat a; echo x > f` or `git push` is not.
+ */
+export const reviewerPolicy = policy.readOnly
 
 /** Runs one review in a fresh workspace; returns the review and the parent's decisions. */
 export const review = (log: (line: string) => void) =>

@@ -23,6 +23,7 @@ import {
   type Backend,
   childEnvironment,
   deputyHome,
+  describeExecRule,
   type Policy,
   type RuleDecision,
   readPointer,
@@ -128,17 +129,13 @@ export const policyNeeds = (policy: Policy): ReadonlyArray<string> => {
   const reasons: Array<string> = []
   const refuses = (decision: RuleDecision) => decision === "denied" || decision === "ask"
   const verb = (decision: RuleDecision) => (decision === "ask" ? "asks" : "denies")
-  const what = (rule: object) =>
-    Object.entries(rule)
-      .filter(([key]) => key !== "decision")
-      .map(([key, value]) => `${key} ${JSON.stringify(value)}`)
-      .join(", ")
   if (refuses(policy.default)) reasons.push(`its default decision is ${JSON.stringify(policy.default)}`)
   policy.exec.forEach((rule, index) => {
-    if (refuses(rule.decision)) reasons.push(`exec rule ${index} (${what(rule)}) ${verb(rule.decision)}`)
+    if (refuses(rule.decision)) reasons.push(`exec rule ${index} (${describeExecRule(rule)}) ${verb(rule.decision)}`)
   })
   policy.patch.forEach((rule, index) => {
-    if (refuses(rule.decision)) reasons.push(`patch rule ${index} (${what(rule)}) ${verb(rule.decision)}`)
+    if (refuses(rule.decision))
+      reasons.push(`patch rule ${index} (glob ${JSON.stringify(rule.glob)}) ${verb(rule.decision)}`)
   })
   return reasons
 }

@@ -163,7 +163,8 @@ const ruled = (requestId: string, decision: RuleDecision): Effect.Effect<ReviewD
   decision === "ask" ? noAnswerFromPolicy(requestId, "the policy asks a person") : Effect.succeed(decision)
 
 const makePolicy = (policy: Policy): ParentService => ({
-  requestExecApproval: (request) => ruled(request.requestId, policyExecDecision(policy, request.command)),
+  requestExecApproval: (request) =>
+    Effect.flatMap(policyExecDecision(policy, request.command), (decision) => ruled(request.requestId, decision)),
   requestPatchApproval: (request) => ruled(request.requestId, policyPatchDecision(policy, request.paths)),
   requestUserInput: (request) => {
     const response = policyUserInputAnswers(policy, request.questions)

@@ -58,12 +58,16 @@ export {
 } from "./Pointer.js"
 export {
   decodePolicy,
+  describeExecRule,
   ExecRule,
+  type ExecVerdict,
+  judgeExec,
   PatchRule,
   Policy,
   type PolicyInput,
   policy,
   policyExecDecision,
+  policyExecVerdict,
   policyPatchDecision,
   policyUserInputAnswers,
   RuleDecision
@@ -87,6 +91,14 @@ export {
   SESSIONS_DIR,
   type WriterOptions
 } from "./Rollout.js"
+export {
+  analyzeCommand,
+  type CommandAnalysis,
+  type ShellParser,
+  ShellParserUnavailable,
+  shellParser,
+  type Word
+} from "./ShellScript.js"
 export {
   type CancelReport,
   CapDeadlock,

@@ -8,6 +8,8 @@ import { makeFakeAgent, THREAD, takeUntil } from "./fixtures/FakeAgent.js"
 import { makeManualParent } from "./fixtures/ManualParent.js"
 
 const denyAll = Parent.layerCallbacks({})
+/** Lets fibers on the fair scheduler run, whatever slice they are in. */
+const nextMacrotask = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
 const opTypes = (subs: ReadonlyArray<Submission>) => subs.map((s) => s.op.type)
 const execRequest = (extra: { approvalId?: string } = {}) => ({
   type: "exec_approval_request" as const,
@@ -287,7 +289,8 @@ describe("Delegate.interactive", () => {
       // One event fills the caller's mailbox; the second blocks the forwarder.
       yield* fake.emit("full", { type: "agent_message", message: "1" })
       yield* fake.emit("blocked", { type: "agent_message", message: "2" })
-      yield* Effect.yieldNow({ priority: 1 })
+      // The forwarder runs on the fair scheduler: wait (a macrotask at a time) until it took both.
+      while (Option.getOrElse(yield* fake.agent.events.size, () => 0) > 0) yield* nextMacrotask
       const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
       // The bound: the drain ends by the agent's turn_aborted, so no clock time is needed at all.
       const ended = yield* Fiber.join(closing).pipe(Effect.timeout("1 second"), Effect.fork)

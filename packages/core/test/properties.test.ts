@@ -1,9 +1,15 @@
 // Properties that must hold for any input, checked with fast-check (through effect's FastCheck).
 import { canonicalUuid, type RolloutItem, ThreadId } from "@deputy/protocol"
-import { describe, expect, it } from "@effect/vitest"
-import { FastCheck as fc } from "effect"
+import { beforeAll, describe, expect, it } from "@effect/vitest"
+import { Effect, FastCheck as fc } from "effect"
 import { truncateBeforeNthUserMessage, turnState } from "../src/ForkSnapshot.js"
-import { policy, policyExecDecision } from "../src/Policy.js"
+import { judgeExec, policy } from "../src/Policy.js"
+import { type ShellParser, shellParser } from "../src/ShellScript.js"
+
+let shell: ShellParser
+beforeAll(async () => {
+  shell = await Effect.runPromise(shellParser)
+})
 
 const at = "2026-11-22T00:00:00.000Z"
 const input = (id: string): RolloutItem => ({
@@ -75,7 +81,7 @@ describe("properties", () => {
         ],
         default: "approved"
       })
-      expect(policyExecDecision(rules, command)).toBe("denied")
+      expect(judgeExec(rules, shell, command).decision).toBe("denied")
     }
   )
 })

@@ -22,6 +22,7 @@ import {
   Effect,
   ExecutionStrategy,
   Exit,
+  Fiber,
   Layer,
   Option,
   PubSub,
@@ -31,7 +32,7 @@ import {
   type Stream,
   SynchronizedRef
 } from "effect"
-import { type AgentClosed, type Backend, type ChildOutcome, type SpawnChild, SpawnFailed } from "./Agent.js"
+import { type Backend, type ChildOutcome, type SpawnChild, SpawnFailed } from "./Agent.js"
 import { type Delegate, type DelegateOptions, interactive, type OpsClosed, type ShutdownOutcome } from "./Delegate.js"
 import type { InvalidInput } from "./errors.js"
 import { applyForkSnapshot, type ForkSnapshot } from "./ForkSnapshot.js"
@@ -139,7 +140,10 @@ export interface ShutdownReport {
   readonly timedOut: ReadonlyArray<ThreadId>
 }
 
-/** What cancelling a thread ended: each thread of its subtree (children first) and the requests withdrawn. */
+/**
+ * What cancelling a thread ended: each thread of its live subtree (children first), those that ended on
+ * their own while the cancel ran included, with how each ended; and the requests withdrawn.
+ */
 export interface CancelReport {
   readonly threads: ReadonlyArray<{ readonly threadId: ThreadId; readonly outcome: ShutdownOutcome }>
   readonly withdrawn: ReadonlyArray<string>
@@ -237,8 +241,11 @@ export interface ThreadManagerService {
   readonly get: (threadId: string) => Effect.Effect<Thread, ThreadNotFound | InvalidInput>
   /** The ids of live, non-internal threads, sorted. */
   readonly list: Effect.Effect<ReadonlyArray<ThreadId>>
-  /** Cancels a thread and its whole live subtree, children first, and reports what that ended. */
-  readonly cancel: (threadId: string) => Effect.Effect<CancelReport, InvalidInput>
+  /**
+   * Cancels a thread and its whole live subtree, children first, and reports every thread of it that
+   * ended meanwhile, with how (§35). Fails with ThreadNotFound when no live thread has the id.
+   */
+  readonly cancel: (threadId: string) => Effect.Effect<CancelReport, InvalidInput | ThreadNotFound>
   /** How many starts wait for a slot under the limits now. */
   readonly queued: Effect.Effect<number>
   /** Takes a thread out of the registry and shuts it down. */
@@ -273,7 +280,6 @@ interface Entry {
   readonly thread: Thread
   readonly internal: boolean
   readonly scope: Scope.CloseableScope
-  readonly shutdown: Effect.Effect<void, AgentClosed>
   readonly flush: Effect.Effect<void>
 }
 
@@ -285,7 +291,9 @@ const make = (managerOptions: ThreadManagerOptions) =>
   Effect.gen(function* () {
     const store = yield* RolloutStore
     yield* store.markCrashed // threads a dead deputy process left open end as `crashed` (no orphans)
-    const managerScope = yield* Effect.scope
+    // §8, §13: closing the manager closes every thread's scope at once (Interrupt → Shutdown → drain each),
+    // so the whole close is bounded by one drain bound, not one per thread.
+    const threadsScope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.parallel)
     const registry = yield* SynchronizedRef.make(new Map<ThreadId, Entry>())
     // Ids reserved by starts in flight: a second start with the same id fails at once (§11).
     const reserved = new Set<ThreadId>()
@@ -367,7 +375,7 @@ const make = (managerOptions: ThreadManagerOptions) =>
       knownTurnIds: Set<string>
     ) =>
       Effect.gen(function* () {
-        const scope = yield* Scope.fork(managerScope, ExecutionStrategy.sequential)
+        const scope = yield* Scope.fork(threadsScope, ExecutionStrategy.sequential)
         const fail = <E>(error: E) => Scope.close(scope, Exit.void).pipe(Effect.zipRight(Effect.fail(error)))
         // Interrupted half-way (say, a parent cancelled while its child waits for a slot): release it all.
         return yield* Effect.onInterrupt(
@@ -477,7 +485,6 @@ const make = (managerOptions: ThreadManagerOptions) =>
               thread,
               internal: options.internal === true,
               scope,
-              shutdown: agent.submit({ id: "shutdown", op: { type: "shutdown" } }),
               flush: Effect.ignore(writer.flush)
             }
             yield* SynchronizedRef.update(registry, (threads) => new Map(threads).set(threadId, entry))
@@ -591,10 +598,11 @@ const make = (managerOptions: ThreadManagerOptions) =>
         )
       })
 
-    const dropEntry = (threadId: ThreadId) =>
+    /** Takes a thread out of the registry (only if it is still `expected`, when given) and closes its scope. */
+    const dropEntry = (threadId: ThreadId, expected?: Entry) =>
       SynchronizedRef.modify(registry, (threads) => {
         const entry = threads.get(threadId)
-        if (!entry) return [Option.none<Entry>(), threads] as const
+        if (!entry || (expected !== undefined && entry !== expected)) return [Option.none<Entry>(), threads] as const
         const rest = new Map(threads)
         rest.delete(threadId)
         return [Option.some(entry), rest] as const
@@ -605,21 +613,26 @@ const make = (managerOptions: ThreadManagerOptions) =>
     const shutdownAll = (timeout: Duration.DurationInput) =>
       Effect.gen(function* () {
         const entries = [...(yield* SynchronizedRef.get(registry)).values()]
+        // §8 for each thread (Interrupt, Shutdown, drain), all at once. A shutdown that outlasts `timeout`
+        // goes on in the background: it is bounded by the thread's drain bound, and closing is never cut short.
         const outcomes = yield* Effect.forEach(
           entries,
           (entry) =>
-            entry.shutdown.pipe(
-              Effect.matchEffect({
-                onFailure: () => Effect.succeed("submitFailed" as const),
-                onSuccess: () =>
-                  entry.thread.delegate.awaitShutdown.pipe(
-                    Effect.timeoutTo({
-                      duration: timeout,
-                      onSuccess: () => "completed" as const,
-                      onTimeout: () => "timedOut" as const
-                    })
-                  )
-              }),
+            Effect.forkDaemon(entry.thread.delegate.cancel).pipe(
+              Effect.flatMap((ending) =>
+                Fiber.join(ending).pipe(
+                  Effect.timeoutTo({
+                    duration: timeout,
+                    onSuccess: ({ outcome }) =>
+                      outcome === "submit_failed"
+                        ? ("submitFailed" as const)
+                        : outcome === "drain_timeout"
+                          ? ("timedOut" as const)
+                          : ("completed" as const),
+                    onTimeout: () => "timedOut" as const
+                  })
+                )
+              ),
               Effect.map((outcome) => [entry.thread.threadId, outcome] as const)
             ),
           { concurrency: "unbounded" }
@@ -635,7 +648,7 @@ const make = (managerOptions: ThreadManagerOptions) =>
           timedOut: sorted("timedOut")
         }
         // §13: completed threads leave the registry; the others stay for a retry or a look.
-        yield* Effect.forEach(report.completed, dropEntry, { discard: true })
+        yield* Effect.forEach(report.completed, (id) => dropEntry(id), { discard: true })
         return report
       })
 
@@ -655,9 +668,13 @@ const make = (managerOptions: ThreadManagerOptions) =>
         parentContext: Context.Context<Parent>
       ): SpawnChild =>
       (request) => {
-        let childId: ThreadId | undefined
+        // The child's id is chosen first, so a child that cannot start is still named in its parent's report (§35).
+        const childId = ThreadId.parse(crypto.randomUUID())
+        let isStarted = false
         const asSpawnFailed = (error: { readonly message: string }) =>
-          new SpawnFailed({ backend: request.backend.name, reason: error.message, cause: error })
+          error instanceof SpawnFailed
+            ? new SpawnFailed({ backend: error.backend, reason: error.reason, cause: error.cause, threadId: childId })
+            : new SpawnFailed({ backend: request.backend.name, reason: error.message, cause: error, threadId: childId })
         const waiting = Effect.acquireRelease(
           Effect.sync(() => waitingOnChildren.set(parentThreadId, (waitingOnChildren.get(parentThreadId) ?? 0) + 1)),
           () =>
@@ -667,17 +684,15 @@ const make = (managerOptions: ThreadManagerOptions) =>
           yield* waiting
           const child = yield* start({
             backend: request.backend,
+            threadId: childId,
             source: { type: "sub_agent", parentThreadId, depth: depth + 1 },
             ...(request.name === undefined ? {} : { name: request.name }),
             delegate: {
               ancestors: [...ancestors, parentThreadId],
               ...(request.name === undefined ? {} : { agentName: request.name })
             }
-          }).pipe(
-            Effect.provide(parentContext),
-            Effect.mapError((error) => (error._tag === "SpawnFailed" ? error : asSpawnFailed(error)))
-          )
-          childId = child.threadId
+          }).pipe(Effect.provide(parentContext), Effect.mapError(asSpawnFailed))
+          isStarted = true
           if (request.onStarted) yield* request.onStarted(child.threadId)
           yield* Effect.mapError(
             child.submit({ type: "user_input", items: [{ type: "text", text: request.input }] }),
@@ -689,11 +704,15 @@ const make = (managerOptions: ThreadManagerOptions) =>
         }).pipe(
           Effect.scoped, // the parent counts as waiting until its child is done
           // Cancelling the parent's wait cancels the child's whole subtree.
-          Effect.onInterrupt(() => (childId === undefined ? Effect.void : Effect.ignore(cancel(childId))))
+          Effect.onInterrupt(() => (isStarted ? Effect.ignore(cancel(childId)) : Effect.void))
         )
       }
 
-    /** Reads a child's events until its turn ends; events that end without a turn end mean it was aborted. */
+    /**
+     * Reads a child's events until its turn ends. A turn that reported an error, or one of whose own
+     * sub-agents failed, ended `failed` even if it then completed (§35); events that end without a turn
+     * end mean it was aborted (or failed, after an error).
+     */
     const turnOutcome = (child: Thread) =>
       Effect.gen(function* () {
         let failed = false
@@ -703,12 +722,12 @@ const make = (managerOptions: ThreadManagerOptions) =>
             return { threadId: child.threadId, status: failed ? "failed" : "aborted" } satisfies ChildOutcome
           }
           const msg = next.value.msg
-          if (msg.type === "error") failed = true
+          if (msg.type === "error" || (msg.type === "sub_agent_ended" && msg.status === "failed")) failed = true
           if (msg.type === "turn_aborted") return { threadId: child.threadId, status: "aborted" } satisfies ChildOutcome
           if (msg.type === "turn_complete") {
             return {
               threadId: child.threadId,
-              status: "completed",
+              status: failed ? "failed" : "completed",
               ...(msg.lastAgentMessage === undefined ? {} : { lastAgentMessage: msg.lastAgentMessage })
             } satisfies ChildOutcome
           }
@@ -716,28 +735,40 @@ const make = (managerOptions: ThreadManagerOptions) =>
       })
 
     const cancel = (threadId: string) =>
-      Effect.flatMap(decodeThreadId(threadId), (root) => {
-        // While the tree is cancelling no sub-agent may start in it; one already starting is caught next round.
-        const owner = !cancelling.has(root)
-        cancelling.add(root)
-        return cancelRounds(root).pipe(Effect.ensuring(Effect.sync(() => owner && cancelling.delete(root))))
-      })
+      Effect.flatMap(decodeThreadId(threadId), (root) =>
+        Effect.gen(function* () {
+          if (!(yield* SynchronizedRef.get(registry)).has(root)) return yield* new ThreadNotFound({ threadId: root })
+          // While the tree is cancelling no sub-agent may start in it; one already starting is caught next round.
+          const owner = !cancelling.has(root)
+          cancelling.add(root)
+          return yield* cancelRounds(root).pipe(Effect.ensuring(Effect.sync(() => owner && cancelling.delete(root))))
+        })
+      )
 
-    /** Cancels the live subtree children first, again and again until none of it is left. */
+    /**
+     * Cancels the live subtree children first, again and again until none of it is left. Each round
+     * keeps the entries it saw: a thread that ends on its own while an earlier one is being cancelled
+     * (a parent whose child was just aborted) is still reported, with how it ended (§35).
+     */
     const cancelRounds = (root: ThreadId) =>
       Effect.gen(function* () {
         const report = { threads: [] as Array<CancelReport["threads"][number]>, withdrawn: [] as Array<string> }
+        const reported = new Set<ThreadId>()
         while (true) {
           const threads = yield* SynchronizedRef.get(registry)
-          const live = firstSeenDescendants(root, childrenMap([...threads.values()].map((e) => e.thread.meta))).filter(
-            (id) => threads.has(id)
+          const live = firstSeenDescendants(root, childrenMap([...threads.values()].map((e) => e.thread.meta))).flatMap(
+            (id) => {
+              const entry = threads.get(id)
+              return entry === undefined || reported.has(id) ? [] : [entry]
+            }
           )
           if (live.length === 0) return report satisfies CancelReport
-          for (const id of live.reverse()) {
-            const entry = (yield* SynchronizedRef.get(registry)).get(id)
-            if (entry === undefined) continue
+          for (const entry of live.reverse()) {
+            const id = entry.thread.threadId
+            reported.add(id)
+            // Cancelling a delegate that already shut down only waits for (and returns) how it ended.
             const shutdown = yield* entry.thread.delegate.cancel
-            yield* dropEntry(id)
+            yield* dropEntry(id, entry)
             report.threads.push({ threadId: id, outcome: shutdown.outcome })
             report.withdrawn.push(...shutdown.withdrawn)
           }

@@ -2,7 +2,7 @@ import { type ThreadId, userText } from "@deputy/protocol"
 import { FileSystem } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
-import { Chunk, Effect, Fiber, Layer, Option, Stream, TestClock } from "effect"
+import { Chunk, Context, Effect, Exit, Fiber, Layer, Option, Scope, Stream, TestClock } from "effect"
 import { Parent } from "../src/Parent.js"
 import { resumeWithFallback } from "../src/Resume.js"
 import { RolloutStore } from "../src/Rollout.js"
@@ -33,11 +33,8 @@ const storeLayer = Layer.unwrapScoped(
     ).pipe(Layer.provide(RolloutStore.layer({ home })))
   })
 )
-const env = ThreadManager.layer.pipe(
-  Layer.provideMerge(storeLayer),
-  Layer.provideMerge(Parent.layerCallbacks({})),
-  Layer.provideMerge(NodeContext.layer)
-)
+const base = storeLayer.pipe(Layer.provideMerge(Parent.layerCallbacks({})), Layer.provideMerge(NodeContext.layer))
+const env = ThreadManager.layer.pipe(Layer.provideMerge(base))
 
 /** Runs one turn on a thread and returns its events' types. */
 const turn = (
@@ -201,6 +198,56 @@ describe("ThreadManager", () => {
       }).pipe(Effect.provide(env))
   )
 
+  it.scoped("§8 shutdownAll sends every thread Interrupt before Shutdown, then drains", () =>
+    Effect.gen(function* () {
+      const manager = yield* ThreadManager
+      const backend = makeFakeBackend((o) => ({
+        onShutdown: o.threadId === A ? "ignore" : "complete",
+        turnGate: Effect.never
+      }))
+      for (const threadId of [A, B]) {
+        const thread = yield* manager.start({ backend, threadId })
+        yield* thread.submit(userText("work"))
+      }
+      yield* until(Effect.sync(() => backend.submitted.length === 2)) // both turns run
+      const reporting = yield* Effect.fork(manager.shutdownAll("2 seconds"))
+      yield* TestClock.adjust("2 seconds")
+      assert.deepStrictEqual(yield* Fiber.join(reporting), { completed: [B], submitFailed: [], timedOut: [A] })
+      for (const threadId of [A, B]) {
+        assert.deepStrictEqual(
+          backend.submitted.filter((s) => s.threadId === threadId).map((s) => s.submission.op.type),
+          ["user_input", "interrupt", "shutdown"]
+        )
+      }
+    }).pipe(Effect.provide(env))
+  )
+
+  it.scoped("§8 closing the manager shuts six stuck threads down at once, within one drain bound", () =>
+    Effect.gen(function* () {
+      const scope = yield* Scope.make()
+      const manager = Context.get(yield* Layer.buildWithScope(ThreadManager.layer, scope), ThreadManager)
+      const backend = makeFakeBackend(() => ({ onShutdown: "ignore", turnGate: Effect.never }))
+      for (let i = 0; i < 6; i++) {
+        const thread = yield* manager.start({ backend })
+        yield* thread.submit(userText("never ends"))
+      }
+      yield* until(Effect.sync(() => backend.submitted.length === 6)) // every turn runs
+      const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+      // Before any time passes, every agent has been told Interrupt, then Shutdown.
+      const told = (type: string) =>
+        new Set(backend.submitted.filter((s) => s.submission.op.type === type).map((s) => s.threadId))
+      yield* until(Effect.sync(() => told("shutdown").size === 6))
+      for (const spawn of backend.spawns) {
+        const ops = backend.submitted.filter((s) => s.threadId === spawn.threadId).map((s) => s.submission.op.type)
+        assert.deepStrictEqual(ops, ["user_input", "interrupt", "shutdown"])
+      }
+      // One drain bound (500 ms) lets them all go.
+      yield* TestClock.adjust("500 millis")
+      yield* Fiber.join(closing)
+      assert.strictEqual(backend.released.length, 6)
+    }).pipe(Effect.provide(base))
+  )
+
   it.scoped(
     "§14 subtree lists a three-level tree in first-seen order, including a child known only from a rollout",
     () =>
@@ -336,3 +383,13 @@ describe("resumeWithFallback", () => {
     }).pipe(Effect.provide(env))
   )
 })
+
+/** Waits (yielding, so other fibers and file IO can run) until `condition` holds. */
+const until = (condition: Effect.Effect<boolean>) =>
+  Effect.gen(function* () {
+    for (let round = 0; round < 100_000; round++) {
+      if (yield* condition) return
+      yield* Effect.yieldNow()
+    }
+    return yield* Effect.dieMessage("the condition never held")
+  })

@@ -26,7 +26,6 @@ import {
   Layer,
   Option,
   PubSub,
-  Ref,
   Stream as S,
   Scope,
   type Stream,
@@ -36,8 +35,11 @@ import { type Backend, type ChildOutcome, type SpawnChild, SpawnFailed } from ".
 import { type Delegate, type DelegateOptions, interactive, type OpsClosed, type ShutdownOutcome } from "./Delegate.js"
 import type { InvalidInput } from "./errors.js"
 import { applyForkSnapshot, type ForkSnapshot } from "./ForkSnapshot.js"
+import type { CapDeadlock, SpawnQueueFull } from "./internal/Caps.js"
+import * as Caps from "./internal/Caps.js"
 import { decode } from "./internal/decode.js"
-import { makeSlotPool, type SlotPool } from "./internal/slots.js"
+import type { OpLogEntry } from "./internal/OpLog.js"
+import * as OpLog from "./internal/OpLog.js"
 import type { Parent } from "./Parent.js"
 import { type RolloutError, type RolloutIoFailed, RolloutStore, type RolloutWriter } from "./Rollout.js"
 
@@ -96,29 +98,8 @@ export class TreeCancelled extends Data.TaggedError("TreeCancelled")<{
   }
 }
 
-/**
- * A sub-agent was refused rather than queued: every slot of its tree's cap is held by a parent that
- * waits for its own children, so none would ever be given back.
- */
-export class CapDeadlock extends Data.TaggedError("CapDeadlock")<{
-  readonly threadId: string
-  readonly pool: string
-  readonly holders: ReadonlyArray<string>
-}> {
-  override get message() {
-    return `thread ${this.threadId} not started: every slot of ${this.pool} is held by a parent waiting for its children (${this.holders.join(", ")})`
-  }
-}
-
-/** Too many starts already wait for a slot under the manager's limits. */
-export class SpawnQueueFull extends Data.TaggedError("SpawnQueueFull")<{
-  readonly waiting: number
-  readonly queueLimit: number
-}> {
-  override get message() {
-    return `${this.waiting} starts already wait for a slot (queue limit ${this.queueLimit})`
-  }
-}
+export { CapDeadlock, SpawnQueueFull } from "./internal/Caps.js"
+export type { OpLogEntry } from "./internal/OpLog.js"
 
 /** Why a thread could not be started, resumed or forked. */
 export type ThreadStartError =
@@ -168,6 +149,8 @@ export interface ThreadLimits {
 /** How a manager is set up. */
 export interface ThreadManagerOptions {
   readonly limits?: ThreadLimits
+  /** How many entries `opLog` keeps at most. Default 10,000. */
+  readonly opLogLimit?: number
   /** How long a new agent may take to send `session_configured` (§10). Default 60 seconds. */
   readonly startTimeout?: Duration.DurationInput
 }
@@ -223,12 +206,6 @@ export interface ForkOptions<R> extends Omit<StartOptions<R>, "source"> {
   readonly snapshot: ForkSnapshot
 }
 
-/** One op as the manager submitted it, for tests and audit. */
-export interface OpLogEntry {
-  readonly threadId: ThreadId
-  readonly submission: Submission
-}
-
 /** The ThreadManager service. */
 export interface ThreadManagerService {
   /** Starts a fresh thread; its first event must be `session_configured`. */
@@ -256,7 +233,10 @@ export interface ThreadManagerService {
   readonly subtree: (threadId: string) => Effect.Effect<ReadonlyArray<ThreadId>, InvalidInput | RolloutError>
   /** Thread ids as threads are created; a slow subscriber never blocks a spawn (§15). */
   readonly created: Effect.Effect<Stream.Stream<ThreadId>, never, Scope.Scope>
-  /** Every op submitted through the manager, in order. */
+  /**
+   * The ops submitted to live threads, in order: a thread's ops leave with it, and past the manager's
+   * `opLogLimit` (default 10,000) the oldest go first.
+   */
   readonly opLog: Effect.Effect<ReadonlyArray<OpLogEntry>>
 }
 
@@ -298,62 +278,11 @@ const make = (managerOptions: ThreadManagerOptions) =>
     // Ids reserved by starts in flight: a second start with the same id fails at once (§11).
     const reserved = new Set<ThreadId>()
     const created = yield* PubSub.sliding<ThreadId>(CREATED_BUFFER)
-    const opLog = yield* Ref.make<ReadonlyArray<OpLogEntry>>([])
+    const opLog = OpLog.make(managerOptions.opLogLimit)
     // Roots of trees being cancelled right now (§ trees: no sub-agent starts in a tree being cancelled).
     const cancelling = new Set<ThreadId>()
-    const limits = managerOptions.limits ?? {}
+    const caps = Caps.make(managerOptions.limits ?? {})
     const startTimeout = Duration.decode(managerOptions.startTimeout ?? "60 seconds")
-    const pools = new Map<string, SlotPool>()
-    let waitingForSlots = 0
-
-    /** Takes, in order, a slot of every pool that caps this start; held for the thread's life (its scope). */
-    // Which threads hold a slot of each tree pool, and which threads wait for their own children: a
-    // tree whose every slot is held by a waiting parent can never give a slot back.
-    const treeHolders = new Map<string, Set<ThreadId>>()
-    const waitingOnChildren = new Map<ThreadId, number>()
-    const isWaiting = (threadId: ThreadId) => (waitingOnChildren.get(threadId) ?? 0) > 0
-
-    const takeSlots = (options: StartOptions<unknown>, threadId: ThreadId) =>
-      Effect.gen(function* () {
-        const caps: Array<[string, number | undefined]> = [
-          [`backend:${options.backend.name}`, limits.perBackend?.[options.backend.name]]
-        ]
-        const source = options.source
-        if (source?.type === "sub_agent") {
-          const root = options.delegate?.ancestors?.[0] ?? source.parentThreadId
-          caps.unshift([`tree:${root}`, limits.perTree], [`parent:${source.parentThreadId}`, limits.perParent])
-        }
-        for (const [key, limit] of caps) {
-          if (limit === undefined) continue
-          let pool = pools.get(key)
-          if (pool === undefined) {
-            pool = makeSlotPool(limit)
-            pools.set(key, pool)
-          }
-          const holders = key.startsWith("tree:") ? (treeHolders.get(key) ?? new Set<ThreadId>()) : undefined
-          if (!pool.isFree()) {
-            if (holders !== undefined && holders.size > 0 && [...holders].every(isWaiting)) {
-              return yield* new CapDeadlock({ threadId, pool: key, holders: [...holders] })
-            }
-            if (limits.queueLimit !== undefined && waitingForSlots >= limits.queueLimit) {
-              return yield* new SpawnQueueFull({ waiting: waitingForSlots, queueLimit: limits.queueLimit })
-            }
-            waitingForSlots++
-            yield* Effect.ensuring(
-              pool.acquire,
-              Effect.sync(() => waitingForSlots--)
-            )
-          } else {
-            yield* pool.acquire
-          }
-          if (holders !== undefined) {
-            holders.add(threadId)
-            treeHolders.set(key, holders)
-            yield* Effect.addFinalizer(() => Effect.sync(() => holders.delete(threadId)))
-          }
-        }
-      })
-
     const reserve = (threadId: ThreadId) =>
       SynchronizedRef.modifyEffect(registry, (threads) => {
         if (threads.has(threadId) || reserved.has(threadId)) {
@@ -376,6 +305,11 @@ const make = (managerOptions: ThreadManagerOptions) =>
     ) =>
       Effect.gen(function* () {
         const scope = yield* Scope.fork(threadsScope, ExecutionStrategy.sequential)
+        // Runs last: the thread's ops (its shutdown's included) leave the op log with it.
+        yield* Scope.addFinalizer(
+          scope,
+          Effect.sync(() => opLog.forget(threadId))
+        )
         const fail = <E>(error: E) => Scope.close(scope, Exit.void).pipe(Effect.zipRight(Effect.fail(error)))
         // Interrupted half-way (say, a parent cancelled while its child waits for a slot): release it all.
         return yield* Effect.onInterrupt(
@@ -386,7 +320,17 @@ const make = (managerOptions: ThreadManagerOptions) =>
               return cancelled === undefined ? Effect.void : fail(new TreeCancelled({ threadId, cancelled }))
             })
             yield* refuseInCancelledTree
-            yield* takeSlots(options, threadId).pipe(
+            const source = options.source
+            const slots: Caps.SlotRequest =
+              source?.type === "sub_agent"
+                ? {
+                    threadId,
+                    backend: options.backend.name,
+                    parentThreadId: source.parentThreadId,
+                    treeRoot: ancestors[0] ?? source.parentThreadId
+                  }
+                : { threadId, backend: options.backend.name }
+            yield* caps.take(slots).pipe(
               Scope.extend(scope),
               Effect.onInterrupt(() => Scope.close(scope, Exit.void)),
               Effect.catchAll(fail)
@@ -443,7 +387,7 @@ const make = (managerOptions: ThreadManagerOptions) =>
             const configured = first.value.msg
             if (configured.backendThreadId !== undefined) yield* writer.setBackendThreadId(configured.backendThreadId)
 
-            const logOp = (submission: Submission) => Ref.update(opLog, (all) => [...all, { threadId, submission }])
+            const logOp = (submission: Submission) => Effect.sync(() => opLog.append(threadId, submission))
             const delegate = yield* interactive(Effect.succeed(agent), {
               ...options.delegate,
               onSubmission: (submission) => Effect.zipRight(writer.submission(submission), logOp(submission)),
@@ -675,13 +619,8 @@ const make = (managerOptions: ThreadManagerOptions) =>
           error instanceof SpawnFailed
             ? new SpawnFailed({ backend: error.backend, reason: error.reason, cause: error.cause, threadId: childId })
             : new SpawnFailed({ backend: request.backend.name, reason: error.message, cause: error, threadId: childId })
-        const waiting = Effect.acquireRelease(
-          Effect.sync(() => waitingOnChildren.set(parentThreadId, (waitingOnChildren.get(parentThreadId) ?? 0) + 1)),
-          () =>
-            Effect.sync(() => waitingOnChildren.set(parentThreadId, (waitingOnChildren.get(parentThreadId) ?? 1) - 1))
-        )
         return Effect.gen(function* () {
-          yield* waiting
+          yield* caps.waitForChild(parentThreadId)
           const child = yield* start({
             backend: request.backend,
             threadId: childId,
@@ -810,10 +749,10 @@ const make = (managerOptions: ThreadManagerOptions) =>
         ),
       shutdownAll,
       cancel,
-      queued: Effect.sync(() => waitingForSlots),
+      queued: Effect.sync(caps.queued),
       subtree,
       created: Effect.map(PubSub.subscribe(created), (queue) => S.fromQueue(queue)),
-      opLog: Ref.get(opLog)
+      opLog: Effect.sync(opLog.entries)
     }
     return service
   })

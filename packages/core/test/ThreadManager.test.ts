@@ -320,6 +320,24 @@ describe("ThreadManager", () => {
     }).pipe(Effect.provide(env))
   )
 
+  it.scoped("a long-lived manager keeps no op of a thread that left (flat memory)", () =>
+    Effect.gen(function* () {
+      const manager = yield* ThreadManager
+      const backend = makeFakeBackend()
+      for (let i = 0; i < 20; i++) {
+        const thread = yield* manager.start({ backend })
+        yield* turn(thread, `job ${i}`)
+        yield* i % 2 === 0 ? manager.remove(thread.threadId) : manager.cancel(thread.threadId)
+      }
+      const live = yield* manager.start({ backend, threadId: A })
+      yield* turn(live, "still here")
+      assert.deepStrictEqual(
+        (yield* manager.opLog).map((e) => [e.threadId, e.submission.op.type]),
+        [[A, "user_input"]]
+      )
+    }).pipe(Effect.provide(env))
+  )
+
   it.scoped("§17 fork truncates before the n-th user message and writes its rollout at once", () =>
     Effect.gen(function* () {
       const manager = yield* ThreadManager

@@ -1,14 +1,17 @@
-import type { ThreadId } from "@deputy/protocol"
+import type { EventMsg, ThreadId } from "@deputy/protocol"
 import { FileSystem } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Fiber, Layer, Option, Queue, Stream, SubscriptionRef } from "effect"
+import { Deferred, Effect, Exit, Fiber, Layer, Option, Queue, Scope, Stream, SubscriptionRef } from "effect"
 import { ApprovalRegistry, type ApprovalRegistryService } from "../src/ApprovalRegistry.js"
+import { childrenMap, firstSeenDescendants, turnOutcome } from "../src/internal/Trees.js"
 import { type ExecApprovalRequest, Parent } from "../src/Parent.js"
 import { policy } from "../src/Policy.js"
 import { RolloutStore } from "../src/Rollout.js"
 import { type ThreadLimits, ThreadManager } from "../src/ThreadManager.js"
+import { makeFakeAgent } from "./fixtures/FakeAgent.js"
 import { makeFakeBackend } from "./fixtures/FakeBackend.js"
+import { fakeThread } from "./fixtures/fakeThread.js"
 
 const A = "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa" as ThreadId
 const B = "bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb" as ThreadId
@@ -108,6 +111,69 @@ describe("ApprovalRegistry", () => {
       )
     )
   )
+})
+
+describe("Trees", () => {
+  const turnEnds: ReadonlyArray<[string, ReadonlyArray<EventMsg>, string]> = [
+    ["a completed turn", [{ type: "turn_complete", turnId: "t" }], "completed"],
+    [
+      "an error, then completion",
+      [
+        { type: "error", message: "x" },
+        { type: "turn_complete", turnId: "t" }
+      ],
+      "failed"
+    ],
+    [
+      "a sub-agent that failed (or could not start), then completion",
+      [
+        { type: "sub_agent_ended", threadId: C, status: "failed" },
+        { type: "turn_complete", turnId: "t" }
+      ],
+      "failed"
+    ],
+    [
+      "a sub-agent cancelled, then completion",
+      [
+        { type: "sub_agent_ended", threadId: C, status: "aborted" },
+        { type: "turn_complete", turnId: "t" }
+      ],
+      "completed"
+    ],
+    ["an aborted turn", [{ type: "turn_aborted", reason: "interrupted" }], "aborted"],
+    ["events that end with no turn end", [], "aborted"],
+    ["an error, then events that end", [{ type: "error", message: "x" }], "failed"]
+  ]
+  for (const [name, events, status] of turnEnds) {
+    it.effect(`§35 a child's outcome: ${name} is ${status}`, () =>
+      Effect.gen(function* () {
+        const scope = yield* Scope.make()
+        const fake = yield* makeFakeAgent()
+        const child = yield* fakeThread(fake.agent, scope)
+        for (const msg of events) yield* fake.emit("t", msg)
+        yield* fake.end
+        assert.strictEqual((yield* turnOutcome(child)).status, status)
+        yield* Scope.close(scope, Exit.void)
+      }).pipe(Effect.provide(Parent.layerCallbacks({})))
+    )
+  }
+
+  it("§14 first-seen order over parents' metadata, each thread once", () => {
+    const meta = (threadId: ThreadId, parentThreadId?: ThreadId) => ({
+      type: "meta" as const,
+      threadId,
+      createdAt: "",
+      backend: "fake",
+      cwd: "/",
+      source:
+        parentThreadId === undefined
+          ? { type: "top_level" as const }
+          : { type: "sub_agent" as const, parentThreadId, depth: 1 }
+    })
+    const children = childrenMap([meta(A), meta(C, B), meta(B, A), meta(C, B)])
+    assert.deepStrictEqual(firstSeenDescendants(A, children), [A, B, C])
+    assert.deepStrictEqual(firstSeenDescendants(C, children), [C])
+  })
 })
 
 describe("ThreadManager trees", () => {

@@ -140,6 +140,10 @@ describe("ThreadManager", () => {
       }
       yield* until(Effect.sync(() => backend.submitted.length === 2)) // both turns run
       const reporting = yield* Effect.fork(manager.shutdownAll("2 seconds"))
+      // B ends at once (its last lines reach the disk, real IO); A never does and waits out its drain bound.
+      const b = yield* manager.get(B)
+      yield* until(Effect.map(b.isRunning, (running) => !running))
+      yield* drainsWaiting(1) // A's drain bound is on the clock
       yield* TestClock.adjust("2 seconds")
       assert.deepStrictEqual(yield* Fiber.join(reporting), { completed: [B], submitFailed: [], timedOut: [A] })
       for (const threadId of [A, B]) {
@@ -171,6 +175,7 @@ describe("ThreadManager", () => {
         assert.deepStrictEqual(ops, ["user_input", "interrupt", "shutdown"])
       }
       // One drain bound (500 ms) lets them all go.
+      yield* drainsWaiting(6)
       yield* TestClock.adjust("500 millis")
       yield* Fiber.join(closing)
       assert.strictEqual(backend.released.length, 6)
@@ -295,4 +300,13 @@ const until = (condition: Effect.Effect<boolean>) =>
       yield* Effect.yieldNow()
     }
     return yield* Effect.dieMessage("the condition never held")
+  })
+
+/** Waits until `count` drains wait for the default 500 ms bound on the test clock. */
+const drainsWaiting = (count: number) =>
+  Effect.gen(function* () {
+    const bound = (yield* TestClock.currentTimeMillis) + 500
+    yield* until(
+      Effect.map(TestClock.sleeps(), (wakes) => Chunk.size(Chunk.filter(wakes, (w) => w === bound)) >= count)
+    )
   })

@@ -182,6 +182,9 @@ export const make = (deps: {
             onSubmission: (submission) => Effect.zipRight(writer.submission(submission), logOp(submission)),
             onEvents: writer.events
           }).pipe(Scope.extend(scope))
+          // Closing the thread waits for its delegate's shutdown (§8) even when another fiber began it
+          // (a cancel, shutdownAll): its agent is released only after the drain.
+          yield* Scope.addFinalizer(scope, Effect.asVoid(delegate.cancel))
           reportError = (error) => delegate.report({ type: "error", message: error.message })
           // A running turn aborted by the shutdown, or an agent that died or never ended, is not a clean end.
           ended = Effect.gen(function* () {

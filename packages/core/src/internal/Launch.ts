@@ -15,7 +15,7 @@ import {
   TurnId
 } from "@deputy/protocol"
 import { Data, Duration, Effect, ExecutionStrategy, Exit, Option, PubSub, Scope } from "effect"
-import { interactive } from "../Delegate.js"
+import { type Delegate, interactive } from "../Delegate.js"
 import { applyForkSnapshot } from "../ForkSnapshot.js"
 import type { Parent } from "../Parent.js"
 import type { RolloutError, RolloutIoFailed, RolloutStoreService, RolloutWriter } from "../Rollout.js"
@@ -57,6 +57,34 @@ export class RolloutPathMismatch extends Data.TaggedError("RolloutPathMismatch")
   }
 }
 
+const decodeThreadId = decode(ThreadId, "thread id")
+const decodeTurnId = decode(TurnId, "turn id")
+
+/** The pools a start takes a slot of: its backend's, and for a sub-agent its parent's and its tree's. */
+const slotRequest = (options: StartOptions<unknown>, threadId: ThreadId): Caps.SlotRequest => {
+  const source = options.source
+  if (source?.type !== "sub_agent") return { threadId, backend: options.backend.name }
+  return {
+    threadId,
+    backend: options.backend.name,
+    parentThreadId: source.parentThreadId,
+    treeRoot: options.delegate?.ancestors?.[0] ?? source.parentThreadId
+  }
+}
+
+/** A thread's submit: a `user_input` gets a turn id, the caller's (a UUID, canonicalised) or a fresh one, unique in the thread (§11). */
+const submitWithTurnIds =
+  (threadId: ThreadId, delegate: Delegate, knownTurnIds: Set<string>): Thread["submit"] =>
+  (op, options) =>
+    Effect.gen(function* () {
+      if (op.type !== "user_input") return yield* delegate.submit(op)
+      const turnId =
+        options?.turnId === undefined ? TurnId.parse(crypto.randomUUID()) : yield* decodeTurnId(options.turnId)
+      if (knownTurnIds.has(turnId)) return yield* new DuplicateTurnId({ threadId, turnId })
+      knownTurnIds.add(turnId)
+      return yield* delegate.submit(op, turnId)
+    })
+
 /** Starts, resumes and forks threads of one manager. */
 export interface Launch {
   /** Starts a fresh thread; its first event must be `session_configured`. */
@@ -66,9 +94,6 @@ export interface Launch {
   /** Forks a thread from a snapshot of its history into a new thread whose rollout is written at once. */
   readonly fork: <R>(options: ForkOptions<R>) => Effect.Effect<Thread, ThreadStartError, R | Parent>
 }
-
-const decodeThreadId = decode(ThreadId, "thread id")
-const decodeTurnId = decode(TurnId, "turn id")
 
 /** Launches threads into `scope` (closed in parallel with the manager), registering them in `registry`. */
 export const make = (deps: {
@@ -112,17 +137,7 @@ export const make = (deps: {
             return cancelled === undefined ? Effect.void : fail(new TreeCancelled({ threadId, cancelled }))
           })
           yield* refuseInCancelledTree
-          const source = options.source
-          const slots: Caps.SlotRequest =
-            source?.type === "sub_agent"
-              ? {
-                  threadId,
-                  backend: options.backend.name,
-                  parentThreadId: source.parentThreadId,
-                  treeRoot: ancestors[0] ?? source.parentThreadId
-                }
-              : { threadId, backend: options.backend.name }
-          yield* caps.take(slots).pipe(
+          yield* caps.take(slotRequest(options, threadId)).pipe(
             Scope.extend(scope),
             Effect.onInterrupt(() => Scope.close(scope, Exit.void)),
             Effect.catchAll(fail)
@@ -196,22 +211,10 @@ export const make = (deps: {
             else if (outcome !== "completed") ending = { state: "failed", reason: `shutdown: ${outcome}` }
           })
 
-          const submit: Thread["submit"] = (op, submitOptions) =>
-            Effect.gen(function* () {
-              if (op.type !== "user_input") return yield* delegate.submit(op)
-              const turnId =
-                submitOptions?.turnId === undefined
-                  ? TurnId.parse(crypto.randomUUID())
-                  : yield* decodeTurnId(submitOptions.turnId)
-              if (knownTurnIds.has(turnId)) return yield* new DuplicateTurnId({ threadId, turnId })
-              knownTurnIds.add(turnId)
-              return yield* delegate.submit(op, turnId)
-            })
-
           const thread: Thread = {
             threadId,
             meta,
-            submit,
+            submit: submitWithTurnIds(threadId, delegate, knownTurnIds),
             events: delegate.events,
             delegate,
             rolloutPath: writer.path,

@@ -31,7 +31,10 @@ export interface StressOptions {
 /** What a run did, and what it found left over. */
 export interface StressResult {
   readonly threads: number
+  /** Trees whose root turn completed with every sub-agent under it completed. */
   readonly completedTrees: number
+  /** Trees whose root turn completed but saw an error or a sub-agent that failed (or could not start). */
+  readonly failedTrees: number
   readonly cancelledTrees: number
   readonly cancelReports: ReadonlyArray<CancelReport>
   readonly seconds: number
@@ -102,19 +105,29 @@ export const stress = (
     const started = yield* Clock.currentTimeMillis
     const cancelReports: Array<CancelReport> = []
     let completedTrees = 0
+    let failedTrees = 0
 
     const runTree = (cancelIt: boolean) =>
       Effect.gen(function* () {
         const root = yield* manager.start({ backend })
         yield* root.submit({ type: "user_input", items: [{ type: "text", text: "go" }] })
+        let failed = false
         while (true) {
           const event = yield* root.delegate.take
+          // A child's status already says whether anything under it failed (its own children included).
+          if (
+            event.msg.type === "error" ||
+            (event.msg.type === "sub_agent_ended" && event.msg.status !== "completed")
+          ) {
+            failed = true
+          }
           if (cancelIt && event.msg.type === "sub_agent_started") {
             cancelReports.push(yield* manager.cancel(root.threadId))
             return
           }
           if (event.msg.type === "turn_complete") {
-            completedTrees++
+            if (failed) failedTrees++
+            else completedTrees++
             yield* manager.remove(root.threadId)
             return
           }
@@ -129,6 +142,7 @@ export const stress = (
     return {
       threads: options.trees * treeSize(options.fanout, options.depth),
       completedTrees,
+      failedTrees,
       cancelledTrees: cancelReports.length,
       cancelReports,
       seconds,
@@ -177,7 +191,9 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     const ended = result.cancelReports.flatMap((r) => r.threads.map((t) => t.outcome))
     console.log(`trees ${options.trees} × ${result.threads / options.trees} threads, cap ${options.cap} per tree`)
     console.log(`${result.threads} threads planned in ${result.seconds.toFixed(2)} s`)
-    console.log(`completed trees ${result.completedTrees}, cancelled trees ${result.cancelledTrees}`)
+    console.log(
+      `completed trees ${result.completedTrees}, failed trees ${result.failedTrees}, cancelled trees ${result.cancelledTrees}`
+    )
     console.log(
       `cancels ended ${ended.length} threads (${[...new Set(ended)].join(", ") || "none"}), withdrew ${withdrawn} requests`
     )

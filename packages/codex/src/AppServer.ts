@@ -373,6 +373,8 @@ const spawnOn = (
       lastMessage: undefined as string | undefined,
       turnIds: new Map<string, string>(), // Codex turn id → deputy turn id
       waitingTurnIds: [] as Array<string>, // deputy turn ids whose turn/start has not named its Codex turn yet
+      endedTurns: new Set<string>(), // Codex turns that ended while a turn/start was still unanswered
+      startsInFlight: 0, // turn/start requests not answered yet
       openItems: new Map<string, OpenItem>(),
       fileChanges: new Map<string, FileChanges>(),
       commands: new Map<string, { readonly command: Array<string>; readonly cwd: string }>(),
@@ -523,6 +525,9 @@ const spawnOn = (
             if (p._tag === "None") return
             const { turn } = p.value
             const turnId = deputyTurn(turn.id)
+            // A fast turn can end before its turn/start response is read: remember it, so that response
+            // does not make a finished turn active again (a second turn end, an interrupt of nothing).
+            if (st.startsInFlight > 0) st.endedTurns.add(turn.id)
             if (turn.status === "interrupted") {
               return yield* endTurn(turnId, [{ type: "turn_aborted", turnId, reason: "interrupted" }])
             }
@@ -766,16 +771,24 @@ const spawnOn = (
         case "user_input":
           return Effect.gen(function* () {
             st.waitingTurnIds.push(id)
+            st.startsInFlight++
             const started = yield* rpc
               .request("turn/start", { threadId: codexThreadId, input: op.items.map(inputItem) })
-              .pipe(Effect.flatMap(decode(Wire.TurnStartResponse, "turn/start result")), Effect.either)
+              .pipe(
+                Effect.flatMap(decode(Wire.TurnStartResponse, "turn/start result")),
+                Effect.either,
+                Effect.ensuring(Effect.sync(() => st.startsInFlight--))
+              )
             const waiting = st.waitingTurnIds.indexOf(id)
+            const endedFirst = started._tag === "Right" && st.endedTurns.has(started.right.turn.id)
+            if (st.startsInFlight === 0) st.endedTurns.clear() // nothing left to compare with
             if (started._tag === "Right") {
               const codexTurnId = started.right.turn.id
               if (!st.turnIds.has(codexTurnId)) st.turnIds.set(codexTurnId, id)
               if (waiting !== -1) st.waitingTurnIds.splice(waiting, 1)
               // A turn already running took this input (reference §2.3); its id keeps naming the turn.
-              st.activeCodexTurn ??= codexTurnId
+              // A turn that already ended (its turn/completed came first) is not made active again.
+              if (!endedFirst) st.activeCodexTurn ??= codexTurnId
               return
             }
             if (waiting !== -1) st.waitingTurnIds.splice(waiting, 1)

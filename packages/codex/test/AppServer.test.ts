@@ -1,16 +1,16 @@
-import { mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { Delegate, Parent, policy } from "@deputy/core"
-import { newThreadId } from "@deputy/protocol"
+import { type Event, newThreadId, userText } from "@deputy/protocol"
 import { assert, describe, it } from "@effect/vitest"
-import { Chunk, Effect, Stream } from "effect"
+import { Chunk, Effect, Option, Stream } from "effect"
 import { CodexAppServer } from "../src/index.js"
-
-const FAKE_APP_SERVER = fileURLToPath(new URL("./fixtures/fake-app-server.mjs", import.meta.url))
-
 import { groupMembers, startCrashDeputy, untilGroupGone } from "./crashDeputy.js"
+
+const FAST_TURN_APP_SERVER = fileURLToPath(new URL("./fixtures/fake-app-server-fast-turn.mjs", import.meta.url))
+const FAKE_APP_SERVER = fileURLToPath(new URL("./fixtures/fake-app-server.mjs", import.meta.url))
 
 /** A temp folder (cwd and CODEX_HOME), removed with the scope. */
 const tempDir = Effect.acquireRelease(
@@ -27,6 +27,43 @@ describe("CodexAppServer", () => {
       assert.strictEqual(error._tag, "SpawnFailed")
       assert.include(error.reason, `spawn ${codexPath} ENOENT`)
     }).pipe(Effect.scoped)
+  )
+
+  it.live(
+    "§25 a turn that completes before its turn/start response is not left active: cancel ends nothing twice",
+    () =>
+      Effect.gen(function* () {
+        const dir = yield* tempDir
+        const log = join(dir, "methods.log")
+        const agent = yield* CodexAppServer.backend({
+          codexPath: FAST_TURN_APP_SERVER,
+          cwd: dir,
+          env: { FAKE_APP_SERVER_LOG: log }
+        }).spawn({})
+        const seen: Array<Event> = []
+        const takeUntil = (done: (event: Event) => boolean) =>
+          Effect.gen(function* () {
+            while (true) {
+              const next = yield* Effect.option(agent.events.take)
+              if (Option.isNone(next)) return
+              seen.push(next.value)
+              if (done(next.value)) return
+            }
+          })
+        yield* agent.submit({ id: "turn-a", op: userText("go") })
+        yield* takeUntil((event) => event.msg.type === "turn_complete")
+        // The fake played the whole turn before answering turn/start; now cancel as a delegate does (§8).
+        yield* agent.submit({ id: "interrupt", op: { type: "interrupt" } })
+        yield* agent.submit({ id: "shutdown", op: { type: "shutdown" } })
+        yield* takeUntil(() => false)
+        assert.deepStrictEqual(
+          seen.map((event) => event.msg.type),
+          ["session_configured", "turn_started", "agent_message", "turn_complete", "shutdown_complete"]
+        )
+        const methods = existsSync(log) ? readFileSync(log, "utf8").split("\n") : []
+        assert.include(methods, "turn/start")
+        assert.notInclude(methods, "turn/interrupt") // a finished turn is not interrupted
+      }).pipe(Effect.scoped)
   )
 
   it.live.skipIf(process.platform !== "linux")(

@@ -18,6 +18,8 @@ export class SpawnFailed extends Data.TaggedError("SpawnFailed")<{
   readonly backend: string
   readonly reason: string
   readonly cause?: unknown
+  /** The thread id the agent would have had, when one was chosen (a nested sub-agent's, §35). */
+  readonly threadId?: ThreadId
 }> {
   override get message() {
     return `${this.backend} could not start an agent: ${this.reason}`

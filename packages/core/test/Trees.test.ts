@@ -1,14 +1,17 @@
-import type { ThreadId } from "@deputy/protocol"
+import type { EventMsg, ThreadId } from "@deputy/protocol"
 import { FileSystem } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Fiber, Layer, Option, Queue, Stream, SubscriptionRef } from "effect"
+import { Deferred, Effect, Exit, Fiber, Layer, Option, Queue, Scope, Stream, SubscriptionRef } from "effect"
 import { ApprovalRegistry, type ApprovalRegistryService } from "../src/ApprovalRegistry.js"
+import { childrenMap, firstSeenDescendants, turnOutcome } from "../src/internal/Trees.js"
 import { type ExecApprovalRequest, Parent } from "../src/Parent.js"
 import { policy } from "../src/Policy.js"
 import { RolloutStore } from "../src/Rollout.js"
 import { type ThreadLimits, ThreadManager } from "../src/ThreadManager.js"
+import { makeFakeAgent } from "./fixtures/FakeAgent.js"
 import { makeFakeBackend } from "./fixtures/FakeBackend.js"
+import { fakeThread } from "./fixtures/fakeThread.js"
 
 const A = "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa" as ThreadId
 const B = "bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb" as ThreadId
@@ -110,6 +113,69 @@ describe("ApprovalRegistry", () => {
   )
 })
 
+describe("Trees", () => {
+  const turnEnds: ReadonlyArray<[string, ReadonlyArray<EventMsg>, string]> = [
+    ["a completed turn", [{ type: "turn_complete", turnId: "t" }], "completed"],
+    [
+      "an error, then completion",
+      [
+        { type: "error", message: "x" },
+        { type: "turn_complete", turnId: "t" }
+      ],
+      "failed"
+    ],
+    [
+      "a sub-agent that failed (or could not start), then completion",
+      [
+        { type: "sub_agent_ended", threadId: C, status: "failed" },
+        { type: "turn_complete", turnId: "t" }
+      ],
+      "failed"
+    ],
+    [
+      "a sub-agent cancelled, then completion",
+      [
+        { type: "sub_agent_ended", threadId: C, status: "aborted" },
+        { type: "turn_complete", turnId: "t" }
+      ],
+      "completed"
+    ],
+    ["an aborted turn", [{ type: "turn_aborted", reason: "interrupted" }], "aborted"],
+    ["events that end with no turn end", [], "aborted"],
+    ["an error, then events that end", [{ type: "error", message: "x" }], "failed"]
+  ]
+  for (const [name, events, status] of turnEnds) {
+    it.effect(`§35 a child's outcome: ${name} is ${status}`, () =>
+      Effect.gen(function* () {
+        const scope = yield* Scope.make()
+        const fake = yield* makeFakeAgent()
+        const child = yield* fakeThread(fake.agent, scope)
+        for (const msg of events) yield* fake.emit("t", msg)
+        yield* fake.end
+        assert.strictEqual((yield* turnOutcome(child)).status, status)
+        yield* Scope.close(scope, Exit.void)
+      }).pipe(Effect.provide(Parent.layerCallbacks({})))
+    )
+  }
+
+  it("§14 first-seen order over parents' metadata, each thread once", () => {
+    const meta = (threadId: ThreadId, parentThreadId?: ThreadId) => ({
+      type: "meta" as const,
+      threadId,
+      createdAt: "",
+      backend: "fake",
+      cwd: "/",
+      source:
+        parentThreadId === undefined
+          ? { type: "top_level" as const }
+          : { type: "sub_agent" as const, parentThreadId, depth: 1 }
+    })
+    const children = childrenMap([meta(A), meta(C, B), meta(B, A), meta(C, B)])
+    assert.deepStrictEqual(firstSeenDescendants(A, children), [A, B, C])
+    assert.deepStrictEqual(firstSeenDescendants(C, children), [C])
+  })
+})
+
 describe("ThreadManager trees", () => {
   it.scoped("cancelling the middle thread withdraws the grandchild's pending request and reports what it ended", () =>
     Effect.gen(function* () {
@@ -149,6 +215,70 @@ describe("ThreadManager trees", () => {
         )
       assert.deepInclude(yield* lastLine(C), { type: "terminal", state: "aborted" })
     }).pipe(Effect.provide(env()))
+  )
+
+  it.scoped("§35 a cancel names every thread of its tree, a child that ended on its own while it ran included", () =>
+    Effect.gen(function* () {
+      const manager = yield* ThreadManager
+      const childDone = yield* Deferred.make<void>()
+      const grandchildDone = yield* Deferred.make<void>()
+      const root = makeFakeBackend()
+      const kids = makeFakeBackend(() => ({ turnGate: Deferred.await(childDone) }))
+      const grandkids = makeFakeBackend(() => ({ turnGate: Deferred.await(grandchildDone) }))
+      yield* manager.start({ backend: root, threadId: A })
+      const child = yield* Effect.fork(root.spawns[0]!.spawnChild!({ backend: kids, input: "child" }))
+      yield* until(Effect.map(manager.list, (ids) => ids.length === 2))
+      const childId = kids.spawns[0]!.threadId!
+      yield* Effect.fork(kids.spawns[0]!.spawnChild!({ backend: grandkids, input: "grandchild" }))
+      yield* until(Effect.map(manager.list, (ids) => ids.length === 3))
+      const grandchildId = grandkids.spawns[0]!.threadId!
+      // The cancel starts with the grandchild, whose turn holds out; meanwhile the child ends on its own.
+      const cancelling = yield* Effect.fork(manager.cancel(A))
+      yield* until(Effect.sync(() => grandkids.submitted.some((s) => s.submission.op.type === "interrupt")))
+      yield* Deferred.succeed(childDone, undefined)
+      assert.strictEqual((yield* Fiber.join(child)).status, "completed")
+      yield* Deferred.succeed(grandchildDone, undefined)
+      const report = yield* Fiber.join(cancelling)
+      assert.deepStrictEqual(report.threads, [
+        { threadId: grandchildId, outcome: "completed" },
+        { threadId: childId, outcome: "completed" },
+        { threadId: A, outcome: "completed" }
+      ])
+      assert.deepStrictEqual(yield* manager.list, [])
+    }).pipe(Effect.provide(env()))
+  )
+
+  it.scoped("§35 cancelling an id no live thread has is ThreadNotFound, not an empty report", () =>
+    Effect.gen(function* () {
+      const manager = yield* ThreadManager
+      const error = yield* Effect.flip(manager.cancel(C))
+      assert.strictEqual(error._tag, "ThreadNotFound")
+      assert.include(error.message, C)
+    }).pipe(Effect.provide(env()))
+  )
+
+  it.scoped(
+    "§35 a nested sub-agent that cannot start ends failed under its id, and its parent's turn counts as failed",
+    () =>
+      Effect.gen(function* () {
+        const manager = yield* ThreadManager
+        const kidMayEnd = yield* Deferred.make<void>()
+        const root = makeFakeBackend()
+        const kids = makeFakeBackend(() => ({ turnGate: Deferred.await(kidMayEnd) }))
+        yield* manager.start({ backend: root, threadId: A })
+        const child = yield* Effect.fork(root.spawns[0]!.spawnChild!({ backend: kids, input: "child" }))
+        yield* until(Effect.map(manager.list, (ids) => ids.length === 2))
+        // Under a tree cap of 1 the child holds the only slot while it waits: its own child cannot start.
+        const refused = yield* Effect.flip(kids.spawns[0]!.spawnChild!({ backend: makeFakeBackend(), input: "gc" }))
+        assert.match(refused.reason, /CapDeadlock|every slot of tree:/)
+        assert.isDefined(refused.threadId) // the id the grandchild would have had names it in its parent's report
+        // The child reports the failure as it would (an error), then its turn completes: that is not a success.
+        const kid = kids.spawns[0]!.threadId!
+        const thread = yield* manager.get(kid)
+        yield* thread.delegate.report({ type: "sub_agent_ended", threadId: refused.threadId!, status: "failed" })
+        yield* Deferred.succeed(kidMayEnd, undefined)
+        assert.strictEqual((yield* Fiber.join(child)).status, "failed")
+      }).pipe(Effect.provide(env({ perTree: 1 })))
   )
 
   it.scoped("a cap of 2 per parent with 5 spawns runs at most 2 at a time and completes all 5", () =>

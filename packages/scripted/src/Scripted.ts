@@ -230,8 +230,8 @@ const player = (config: {
 
   /**
    * Runs one child of a spawn step to its end, reporting it to this turn: sub_agent_started once it
-   * exists, sub_agent_ended when it ends (an error when it cannot start). Interrupting it interrupts
-   * the child's spawnChild, which cancels the child (§4).
+   * exists, sub_agent_ended when it ends (when it cannot start: an error, then sub_agent_ended
+   * `failed`). Interrupting it interrupts the child's spawnChild, which cancels the child (§4).
    */
   const runChild = (spawn: SpawnChild, child: SpawnAgent, turnId: string) => {
     const named = child.name === undefined ? {} : { name: child.name }
@@ -249,14 +249,25 @@ const player = (config: {
       onStarted: started
     }).pipe(
       Effect.matchEffect({
-        onFailure: (error) =>
-          events.offer({
-            id: turnId,
-            msg: {
-              type: "error",
-              message: child.name === undefined ? error.message : `${child.name}: ${error.message}`
+        onFailure: (error) => {
+          const failure: Array<Event> = [
+            {
+              id: turnId,
+              msg: {
+                type: "error",
+                message: child.name === undefined ? error.message : `${child.name}: ${error.message}`
+              }
             }
-          }),
+          ]
+          // §35: a child that could not start ended `failed`, under the id it would have had.
+          if (error.threadId !== undefined) {
+            failure.push({
+              id: turnId,
+              msg: { type: "sub_agent_ended", threadId: error.threadId, ...named, status: "failed" }
+            })
+          }
+          return events.offerAll(failure)
+        },
         onSuccess: (outcome) => {
           if (child.name !== undefined) memory.children.set(child.name, outcome.lastAgentMessage ?? "")
           return Effect.zipRight(

@@ -15,7 +15,8 @@ export interface CommandResult {
   readonly stderr: string
 }
 
-const KILL_GRACE = Duration.seconds(2)
+// Past the watchdog's own 2 s grace: the watchdog must live to SIGKILL what left its group (§33).
+const KILL_GRACE = Duration.seconds(3)
 
 const text = <E>(bytes: Stream.Stream<Uint8Array, E>) => Stream.mkString(Stream.decodeText(bytes))
 

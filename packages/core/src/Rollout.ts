@@ -11,6 +11,8 @@
  * `markCrashed`, run at the next start, finds the markers whose process is gone and ends those
  * rollouts with `terminal crashed`.
  */
+import { constants as FsConstants } from "node:fs"
+import * as FsPromises from "node:fs/promises"
 import {
   canonicalUuid,
   type Event,
@@ -24,12 +26,15 @@ import { FileSystem, Path } from "@effect/platform"
 import type { PlatformError } from "@effect/platform/Error"
 import { Clock, Context, Data, Effect, Either, Layer, Option, type Scope } from "effect"
 import {
+  acquireLiveMarker,
   isMarkerProcessAlive,
   LIVE_DIR,
   LIVE_MARKER_FILE,
-  LiveMarker,
+  type LiveMarker,
   liveMarkerName,
-  ownProcessStart
+  ownProcessStart,
+  readLiveMarker,
+  type ThreadLiveElsewhere
 } from "./Crashes.js"
 import { InvalidInput } from "./errors.js"
 import { deputyHome } from "./internal/home.js"
@@ -78,7 +83,7 @@ export class RolloutUnreadable extends Data.TaggedError("RolloutUnreadable")<{
 /** The file system refused a rollout operation (permission, full disk, a file where a folder should be, …). */
 export class RolloutIoFailed extends Data.TaggedError("RolloutIoFailed")<{
   readonly path: string
-  readonly operation: "create" | "append" | "read" | "list" | "move" | "repair"
+  readonly operation: "create" | "append" | "read" | "list" | "move" | "repair" | "mark"
   readonly reason: string
   readonly cause?: unknown
 }> {
@@ -87,8 +92,8 @@ export class RolloutIoFailed extends Data.TaggedError("RolloutIoFailed")<{
   }
 }
 
-/** Anything reading or finding a rollout can fail with. */
-export type RolloutError = RolloutNotFound | RolloutUnreadable | RolloutIoFailed
+/** Anything reading, finding or resuming a rollout can fail with. */
+export type RolloutError = RolloutNotFound | RolloutUnreadable | RolloutIoFailed | ThreadLiveElsewhere
 
 /** Where a thread's rollout is. */
 export interface RolloutLocation {
@@ -190,7 +195,11 @@ export interface RolloutStoreService {
   readonly resume: (
     path: string,
     options?: { readonly onError?: (error: RolloutIoFailed) => Effect.Effect<void> }
-  ) => Effect.Effect<RolloutWriter, RolloutNotFound | RolloutUnreadable | RolloutIoFailed, Scope.Scope>
+  ) => Effect.Effect<
+    RolloutWriter,
+    RolloutNotFound | RolloutUnreadable | RolloutIoFailed | ThreadLiveElsewhere,
+    Scope.Scope
+  >
   /** Reads a whole rollout in one pass (§21); skipped lines become warnings naming file and line. */
   readonly read: (path: string) => Effect.Effect<RolloutContents, RolloutNotFound | RolloutUnreadable | RolloutIoFailed>
   /** Reads only the metadata line. */
@@ -469,7 +478,7 @@ const make = (
       }
       // The live marker (Crashes.ts) exists while this writer has a file and has not written `terminal`.
       const markerFile = path.join(liveDir, liveMarkerName(threadId))
-      const writeMarker = Effect.gen(function* () {
+      const acquireMarker = Effect.gen(function* () {
         const processStart = yield* Effect.promise(ownProcessStart)
         const marker: LiveMarker = {
           pid: process.pid,
@@ -477,27 +486,47 @@ const make = (
           path: file,
           ...(processStart === undefined ? {} : { processStart })
         }
-        yield* writePointer(markerFile, jsonLine(marker)).pipe(
+        yield* acquireLiveMarker(markerFile, threadId, marker).pipe(
           Effect.provideService(FileSystem.FileSystem, fs),
-          Effect.provideService(Path.Path, path)
+          Effect.provideService(Path.Path, path),
+          Effect.catchTag("BadArgument", "SystemError", (error) => Effect.fail(ioFailed(markerFile, "mark")(error)))
         )
-        state.marked = true
-      }).pipe(
+        state.marker = marker
+      })
+      // A new file: nobody else can hold its thread, so a marker that cannot be made only costs crash detection.
+      const markNewFile = acquireMarker.pipe(
         Effect.catchAll((error) => Effect.logWarning(`${error.message}: a crash will not be noticed for ${file}`))
       )
       // Only once every line is on disk: a terminal line still buffered keeps the marker for the next start.
       const removeMarker = Effect.suspend(() =>
-        state.marked && state.pending.length === 0 && !state.dirty
+        state.marker !== undefined && state.pending.length === 0 && !state.dirty
           ? fs.remove(markerFile, { force: true }).pipe(
               Effect.tap(() =>
                 Effect.sync(() => {
-                  state.marked = false
+                  state.marker = undefined
                 })
               ),
               Effect.catchAll((error) => Effect.logWarning(`cannot remove the live marker: ${error.message}`))
             )
           : Effect.void
       )
+      // Closed in order with lines the disk refused: not a crash. The marker says how the thread ended
+      // (Crashes.ts), so the next start writes that ending, not `crashed`; if even that fails, it goes.
+      const closeMarker = Effect.suspend(() => {
+        const marker = state.marker
+        if (marker === undefined) return Effect.void
+        if (state.pending.length === 0 && !state.dirty) return removeMarker
+        const closed: LiveMarker = {
+          ...marker,
+          closed: { at: now(), ...(state.terminal === undefined ? {} : { terminal: state.terminal }) }
+        }
+        return writePointer(markerFile, jsonLine(closed)).pipe(
+          Effect.provideService(FileSystem.FileSystem, fs),
+          Effect.provideService(Path.Path, path),
+          Effect.tap(() => Effect.logWarning(`closed ${file} with ${state.pending.length} line(s) the disk refused`)),
+          Effect.catchAll(() => Effect.ignore(fs.remove(markerFile, { force: true })))
+        )
+      })
       // One write per flush, whole lines only; uninterruptible so a cancelled fiber cannot cut a line (§21).
       const write = Effect.gen(function* () {
         if (!state.started) return // §20: a lazy writer waits for the first turn
@@ -515,11 +544,12 @@ const make = (
       const createFile = (lines: ReadonlyArray<string>) =>
         Effect.gen(function* () {
           const data = encodeUtf8((header.meta === undefined ? "" : jsonLine(header.meta)) + lines.join(""))
+          // §32: rollouts and their folders are private.
           yield* fs
-            .makeDirectory(path.dirname(file), { recursive: true })
+            .makeDirectory(path.dirname(file), { recursive: true, mode: 0o700 })
             .pipe(Effect.mapError(ioFailed(file, "create")))
           // `wx` never clobbers another thread's file; after a failed attempt of ours, `w` redoes it.
-          yield* fs.writeFile(file, data, { flag: state.ownsFile ? "w" : "wx" }).pipe(
+          yield* fs.writeFile(file, data, { flag: state.ownsFile ? "w" : "wx", mode: 0o600 }).pipe(
             Effect.tapError((error) =>
               Effect.sync(() => {
                 if (!isAlreadyExists(error)) state.ownsFile = true
@@ -530,28 +560,41 @@ const make = (
           state.exists = true
           state.ownsFile = true
           state.size = data.byteLength
-          yield* writeMarker
+          yield* markNewFile
         })
-      // `r+` and a write at the last known good byte: a rollout moved away (archived) is an error, never
-      // a new file without metadata, and a partial line left by a failed write is overwritten (§21).
+      // §34: O_APPEND, never a write at a remembered offset, and no O_CREAT: a rollout moved away
+      // (archived) is an error, never a new file without metadata. A failed write may have left part
+      // of a line: the next append starts on a new line, so the reader skips that part with a warning
+      // and nothing written is overwritten.
       const appendLines = (lines: ReadonlyArray<string>) =>
-        Effect.scoped(
-          Effect.gen(function* () {
-            const data = encodeUtf8(lines.join(""))
-            const handle = yield* fs.open(file, { flag: "r+" })
-            if (state.dirty) yield* handle.truncate(state.size)
-            yield* handle.seek(state.size, "start")
-            yield* handle.writeAll(data)
-            state.dirty = false
-            state.size += data.byteLength
-          })
-        ).pipe(
+        Effect.tryPromise({
+          try: async () => {
+            let data = encodeUtf8(lines.join(""))
+            const handle = await FsPromises.open(file, FsConstants.O_WRONLY | FsConstants.O_APPEND)
+            try {
+              if (state.dirty && (await handle.stat()).size > state.size) {
+                data = Buffer.concat([encodeUtf8("\n"), data])
+              }
+              await handle.writeFile(data)
+              state.size = (await handle.stat()).size
+              state.dirty = false
+            } finally {
+              await handle.close()
+            }
+          },
+          catch: (cause) =>
+            new RolloutIoFailed({
+              path: file,
+              operation: "append",
+              reason: cause instanceof Error ? cause.message : String(cause),
+              cause
+            })
+        }).pipe(
           Effect.tapError(() =>
             Effect.sync(() => {
               state.dirty = true
             })
-          ),
-          Effect.mapError(ioFailed(file, "append"))
+          )
         )
       // Waiting for the lock can be interrupted; a write under way cannot.
       const flush = lock.withPermits(1)(Effect.uninterruptible(write)).pipe(Effect.withSpan("RolloutWriter.flush"))
@@ -562,10 +605,9 @@ const make = (
       yield* Effect.addFinalizer(() =>
         Effect.suspend(() => {
           state.closed = true
-          return Effect.zipRight(autoFlush, removeMarker) // closed in an orderly way: not a crash
+          return Effect.zipRight(autoFlush, closeMarker) // closed in an orderly way: not a crash
         })
       )
-      if (state.exists) yield* writeMarker // a resumed rollout
       const writer: RolloutWriter = {
         threadId,
         path: Effect.sync(() => (state.exists ? Option.some(file) : Option.none())),
@@ -605,6 +647,7 @@ const make = (
           Effect.suspend(() => {
             if (state.terminated) return Effect.void
             state.terminated = true
+            state.terminal = { state: terminalState, ...(reason === undefined ? {} : { reason }) }
             const at = now()
             append(
               jsonLine({ type: "terminal", at, state: terminalState, ...(reason === undefined ? {} : { reason }) })
@@ -612,7 +655,7 @@ const make = (
             return Effect.zipRight(autoFlush, removeMarker)
           }).pipe(Effect.withSpan("RolloutWriter.terminal"))
       }
-      return writer
+      return { writer, acquireMarker }
     })
 
   const defaultOnError = (error: RolloutIoFailed) => Effect.logWarning(error.message)
@@ -629,7 +672,7 @@ const make = (
       state.pending.push(line)
       state.pendingChars += line.length
     }
-    const writer = yield* makeWriter(meta.threadId, file, header, state, options.onError ?? defaultOnError)
+    const { writer } = yield* makeWriter(meta.threadId, file, header, state, options.onError ?? defaultOnError)
     if (options.mode === "immediate") yield* Effect.catchAll(writer.flush, options.onError ?? defaultOnError)
     return writer
   })
@@ -685,42 +728,51 @@ const make = (
     state.exists = true
     state.ownsFile = true
     state.size = size
-    return yield* makeWriter(meta.threadId, file, { meta: undefined }, state, options.onError ?? defaultOnError)
+    const { writer, acquireMarker } = yield* makeWriter(
+      meta.threadId,
+      file,
+      { meta: undefined },
+      state,
+      options.onError ?? defaultOnError
+    )
+    yield* acquireMarker // §34: one live writer per thread
+    return writer
   })
 
   // ---- crashes ----
 
   const removeQuietly = (file: string) => Effect.ignore(fs.remove(file, { force: true }))
 
-  /** Ends one dead marker's rollout; true when this call wrote its `terminal crashed`. */
+  /**
+   * Ends one dead marker's rollout; true when this call wrote its `terminal crashed`. A marker left by
+   * a writer that closed in order (`closed`) is no crash: its own terminal record is written instead,
+   * when the disk refused it then.
+   */
   const endCrashed = (threadId: ThreadId, markerFile: string) =>
     Effect.gen(function* () {
-      const text = yield* fs.readFileString(markerFile).pipe(Effect.option) // gone: another start took it
-      if (Option.isNone(text)) return false
-      let json: unknown
-      try {
-        json = JSON.parse(text.value)
-      } catch {
-        json = undefined
-      }
-      const parsed = LiveMarker.safeParse(json)
-      if (!parsed.success) {
+      const read_ = yield* readLiveMarker(markerFile).pipe(
+        Effect.provideService(FileSystem.FileSystem, fs),
+        Effect.option // gone: another start took it
+      )
+      if (Option.isNone(read_)) return false
+      if (Option.isNone(read_.value)) {
         yield* Effect.logWarning(`removed the unreadable live marker ${markerFile}`)
         yield* removeQuietly(markerFile)
         return false
       }
-      const marker = parsed.data
-      if (yield* Effect.promise(() => isMarkerProcessAlive(marker))) return false
+      const marker = read_.value.value
+      if (marker.closed === undefined && (yield* Effect.promise(() => isMarkerProcessAlive(marker)))) return false
       const contents = yield* Effect.either(read(marker.path))
       if (Either.isLeft(contents)) {
         yield* Effect.logWarning(
-          `thread ${threadId} crashed, but its rollout cannot be ended: ${contents.left.message}`
+          `thread ${threadId} ${marker.closed === undefined ? "crashed" : "was closed"}, but its rollout cannot be ended: ${contents.left.message}`
         )
         if (contents.left._tag === "RolloutNotFound") yield* removeQuietly(markerFile)
         return false
       }
-      if (contents.right.lines.at(-1)?.type === "terminal") {
-        yield* removeQuietly(markerFile) // the process died between the terminal line and the marker's removal
+      const ending = marker.closed === undefined ? undefined : marker.closed.terminal
+      if (contents.right.lines.at(-1)?.type === "terminal" || (marker.closed !== undefined && ending === undefined)) {
+        yield* removeQuietly(markerFile) // already ended (or closed with no ending to record)
         return false
       }
       let failure: RolloutIoFailed | undefined
@@ -732,12 +784,13 @@ const make = (
                 failure = error
               })
           })
-          yield* writer.terminal("crashed", `the deputy process (pid ${marker.pid}) died with the thread open`)
+          if (ending !== undefined) yield* writer.terminal(ending.state, ending.reason)
+          else yield* writer.terminal("crashed", `the deputy process (pid ${marker.pid}) died with the thread open`)
         })
       )
       // On failure the marker (now naming this process) stays, so the next start tries again.
       if (failure !== undefined) return yield* failure
-      return true
+      return ending === undefined
     })
 
   const markCrashed = Effect.gen(function* () {
@@ -786,10 +839,12 @@ interface WriterState {
   pendingChars: number
   /** False for a lazy writer until its first turn. */
   started: boolean
-  /** The live marker is on disk. */
-  marked: boolean
+  /** The live marker this writer holds, while it is on disk. */
+  marker: LiveMarker | undefined
   /** `terminal` was called. */
   terminated: boolean
+  /** How the thread ended, once `terminal` was called. */
+  terminal: { readonly state: TerminalState; readonly reason?: string } | undefined
   /** The file exists (created by this writer, or resumed). */
   exists: boolean
   /** This writer made (or may have half-made) the file, so a retry may overwrite it. */
@@ -805,8 +860,9 @@ const newState = (options: { readonly started: boolean }): WriterState => ({
   pending: [],
   pendingChars: 0,
   started: options.started,
-  marked: false,
+  marker: undefined,
   terminated: false,
+  terminal: undefined,
   exists: false,
   ownsFile: false,
   size: 0,

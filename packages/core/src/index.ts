@@ -16,6 +16,7 @@ export {
   type PendingRequest,
   RequestNotPending
 } from "./ApprovalRegistry.js"
+export { ThreadLiveElsewhere } from "./Crashes.js"
 export * as Delegate from "./Delegate.js"
 export { InvalidInput } from "./errors.js"
 export {

@@ -143,6 +143,31 @@ layer(NodeContext.layer, { excludeTestServices: true })("RolloutStore", (it) => 
       })
     )
 
+    it.scoped("§34 appends use O_APPEND: a line that reached the file meanwhile is never overwritten", () =>
+      Effect.gen(function* () {
+        const { fs, store } = yield* tempStore
+        const meta = metaOf()
+        const first = yield* openWriter(store, meta, { mode: "lazy" })
+        yield* first.writer.submission(userInput("turn-1"))
+        yield* first.writer.event(turnComplete("turn-1"))
+        const path = Option.getOrThrow(yield* first.writer.path)
+        // Another writer's line lands after this writer's last flush (what two processes did before §34).
+        yield* fs.writeFileString(path, `${eventLine(message("other", "written elsewhere"))}\n`, { flag: "a" })
+        yield* first.writer.submission(userInput("turn-2"))
+        yield* first.writer.event(turnComplete("turn-2"))
+        yield* first.close
+        const back = yield* store.read(path)
+        assert.deepStrictEqual(kinds(back.lines), [
+          "user_input",
+          "turn_complete",
+          "agent_message",
+          "user_input",
+          "turn_complete"
+        ])
+        assert.deepStrictEqual(back.warnings, [])
+      })
+    )
+
     it.scoped("§20 a turn boundary flushes: the line is on disk after turn_complete, without closing", () =>
       Effect.gen(function* () {
         const { store } = yield* tempStore

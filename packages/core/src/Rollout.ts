@@ -340,15 +340,24 @@ const make = (
   const numbered = (names: ReadonlyArray<string>, digits: number) =>
     names.filter((name) => name.length === digits && /^\d+$/.test(name)).sort((a, b) => (a < b ? 1 : -1))
 
+  // One folder that cannot be listed (permissions, a file in its place) must not hide every other
+  // thread: below the root it is skipped with a warning (finding 7).
+  const listSubDir = (dir: string) =>
+    listDir(dir).pipe(
+      Effect.catchAll((error) =>
+        Effect.as(Effect.logWarning(`skipped a rollout folder that cannot be listed: ${error.message}`), [])
+      )
+    )
+
   /** Day folders under `root`, newest first, as `YYYY/MM/DD`; `until` skips days after it. */
   const dayFolders = (root: string, until?: string) =>
     Effect.gen(function* () {
       const days: Array<string> = []
       for (const year of numbered(yield* listDir(root), 4)) {
         if (until !== undefined && year > until.slice(0, 4)) continue
-        for (const month of numbered(yield* listDir(path.join(root, year)), 2)) {
+        for (const month of numbered(yield* listSubDir(path.join(root, year)), 2)) {
           if (until !== undefined && `${year}/${month}` > until.slice(0, 7)) continue
-          for (const day of numbered(yield* listDir(path.join(root, year, month)), 2)) {
+          for (const day of numbered(yield* listSubDir(path.join(root, year, month)), 2)) {
             if (until !== undefined && `${year}/${month}/${day}` > until.slice(0, 10)) continue
             days.push(`${year}/${month}/${day}`)
           }
@@ -369,7 +378,7 @@ const make = (
     Effect.gen(function* () {
       const suffix = `-${threadId}.jsonl`
       for (const day of yield* dayFolders(root)) {
-        const name = (yield* listDir(path.join(root, day))).find(
+        const name = (yield* listSubDir(path.join(root, day))).find(
           (entry) => entry.endsWith(suffix) && ROLLOUT_FILE.test(entry)
         )
         if (name !== undefined) return Option.some(`${day}/${name}`)
@@ -406,7 +415,7 @@ const make = (
     // Keys `YYYY/MM/DD/rollout-<stamp>-<id>.jsonl` sort by time: newest first is descending order.
     const keys: Array<string> = []
     for (const day of yield* dayFolders(roots.live, after)) {
-      const names = (yield* listDir(path.join(roots.live, day)))
+      const names = (yield* listSubDir(path.join(roots.live, day)))
         .filter((name) => ROLLOUT_FILE.test(name))
         .map((name) => `${day}/${name}`)
         .filter((key) => after === undefined || key < after)
@@ -437,7 +446,7 @@ const make = (
     const files: Array<string> = []
     for (const root of [roots.live, roots.archived]) {
       for (const day of yield* dayFolders(root)) {
-        for (const name of yield* listDir(path.join(root, day))) {
+        for (const name of yield* listSubDir(path.join(root, day))) {
           if (ROLLOUT_FILE.test(name)) files.push(path.join(root, day, name))
         }
       }
@@ -453,7 +462,9 @@ const make = (
       if (Option.isNone(key)) return yield* new RolloutNotFound({ threadId: id, archived: from === "archived" })
       const source = path.join(roots[from], key.value)
       const target = path.join(roots[from === "live" ? "archived" : "live"], key.value)
-      yield* fs.makeDirectory(path.dirname(target), { recursive: true }).pipe(Effect.mapError(ioFailed(target, "move")))
+      yield* fs
+        .makeDirectory(path.dirname(target), { recursive: true, mode: 0o700 }) // §32
+        .pipe(Effect.mapError(ioFailed(target, "move")))
       yield* fs.rename(source, target).pipe(Effect.mapError(ioFailed(source, "move")))
       return target
     })

@@ -40,7 +40,7 @@ import { InvalidInput } from "./errors.js"
 import { deputyHome } from "./internal/home.js"
 import {
   encodeUtf8,
-  isRolloutLine,
+  parsesAsJson,
   jsonLine,
   parseMetaLine,
   parseRollout,
@@ -150,6 +150,8 @@ export interface WriterOptions {
  */
 export interface RolloutWriter {
   readonly threadId: ThreadId
+  /** What resuming changed at the file's end (a torn last line cut off, a newline added); empty otherwise. */
+  readonly repairs: ReadonlyArray<RolloutWarning>
   /** The file, once it exists (a lazy writer has none before its first turn). */
   readonly path: Effect.Effect<Option.Option<string>>
   /**
@@ -189,8 +191,10 @@ export interface RolloutStoreService {
     options: WriterOptions
   ) => Effect.Effect<RolloutWriter, never, Scope.Scope>
   /**
-   * A writer appending to an existing rollout. A torn last line (crash mid-write) is cut off first
-   * (kept, newline added, when it is a complete line that lost only its newline).
+   * A writer appending to an existing rollout. A torn last line (crash mid-write: it does not parse as
+   * JSON) is cut off first; a last line that parses but lost its newline is kept and ended. Either
+   * repair is in the writer's `repairs`. Fails with ThreadLiveElsewhere when another live writer (in
+   * this process or another) holds the thread (§34).
    */
   readonly resume: (
     path: string,
@@ -476,7 +480,8 @@ const make = (
     file: string,
     header: { meta: RolloutMeta | undefined },
     state: WriterState,
-    onError: (error: RolloutIoFailed) => Effect.Effect<void>
+    onError: (error: RolloutIoFailed) => Effect.Effect<void>,
+    repairs: ReadonlyArray<RolloutWarning> = []
   ) =>
     Effect.gen(function* () {
       const lock = yield* Effect.makeSemaphore(1)
@@ -621,6 +626,7 @@ const make = (
       )
       const writer: RolloutWriter = {
         threadId,
+        repairs,
         path: Effect.sync(() => (state.exists ? Option.some(file) : Option.none())),
         setBackendThreadId: (backendThreadId) =>
           Effect.sync(() => {
@@ -688,13 +694,32 @@ const make = (
     return writer
   })
 
-  /** Cuts a torn last line off (or ends a complete one with its newline) so appends start on a fresh line. */
+  /** How many newlines `file` holds before byte `end` (its 1-based last line is this + 1). */
+  const countLines = (handle: FileSystem.File, end: number) =>
+    Effect.gen(function* () {
+      let lines = 0
+      for (let start = 0; start < end; start += CHUNK) {
+        yield* handle.seek(start, "start")
+        const chunk = new Uint8Array(Math.min(CHUNK, end - start))
+        const read = Number(yield* handle.read(chunk))
+        for (let i = 0; i < read; i++) if (chunk[i] === 10) lines++
+        if (read === 0) break
+      }
+      return lines
+    })
+
+  /**
+   * Readies a rollout's end for appends and says what it changed (finding 4): a last line without its
+   * newline that does not parse as JSON is a torn write and is cut off; one that parses (even of a
+   * type this version does not know) is kept and ended with its newline.
+   */
   const repairTail = (file: string) =>
     Effect.scoped(
       Effect.gen(function* () {
         const handle = yield* fs.open(file, { flag: "r" })
         const size = Number((yield* handle.stat).size)
-        if (size === 0) return size
+        const repairs: Array<RolloutWarning> = []
+        if (size === 0) return { size, repairs }
         let end = size
         let tail: Uint8Array = new Uint8Array(0)
         while (end > 0) {
@@ -706,22 +731,24 @@ const make = (
           if (start === 0 || chunk.subarray(0, read).includes(10)) break
           end = start
         }
-        if (tail[tail.length - 1] === 10) return size
+        if (tail[tail.length - 1] === 10) return { size, repairs }
         const lastNewline = tail.lastIndexOf(10)
         const fragment = tail.subarray(lastNewline + 1)
-        let text: string | undefined
-        try {
-          text = new TextDecoder("utf-8", { fatal: true }).decode(fragment)
-        } catch {
-          text = undefined
-        }
-        if (text !== undefined && isRolloutLine(text)) {
+        const line = (yield* countLines(handle, size - fragment.byteLength)) + 1
+        const warn = (kind: RolloutWarning["kind"], what: string) =>
+          repairs.push({ path: file, line, kind, message: `${file}:${line}: ${what}` })
+        if (parsesAsJson(fragment)) {
           yield* fs.writeFile(file, encodeUtf8("\n"), { flag: "a" })
-          return size + 1
+          warn("unterminated_last_line", "ended a complete last line that lacked its newline")
+          return { size: size + 1, repairs }
         }
         const keep = size - fragment.byteLength
         yield* fs.truncate(file, keep)
-        return keep
+        warn(
+          "torn_last_line",
+          `cut off a torn last line (${fragment.byteLength} bytes that do not parse as JSON; the write was cut short)`
+        )
+        return { size: keep, repairs }
       })
     ).pipe(
       Effect.mapError((error) =>
@@ -734,7 +761,7 @@ const make = (
     options: { readonly onError?: (error: RolloutIoFailed) => Effect.Effect<void> } = {}
   ) {
     const meta = yield* readMeta(file)
-    const size = yield* repairTail(file)
+    const { size, repairs } = yield* repairTail(file)
     const state = newState({ started: true })
     state.exists = true
     state.ownsFile = true
@@ -744,7 +771,8 @@ const make = (
       file,
       { meta: undefined },
       state,
-      options.onError ?? defaultOnError
+      options.onError ?? defaultOnError,
+      repairs
     )
     yield* acquireMarker // §34: one live writer per thread
     return writer

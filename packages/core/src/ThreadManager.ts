@@ -38,7 +38,13 @@ import { applyForkSnapshot, type ForkSnapshot } from "./ForkSnapshot.js"
 import { decode } from "./internal/decode.js"
 import { makeSlotPool, type SlotPool } from "./internal/slots.js"
 import type { Parent } from "./Parent.js"
-import { type RolloutError, type RolloutIoFailed, RolloutStore, type RolloutWriter } from "./Rollout.js"
+import {
+  type RolloutError,
+  type RolloutIoFailed,
+  RolloutStore,
+  type RolloutWarning,
+  type RolloutWriter
+} from "./Rollout.js"
 
 /** No live thread has this id. */
 export class ThreadNotFound extends Data.TaggedError("ThreadNotFound")<{ readonly threadId: string }> {
@@ -189,6 +195,8 @@ export interface Thread {
   readonly rolloutPath: Effect.Effect<Option.Option<string>>
   /** False once the agent has been shut down. */
   readonly isRunning: Effect.Effect<boolean>
+  /** What resuming repaired in the rollout (a torn last line cut off, a newline added); empty otherwise. */
+  readonly repairs: ReadonlyArray<RolloutWarning>
 }
 
 /** How to start a thread. */
@@ -442,6 +450,8 @@ const make = (managerOptions: ThreadManagerOptions) =>
               onEvents: writer.events
             }).pipe(Scope.extend(scope))
             reportError = (error) => delegate.report({ type: "error", message: error.message })
+            // §35: resume says what it repaired, to the caller and on the Thread.
+            yield* Effect.forEach(writer.repairs, (repair) => delegate.report({ type: "warning", message: repair.message }))
             // A running turn aborted by the shutdown, or an agent that died or never ended, is not a clean end.
             ended = Effect.gen(function* () {
               if (!(yield* delegate.isShutDown)) return
@@ -467,6 +477,7 @@ const make = (managerOptions: ThreadManagerOptions) =>
             const thread: Thread = {
               threadId,
               meta,
+              repairs: writer.repairs,
               submit,
               events: delegate.events,
               delegate,

@@ -40,10 +40,10 @@ import { InvalidInput } from "./errors.js"
 import { deputyHome } from "./internal/home.js"
 import {
   encodeUtf8,
-  parsesAsJson,
   jsonLine,
   parseMetaLine,
   parseRollout,
+  parsesAsJson,
   ROLLOUT_FILE,
   type RolloutWarning,
   relativeRolloutPath

@@ -451,7 +451,9 @@ const make = (managerOptions: ThreadManagerOptions) =>
             }).pipe(Scope.extend(scope))
             reportError = (error) => delegate.report({ type: "error", message: error.message })
             // §35: resume says what it repaired, to the caller and on the Thread.
-            yield* Effect.forEach(writer.repairs, (repair) => delegate.report({ type: "warning", message: repair.message }))
+            yield* Effect.forEach(writer.repairs, (repair) =>
+              delegate.report({ type: "warning", message: repair.message })
+            )
             // A running turn aborted by the shutdown, or an agent that died or never ended, is not a clean end.
             ended = Effect.gen(function* () {
               if (!(yield* delegate.isShutDown)) return

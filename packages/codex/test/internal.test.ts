@@ -36,11 +36,11 @@ describe("codex internals", () => {
     const split = lineSplitter({ maxLength: 10, source: "test stdout" })
     expect(split.push("0123456789\r\n")).toEqual(["0123456789"]) // exactly the bound is fine
     expect(split.push("012345")).toEqual([])
-    const error = split.push("6789X")
+    const error = split.push("6789XY") // 12: past the bound and a trailing \\r
     expect(error).toBeInstanceOf(LineTooLong)
     expect((error as LineTooLong).message).toContain("test stdout is longer than 10 characters")
     expect(split.push("\nfine\n")).toBe(error) // it stays failed
     const whole = lineSplitter({ maxLength: 10 })
-    expect(whole.push(`${"y".repeat(11)}\n`)).toBeInstanceOf(LineTooLong)
+    expect(whole.push(`${"y".repeat(12)}\n`)).toBeInstanceOf(LineTooLong)
   })
 })

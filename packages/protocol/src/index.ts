@@ -82,10 +82,13 @@ export {
   MessageStep,
   PatchStep,
   ReasoningStep,
+  SCRIPT_LIMITS,
+  STEP_TYPES,
   Script,
   ScriptStep,
   ScriptTurn,
   SleepStep,
+  scriptErrorMessage,
   SpawnAgent,
   SpawnStep,
   TokenCountStep

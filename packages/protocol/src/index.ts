@@ -83,14 +83,14 @@ export {
   PatchStep,
   ReasoningStep,
   SCRIPT_LIMITS,
-  STEP_TYPES,
   Script,
   ScriptStep,
   ScriptTurn,
   SleepStep,
-  scriptErrorMessage,
   SpawnAgent,
   SpawnStep,
+  STEP_TYPES,
+  scriptErrorMessage,
   TokenCountStep
 } from "./script.js"
 export { AgentStatus } from "./status.js"

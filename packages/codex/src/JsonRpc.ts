@@ -181,7 +181,7 @@ export const make = (
           ? Effect.fail(lines)
           : Effect.forEach(lines, handleSafely, { discard: true })
       }).pipe(
-        Effect.as(undefined),
+        Effect.map(() => splitter.failure()), // a line past the bound in the last chunk
         Effect.catchAllCause((cause) => {
           const failure = Cause.failureOption(cause)
           if (Option.isSome(failure) && failure.value instanceof LineTooLong) return Effect.succeed(failure.value)

@@ -4,10 +4,10 @@
  * bad lines are logged and skipped, never fatal. When the peer's output ends, every pending request
  * (and every later one) fails with BackendExited, so nothing waits forever.
  */
-import { Deferred, Effect, type Scope, Stream } from "effect"
+import { Cause, Deferred, Effect, Option, type Scope, Stream } from "effect"
 import { z } from "zod"
 import { BackendExited, JsonRpcError } from "./errors.js"
-import { lineSplitter } from "./internal/lines.js"
+import { LineTooLong, lineSplitter } from "./internal/lines.js"
 
 /** A JSON-RPC request id. Ours are integers; the server's may be integers or strings. */
 export const RequestId = z.union([z.number().int(), z.string()])
@@ -69,11 +69,25 @@ interface Pending {
   readonly slot: Deferred.Deferred<unknown, JsonRpcError | BackendExited>
 }
 
-/** Starts reading `peer` in the caller's scope. Closing the scope stops the reader and fails pending requests. */
+/** How the client reads its peer. */
+export interface ClientOptions {
+  /**
+   * The longest line the peer may send, in characters (§36). Default 64 MiB. A longer one stops the
+   * reader: the client closes with BackendExited naming the bound (so every thread on it ends with an
+   * error), and memory stays bounded.
+   */
+  readonly maxLineLength?: number
+}
+
+/**
+ * Starts reading `peer` in the caller's scope. Closing the scope stops the reader and fails pending
+ * requests.
+ */
 export const make = (
   peer: Peer,
   handlers: Handlers,
-  backend = "peer"
+  backend = "peer",
+  options: ClientOptions = {}
 ): Effect.Effect<JsonRpcClient, never, Scope.Scope> =>
   Effect.gen(function* () {
     const pending = new Map<number, Pending>()
@@ -156,19 +170,33 @@ export const make = (
         Effect.catchAllCause((cause) => Effect.logWarning(`${backend}: handling a message failed`, cause))
       )
 
-    const splitter = lineSplitter()
-    const reader = Stream.runForEach(peer.output, (chunk) =>
-      Effect.forEach(splitter.push(chunk), handleSafely, { discard: true })
-    ).pipe(
-      Effect.catchAllCause((cause) => Effect.logWarning(`${backend}: reading output failed`, cause)),
-      Effect.zipRight(
-        Effect.suspend(() => {
-          const last = splitter.end()
-          return last === undefined ? Effect.void : handleSafely(last)
+    const splitter = lineSplitter({
+      ...(options.maxLineLength === undefined ? {} : { maxLength: options.maxLineLength }),
+      source: `${backend} stdout`
+    })
+    const reader = Effect.gen(function* () {
+      const overflow = yield* Stream.runForEach(peer.output, (chunk) => {
+        const lines = splitter.push(chunk)
+        return lines instanceof LineTooLong
+          ? Effect.fail(lines)
+          : Effect.forEach(lines, handleSafely, { discard: true })
+      }).pipe(
+        Effect.map(() => splitter.failure()), // a line past the bound in the last chunk
+        Effect.catchAllCause((cause) => {
+          const failure = Cause.failureOption(cause)
+          if (Option.isSome(failure) && failure.value instanceof LineTooLong) return Effect.succeed(failure.value)
+          return Effect.as(Effect.logWarning(`${backend}: reading output failed`, cause), undefined)
         })
-      ),
-      Effect.zipRight(Effect.flatMap(peer.exited, closeWith))
-    )
+      )
+      if (overflow !== undefined) {
+        // §36: stop reading (the peer's pipe fills and holds it) and end everything waiting on it now.
+        yield* Effect.logError(`${backend}: ${overflow.message}`)
+        return yield* closeWith(new BackendExited({ backend, code: null, reason: overflow.message }))
+      }
+      const last = splitter.end()
+      if (last !== undefined) yield* handleSafely(last)
+      yield* Effect.flatMap(peer.exited, closeWith)
+    })
     yield* Effect.forkScoped(reader)
     yield* Effect.addFinalizer(() => closeWith(new BackendExited({ backend, code: null })))
 

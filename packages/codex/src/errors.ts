@@ -18,10 +18,13 @@ export class BackendExited extends Data.TaggedError("BackendExited")<{
   readonly code: number | null
   /** The signal that killed it, when one did. */
   readonly signal?: string | null
+  /** Why deputy stopped listening, when it did first (a line past the bound, §36). */
+  readonly reason?: string
 }> {
   override get message() {
-    return this.signal
+    const how = this.signal
       ? `${this.backend} exited with code ${this.code} (signal ${this.signal})`
       : `${this.backend} exited with code ${this.code}`
+    return this.reason === undefined ? how : `${this.backend} was cut off: ${this.reason}`
   }
 }

@@ -545,7 +545,10 @@ layer(NodeContext.layer, { excludeTestServices: true })("CodexExec", (it) => {
       yield* started(agent)
       yield* turn(agent, "t1")
       const [call] = box.invocations()
-      const names = Object.keys(call?.env ?? {}).sort()
+      // The watchdog adds its own marker (§33), which every descendant inherits; nothing of the parent's.
+      const all = Object.keys(call?.env ?? {})
+      assert.strictEqual(all.filter((name) => name.startsWith("DEPUTY_WATCH_")).length, 1)
+      const names = all.filter((name) => !name.startsWith("DEPUTY_WATCH_")).sort()
       const allowed = ["PATH", "HOME", "LANG", "TMPDIR"].filter((name) => process.env[name] !== undefined)
       const expected = [
         ...allowed,

@@ -1,12 +1,12 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Logger, LogLevel, Mailbox, Queue } from "effect"
+import { Effect, Exit, Fiber, Logger, LogLevel, Mailbox, Option, Queue } from "effect"
 import { BackendExited, JsonRpcError } from "../src/errors.js"
 import * as JsonRpc from "../src/JsonRpc.js"
 
 type Json = Record<string, unknown>
 
 /** A scripted fake peer: the test writes the server's output in chunks and reads the client's lines. */
-const fakePeer = (handlers: Partial<JsonRpc.Handlers> = {}) =>
+const fakePeer = (handlers: Partial<JsonRpc.Handlers> = {}, options: JsonRpc.ClientOptions = {}) =>
   Effect.gen(function* () {
     const output = yield* Mailbox.make<string>()
     const written = yield* Queue.unbounded<string>()
@@ -24,7 +24,8 @@ const fakePeer = (handlers: Partial<JsonRpc.Handlers> = {}) =>
         onRequest: (request) => Queue.offer(requests, request),
         ...handlers
       },
-      "fake"
+      "fake",
+      options
     ).pipe(
       Effect.provide(
         Logger.replace(
@@ -38,6 +39,8 @@ const fakePeer = (handlers: Partial<JsonRpc.Handlers> = {}) =>
     return {
       client,
       logs,
+      /** Chunks written by the server that the client has not read yet. */
+      unread: output.size,
       /** The server writes one line (or a raw chunk). */
       say: (message: Json | string) =>
         output.offer(typeof message === "string" ? message : `${JSON.stringify(message)}\n`),
@@ -52,6 +55,27 @@ const fakePeer = (handlers: Partial<JsonRpc.Handlers> = {}) =>
 const withLogs = Effect.provide(Logger.minimumLogLevel(LogLevel.All))
 
 describe("JsonRpc", () => {
+  it.scoped(
+    "§36 a line past the bound (a peer that never sends a newline) ends the client with a typed error, reading no further",
+    () =>
+      Effect.gen(function* () {
+        const peer = yield* fakePeer({}, { maxLineLength: 1024 })
+        const pending = yield* Effect.fork(peer.client.request("a"))
+        yield* peer.heard
+        yield* peer.say(`${JSON.stringify({ method: "fine", params: {} })}\n`)
+        for (let i = 0; i < 100; i++) yield* peer.say("x".repeat(100)) // 10,000 characters, no newline
+        const closed = yield* peer.client.closed
+        assert.strictEqual(closed._tag, "BackendExited")
+        assert.include(closed.message, "longer than 1024 characters")
+        const failed = yield* Fiber.join(pending).pipe(Effect.flip)
+        assert.strictEqual(failed._tag, "BackendExited")
+        assert.deepStrictEqual(yield* Queue.take(peer.notifications), { method: "fine", params: {} })
+        // It stopped reading at the bound: what the peer writes now stays in the pipe (memory stays bounded).
+        for (let i = 0; i < 10; i++) yield* peer.say("x".repeat(100))
+        assert.strictEqual(Option.getOrThrow(yield* peer.unread), 10)
+      })
+  )
+
   it.scoped("responses out of order reach their own requests", () =>
     Effect.gen(function* () {
       const peer = yield* fakePeer()

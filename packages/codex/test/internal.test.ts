@@ -1,6 +1,6 @@
 import { childEnvironment } from "@deputy/core"
 import { describe, expect, it } from "vitest"
-import { lineSplitter } from "../src/internal/lines.js"
+import { LineTooLong, lineSplitter } from "../src/internal/lines.js"
 import { shellWords } from "../src/internal/shellWords.js"
 
 describe("codex internals", () => {
@@ -30,5 +30,17 @@ describe("codex internals", () => {
     expect(split.push("a\r\nb")).toEqual(["a"])
     expect(split.push("c\n\nd")).toEqual(["bc", ""])
     expect(split.end()).toBe("d")
+  })
+
+  it("§36 lineSplitter fails with LineTooLong once a line, across chunks or whole, passes the bound", () => {
+    const split = lineSplitter({ maxLength: 10, source: "test stdout" })
+    expect(split.push("0123456789\r\n")).toEqual(["0123456789"]) // exactly the bound is fine
+    expect(split.push("012345")).toEqual([])
+    const error = split.push("6789XY") // 12: past the bound and a trailing \\r
+    expect(error).toBeInstanceOf(LineTooLong)
+    expect((error as LineTooLong).message).toContain("test stdout is longer than 10 characters")
+    expect(split.push("\nfine\n")).toBe(error) // it stays failed
+    const whole = lineSplitter({ maxLength: 10 })
+    expect(whole.push(`${"y".repeat(12)}\n`)).toBeInstanceOf(LineTooLong)
   })
 })

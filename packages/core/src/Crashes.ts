@@ -1,11 +1,23 @@
 /**
- * Live markers: how the next start learns that a deputy process died with threads open. While a
- * rollout writer has a file, `home/live/<threadId>.json` (a pointer file, written atomically) names
- * the process writing it; the writer removes it when it writes the thread's terminal record or
- * closes with everything on disk. A marker whose process is gone is a crash: the RolloutStore's
- * `markCrashed` (run when a ThreadManager is built) appends `terminal crashed` to that rollout and
- * removes the marker. This module owns the marker's format and the question "is that process alive".
+ * Live markers: one live writer per thread (§34), and how the next start learns that a deputy process
+ * died with threads open. While a rollout writer has a file, `home/live/<threadId>.json` names the
+ * process writing it (pid and start time). It is created exclusively: written whole to a temporary
+ * file, then hard-linked to its name, which fails when the name exists, so a marker is never seen
+ * half-written and two processes never both hold one. A second process that wants the thread fails
+ * with ThreadLiveElsewhere naming the holder; a marker whose process is gone (or whose pid now belongs
+ * to a process that started at another time) is taken over. The writer removes its marker when it
+ * writes the thread's terminal record or closes with everything on disk; a writer that closes in order
+ * but could not flush its last lines leaves the marker with `closed` set (how it ended), so the next
+ * start records that ending instead of calling it a crash. A marker of a dead process without `closed`
+ * is a crash: the RolloutStore's `markCrashed` (run when a ThreadManager is built) appends
+ * `terminal crashed` to that rollout and removes the marker. This module owns the marker's format,
+ * taking it, and the question "is that process alive".
  */
+import { randomUUID } from "node:crypto"
+import { TerminalState } from "@deputy/protocol"
+import { FileSystem, Path } from "@effect/platform"
+import type { PlatformError } from "@effect/platform/Error"
+import { Data, Effect, Option } from "effect"
 import { z } from "zod"
 
 /** The folder of live markers, relative to home. */
@@ -24,7 +36,17 @@ export const LiveMarker = z.object({
    * ticks since boot), so a pid reused by another process is not taken for ours. Absent elsewhere:
    * there a live pid is trusted to be the same process.
    */
-  processStart: z.string().min(1).optional()
+  processStart: z.string().min(1).optional(),
+  /**
+   * Set when the writer closed in order but its last lines (maybe its terminal record) did not reach
+   * the disk: the thread did not crash. `terminal` is how it ended, when it had ended.
+   */
+  closed: z
+    .object({
+      at: z.iso.datetime({ offset: true }),
+      terminal: z.object({ state: TerminalState, reason: z.string().optional() }).optional()
+    })
+    .optional()
 })
 /** What a live marker holds. */
 export type LiveMarker = z.output<typeof LiveMarker>
@@ -80,3 +102,108 @@ export const isMarkerProcessAlive = async (marker: LiveMarker): Promise<boolean>
   if (stat.state === "Z" || stat.state === "X") return false
   return marker.processStart === undefined || marker.processStart === stat.start
 }
+
+/** The thread is live in another process (or another writer of this one): its live marker names a running holder. */
+export class ThreadLiveElsewhere extends Data.TaggedError("ThreadLiveElsewhere")<{
+  readonly threadId: string
+  /** The process holding the thread. */
+  readonly pid: number
+  /** The live marker naming it. */
+  readonly marker: string
+}> {
+  override get message() {
+    return `thread ${this.threadId} is live in deputy process ${this.pid}${this.pid === process.pid ? " (this one)" : ""}; its live marker is ${this.marker}`
+  }
+}
+
+/** A live marker file's content, when it parses. */
+export const readLiveMarker = (
+  file: string
+): Effect.Effect<Option.Option<LiveMarker>, PlatformError, FileSystem.FileSystem> =>
+  Effect.gen(function* () {
+    const fs = yield* FileSystem.FileSystem
+    const text = yield* fs.readFileString(file)
+    let json: unknown
+    try {
+      json = JSON.parse(text)
+    } catch {
+      return Option.none()
+    }
+    const parsed = LiveMarker.safeParse(json)
+    return parsed.success ? Option.some(parsed.data) : Option.none()
+  })
+
+/** True when a marker holds its thread: its process runs and has not closed the writer. */
+const holds = (marker: Option.Option<LiveMarker>) =>
+  Option.isSome(marker) && marker.value.closed === undefined
+    ? Effect.promise(() => isMarkerProcessAlive(marker.value))
+    : Effect.succeed(false)
+
+const isReason = (error: PlatformError, reason: string) => error._tag === "SystemError" && error.reason === reason
+
+/**
+ * Creates `file` holding `marker` (mode 0600, its folder 0700), exclusively (§34). When a marker is
+ * there already: a running holder that has not closed fails with ThreadLiveElsewhere; an unreadable
+ * marker, a dead holder's, or a closed one is moved aside (rename, atomic: of two processes taking
+ * over, one wins), checked once more, removed, and the creation tried again.
+ */
+export const acquireLiveMarker = (
+  file: string,
+  threadId: string,
+  marker: LiveMarker
+): Effect.Effect<void, ThreadLiveElsewhere | PlatformError, FileSystem.FileSystem | Path.Path> =>
+  Effect.gen(function* () {
+    const fs = yield* FileSystem.FileSystem
+    const paths = yield* Path.Path
+    const dir = paths.dirname(file)
+    yield* fs.makeDirectory(dir, { recursive: true, mode: 0o700 })
+    const temp = paths.join(dir, `.${paths.basename(file)}.${randomUUID()}.tmp`)
+    yield* Effect.scoped(
+      Effect.gen(function* () {
+        const handle = yield* fs.open(temp, { flag: "wx", mode: 0o600 })
+        yield* handle.writeAll(new TextEncoder().encode(`${JSON.stringify(marker)}\n`))
+      })
+    )
+    const create = fs.link(temp, file).pipe(
+      Effect.as(true),
+      Effect.catchIf(
+        (error) => isReason(error, "AlreadyExists"),
+        () => Effect.succeed(false)
+      )
+    )
+    const attempt = Effect.gen(function* () {
+      for (let round = 0; round < 10; round++) {
+        if (yield* create) return
+        const held = yield* readLiveMarker(file).pipe(
+          Effect.catchIf(
+            (error) => isReason(error, "NotFound"),
+            () => Effect.succeed(undefined)
+          )
+        )
+        if (held === undefined) continue // removed meanwhile: try again
+        if (yield* holds(held)) {
+          return yield* new ThreadLiveElsewhere({ threadId, pid: Option.getOrThrow(held).pid, marker: file })
+        }
+        // Stale. Move it aside first, so that of two processes taking it over only one removes it…
+        const aside = paths.join(dir, `.${paths.basename(file)}.${randomUUID()}.stale`)
+        const moved = yield* fs.rename(file, aside).pipe(
+          Effect.as(true),
+          Effect.catchIf(
+            (error) => isReason(error, "NotFound"),
+            () => Effect.succeed(false)
+          )
+        )
+        if (!moved) continue
+        // …and check that what it moved is the stale one, not a marker another process just made.
+        const movedMarker = yield* readLiveMarker(aside).pipe(Effect.orElseSucceed(() => Option.none<LiveMarker>()))
+        if (yield* holds(movedMarker)) {
+          yield* Effect.ignore(fs.link(aside, file)) // put it back (fails only if yet another one is there)
+          yield* Effect.ignore(fs.remove(aside))
+          return yield* new ThreadLiveElsewhere({ threadId, pid: Option.getOrThrow(movedMarker).pid, marker: file })
+        }
+        yield* Effect.ignore(fs.remove(aside))
+      }
+      return yield* new ThreadLiveElsewhere({ threadId, pid: 0, marker: file }) // contended past all reason
+    })
+    yield* attempt.pipe(Effect.ensuring(Effect.ignore(fs.remove(temp))))
+  })

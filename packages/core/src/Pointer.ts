@@ -2,6 +2,7 @@
  * Pointer files (§22): small text files such as "the last thread of this workspace". A write goes
  * to a temporary file in the same folder, is synced, then renamed over the pointer, mode 0600, so a
  * crash leaves the old pointer or the new one, never an empty or partial one. Nothing stays open.
+ * Folders it creates are 0700 (§32).
  */
 import { createHash, randomUUID } from "node:crypto"
 import { ThreadId } from "@deputy/protocol"
@@ -40,7 +41,7 @@ export const writePointer = Effect.fn("Pointer.write")(function* (path: string, 
   const dir = paths.dirname(path)
   const temp = paths.join(dir, `.${paths.basename(path)}.${randomUUID()}.tmp`)
   const write = Effect.gen(function* () {
-    yield* fs.makeDirectory(dir, { recursive: true })
+    yield* fs.makeDirectory(dir, { recursive: true, mode: 0o700 }) // §32: folders under home are private
     yield* Effect.scoped(
       Effect.gen(function* () {
         const file = yield* fs.open(temp, { flag: "wx", mode: 0o600 })

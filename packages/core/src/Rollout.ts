@@ -11,6 +11,8 @@
  * `markCrashed`, run at the next start, finds the markers whose process is gone and ends those
  * rollouts with `terminal crashed`.
  */
+import { constants as FsConstants } from "node:fs"
+import * as FsPromises from "node:fs/promises"
 import {
   canonicalUuid,
   type Event,
@@ -24,21 +26,24 @@ import { FileSystem, Path } from "@effect/platform"
 import type { PlatformError } from "@effect/platform/Error"
 import { Clock, Context, Data, Effect, Either, Layer, Option, type Scope } from "effect"
 import {
+  acquireLiveMarker,
   isMarkerProcessAlive,
   LIVE_DIR,
   LIVE_MARKER_FILE,
-  LiveMarker,
+  type LiveMarker,
   liveMarkerName,
-  ownProcessStart
+  ownProcessStart,
+  readLiveMarker,
+  type ThreadLiveElsewhere
 } from "./Crashes.js"
 import { InvalidInput } from "./errors.js"
 import { deputyHome } from "./internal/home.js"
 import {
   encodeUtf8,
-  isRolloutLine,
   jsonLine,
   parseMetaLine,
   parseRollout,
+  parsesAsJson,
   ROLLOUT_FILE,
   type RolloutWarning,
   relativeRolloutPath
@@ -78,7 +83,7 @@ export class RolloutUnreadable extends Data.TaggedError("RolloutUnreadable")<{
 /** The file system refused a rollout operation (permission, full disk, a file where a folder should be, …). */
 export class RolloutIoFailed extends Data.TaggedError("RolloutIoFailed")<{
   readonly path: string
-  readonly operation: "create" | "append" | "read" | "list" | "move" | "repair"
+  readonly operation: "create" | "append" | "read" | "list" | "move" | "repair" | "mark"
   readonly reason: string
   readonly cause?: unknown
 }> {
@@ -87,8 +92,8 @@ export class RolloutIoFailed extends Data.TaggedError("RolloutIoFailed")<{
   }
 }
 
-/** Anything reading or finding a rollout can fail with. */
-export type RolloutError = RolloutNotFound | RolloutUnreadable | RolloutIoFailed
+/** Anything reading, finding or resuming a rollout can fail with. */
+export type RolloutError = RolloutNotFound | RolloutUnreadable | RolloutIoFailed | ThreadLiveElsewhere
 
 /** Where a thread's rollout is. */
 export interface RolloutLocation {
@@ -145,6 +150,8 @@ export interface WriterOptions {
  */
 export interface RolloutWriter {
   readonly threadId: ThreadId
+  /** What resuming changed at the file's end (a torn last line cut off, a newline added); empty otherwise. */
+  readonly repairs: ReadonlyArray<RolloutWarning>
   /** The file, once it exists (a lazy writer has none before its first turn). */
   readonly path: Effect.Effect<Option.Option<string>>
   /**
@@ -184,13 +191,19 @@ export interface RolloutStoreService {
     options: WriterOptions
   ) => Effect.Effect<RolloutWriter, never, Scope.Scope>
   /**
-   * A writer appending to an existing rollout. A torn last line (crash mid-write) is cut off first
-   * (kept, newline added, when it is a complete line that lost only its newline).
+   * A writer appending to an existing rollout. A torn last line (crash mid-write: it does not parse as
+   * JSON) is cut off first; a last line that parses but lost its newline is kept and ended. Either
+   * repair is in the writer's `repairs`. Fails with ThreadLiveElsewhere when another live writer (in
+   * this process or another) holds the thread (§34).
    */
   readonly resume: (
     path: string,
     options?: { readonly onError?: (error: RolloutIoFailed) => Effect.Effect<void> }
-  ) => Effect.Effect<RolloutWriter, RolloutNotFound | RolloutUnreadable | RolloutIoFailed, Scope.Scope>
+  ) => Effect.Effect<
+    RolloutWriter,
+    RolloutNotFound | RolloutUnreadable | RolloutIoFailed | ThreadLiveElsewhere,
+    Scope.Scope
+  >
   /** Reads a whole rollout in one pass (§21); skipped lines become warnings naming file and line. */
   readonly read: (path: string) => Effect.Effect<RolloutContents, RolloutNotFound | RolloutUnreadable | RolloutIoFailed>
   /** Reads only the metadata line. */
@@ -331,15 +344,24 @@ const make = (
   const numbered = (names: ReadonlyArray<string>, digits: number) =>
     names.filter((name) => name.length === digits && /^\d+$/.test(name)).sort((a, b) => (a < b ? 1 : -1))
 
+  // One folder that cannot be listed (permissions, a file in its place) must not hide every other
+  // thread: below the root it is skipped with a warning (finding 7).
+  const listSubDir = (dir: string) =>
+    listDir(dir).pipe(
+      Effect.catchAll((error) =>
+        Effect.as(Effect.logWarning(`skipped a rollout folder that cannot be listed: ${error.message}`), [])
+      )
+    )
+
   /** Day folders under `root`, newest first, as `YYYY/MM/DD`; `until` skips days after it. */
   const dayFolders = (root: string, until?: string) =>
     Effect.gen(function* () {
       const days: Array<string> = []
       for (const year of numbered(yield* listDir(root), 4)) {
         if (until !== undefined && year > until.slice(0, 4)) continue
-        for (const month of numbered(yield* listDir(path.join(root, year)), 2)) {
+        for (const month of numbered(yield* listSubDir(path.join(root, year)), 2)) {
           if (until !== undefined && `${year}/${month}` > until.slice(0, 7)) continue
-          for (const day of numbered(yield* listDir(path.join(root, year, month)), 2)) {
+          for (const day of numbered(yield* listSubDir(path.join(root, year, month)), 2)) {
             if (until !== undefined && `${year}/${month}/${day}` > until.slice(0, 10)) continue
             days.push(`${year}/${month}/${day}`)
           }
@@ -360,7 +382,7 @@ const make = (
     Effect.gen(function* () {
       const suffix = `-${threadId}.jsonl`
       for (const day of yield* dayFolders(root)) {
-        const name = (yield* listDir(path.join(root, day))).find(
+        const name = (yield* listSubDir(path.join(root, day))).find(
           (entry) => entry.endsWith(suffix) && ROLLOUT_FILE.test(entry)
         )
         if (name !== undefined) return Option.some(`${day}/${name}`)
@@ -397,7 +419,7 @@ const make = (
     // Keys `YYYY/MM/DD/rollout-<stamp>-<id>.jsonl` sort by time: newest first is descending order.
     const keys: Array<string> = []
     for (const day of yield* dayFolders(roots.live, after)) {
-      const names = (yield* listDir(path.join(roots.live, day)))
+      const names = (yield* listSubDir(path.join(roots.live, day)))
         .filter((name) => ROLLOUT_FILE.test(name))
         .map((name) => `${day}/${name}`)
         .filter((key) => after === undefined || key < after)
@@ -428,7 +450,7 @@ const make = (
     const files: Array<string> = []
     for (const root of [roots.live, roots.archived]) {
       for (const day of yield* dayFolders(root)) {
-        for (const name of yield* listDir(path.join(root, day))) {
+        for (const name of yield* listSubDir(path.join(root, day))) {
           if (ROLLOUT_FILE.test(name)) files.push(path.join(root, day, name))
         }
       }
@@ -444,7 +466,9 @@ const make = (
       if (Option.isNone(key)) return yield* new RolloutNotFound({ threadId: id, archived: from === "archived" })
       const source = path.join(roots[from], key.value)
       const target = path.join(roots[from === "live" ? "archived" : "live"], key.value)
-      yield* fs.makeDirectory(path.dirname(target), { recursive: true }).pipe(Effect.mapError(ioFailed(target, "move")))
+      yield* fs
+        .makeDirectory(path.dirname(target), { recursive: true, mode: 0o700 }) // §32
+        .pipe(Effect.mapError(ioFailed(target, "move")))
       yield* fs.rename(source, target).pipe(Effect.mapError(ioFailed(source, "move")))
       return target
     })
@@ -456,7 +480,8 @@ const make = (
     file: string,
     header: { meta: RolloutMeta | undefined },
     state: WriterState,
-    onError: (error: RolloutIoFailed) => Effect.Effect<void>
+    onError: (error: RolloutIoFailed) => Effect.Effect<void>,
+    repairs: ReadonlyArray<RolloutWarning> = []
   ) =>
     Effect.gen(function* () {
       const lock = yield* Effect.makeSemaphore(1)
@@ -469,7 +494,7 @@ const make = (
       }
       // The live marker (Crashes.ts) exists while this writer has a file and has not written `terminal`.
       const markerFile = path.join(liveDir, liveMarkerName(threadId))
-      const writeMarker = Effect.gen(function* () {
+      const acquireMarker = Effect.gen(function* () {
         const processStart = yield* Effect.promise(ownProcessStart)
         const marker: LiveMarker = {
           pid: process.pid,
@@ -477,27 +502,47 @@ const make = (
           path: file,
           ...(processStart === undefined ? {} : { processStart })
         }
-        yield* writePointer(markerFile, jsonLine(marker)).pipe(
+        yield* acquireLiveMarker(markerFile, threadId, marker).pipe(
           Effect.provideService(FileSystem.FileSystem, fs),
-          Effect.provideService(Path.Path, path)
+          Effect.provideService(Path.Path, path),
+          Effect.catchTag("BadArgument", "SystemError", (error) => Effect.fail(ioFailed(markerFile, "mark")(error)))
         )
-        state.marked = true
-      }).pipe(
+        state.marker = marker
+      })
+      // A new file: nobody else can hold its thread, so a marker that cannot be made only costs crash detection.
+      const markNewFile = acquireMarker.pipe(
         Effect.catchAll((error) => Effect.logWarning(`${error.message}: a crash will not be noticed for ${file}`))
       )
       // Only once every line is on disk: a terminal line still buffered keeps the marker for the next start.
       const removeMarker = Effect.suspend(() =>
-        state.marked && state.pending.length === 0 && !state.dirty
+        state.marker !== undefined && state.pending.length === 0 && !state.dirty
           ? fs.remove(markerFile, { force: true }).pipe(
               Effect.tap(() =>
                 Effect.sync(() => {
-                  state.marked = false
+                  state.marker = undefined
                 })
               ),
               Effect.catchAll((error) => Effect.logWarning(`cannot remove the live marker: ${error.message}`))
             )
           : Effect.void
       )
+      // Closed in order with lines the disk refused: not a crash. The marker says how the thread ended
+      // (Crashes.ts), so the next start writes that ending, not `crashed`; if even that fails, it goes.
+      const closeMarker = Effect.suspend(() => {
+        const marker = state.marker
+        if (marker === undefined) return Effect.void
+        if (state.pending.length === 0 && !state.dirty) return removeMarker
+        const closed: LiveMarker = {
+          ...marker,
+          closed: { at: now(), ...(state.terminal === undefined ? {} : { terminal: state.terminal }) }
+        }
+        return writePointer(markerFile, jsonLine(closed)).pipe(
+          Effect.provideService(FileSystem.FileSystem, fs),
+          Effect.provideService(Path.Path, path),
+          Effect.tap(() => Effect.logWarning(`closed ${file} with ${state.pending.length} line(s) the disk refused`)),
+          Effect.catchAll(() => Effect.ignore(fs.remove(markerFile, { force: true })))
+        )
+      })
       // One write per flush, whole lines only; uninterruptible so a cancelled fiber cannot cut a line (§21).
       const write = Effect.gen(function* () {
         if (!state.started) return // §20: a lazy writer waits for the first turn
@@ -515,11 +560,12 @@ const make = (
       const createFile = (lines: ReadonlyArray<string>) =>
         Effect.gen(function* () {
           const data = encodeUtf8((header.meta === undefined ? "" : jsonLine(header.meta)) + lines.join(""))
+          // §32: rollouts and their folders are private.
           yield* fs
-            .makeDirectory(path.dirname(file), { recursive: true })
+            .makeDirectory(path.dirname(file), { recursive: true, mode: 0o700 })
             .pipe(Effect.mapError(ioFailed(file, "create")))
           // `wx` never clobbers another thread's file; after a failed attempt of ours, `w` redoes it.
-          yield* fs.writeFile(file, data, { flag: state.ownsFile ? "w" : "wx" }).pipe(
+          yield* fs.writeFile(file, data, { flag: state.ownsFile ? "w" : "wx", mode: 0o600 }).pipe(
             Effect.tapError((error) =>
               Effect.sync(() => {
                 if (!isAlreadyExists(error)) state.ownsFile = true
@@ -530,28 +576,41 @@ const make = (
           state.exists = true
           state.ownsFile = true
           state.size = data.byteLength
-          yield* writeMarker
+          yield* markNewFile
         })
-      // `r+` and a write at the last known good byte: a rollout moved away (archived) is an error, never
-      // a new file without metadata, and a partial line left by a failed write is overwritten (§21).
+      // §34: O_APPEND, never a write at a remembered offset, and no O_CREAT: a rollout moved away
+      // (archived) is an error, never a new file without metadata. A failed write may have left part
+      // of a line: the next append starts on a new line, so the reader skips that part with a warning
+      // and nothing written is overwritten.
       const appendLines = (lines: ReadonlyArray<string>) =>
-        Effect.scoped(
-          Effect.gen(function* () {
-            const data = encodeUtf8(lines.join(""))
-            const handle = yield* fs.open(file, { flag: "r+" })
-            if (state.dirty) yield* handle.truncate(state.size)
-            yield* handle.seek(state.size, "start")
-            yield* handle.writeAll(data)
-            state.dirty = false
-            state.size += data.byteLength
-          })
-        ).pipe(
+        Effect.tryPromise({
+          try: async () => {
+            let data = encodeUtf8(lines.join(""))
+            const handle = await FsPromises.open(file, FsConstants.O_WRONLY | FsConstants.O_APPEND)
+            try {
+              if (state.dirty && (await handle.stat()).size > state.size) {
+                data = Buffer.concat([encodeUtf8("\n"), data])
+              }
+              await handle.writeFile(data)
+              state.size = (await handle.stat()).size
+              state.dirty = false
+            } finally {
+              await handle.close()
+            }
+          },
+          catch: (cause) =>
+            new RolloutIoFailed({
+              path: file,
+              operation: "append",
+              reason: cause instanceof Error ? cause.message : String(cause),
+              cause
+            })
+        }).pipe(
           Effect.tapError(() =>
             Effect.sync(() => {
               state.dirty = true
             })
-          ),
-          Effect.mapError(ioFailed(file, "append"))
+          )
         )
       // Waiting for the lock can be interrupted; a write under way cannot.
       const flush = lock.withPermits(1)(Effect.uninterruptible(write)).pipe(Effect.withSpan("RolloutWriter.flush"))
@@ -562,12 +621,12 @@ const make = (
       yield* Effect.addFinalizer(() =>
         Effect.suspend(() => {
           state.closed = true
-          return Effect.zipRight(autoFlush, removeMarker) // closed in an orderly way: not a crash
+          return Effect.zipRight(autoFlush, closeMarker) // closed in an orderly way: not a crash
         })
       )
-      if (state.exists) yield* writeMarker // a resumed rollout
       const writer: RolloutWriter = {
         threadId,
+        repairs,
         path: Effect.sync(() => (state.exists ? Option.some(file) : Option.none())),
         setBackendThreadId: (backendThreadId) =>
           Effect.sync(() => {
@@ -605,6 +664,7 @@ const make = (
           Effect.suspend(() => {
             if (state.terminated) return Effect.void
             state.terminated = true
+            state.terminal = { state: terminalState, ...(reason === undefined ? {} : { reason }) }
             const at = now()
             append(
               jsonLine({ type: "terminal", at, state: terminalState, ...(reason === undefined ? {} : { reason }) })
@@ -612,7 +672,7 @@ const make = (
             return Effect.zipRight(autoFlush, removeMarker)
           }).pipe(Effect.withSpan("RolloutWriter.terminal"))
       }
-      return writer
+      return { writer, acquireMarker }
     })
 
   const defaultOnError = (error: RolloutIoFailed) => Effect.logWarning(error.message)
@@ -629,18 +689,37 @@ const make = (
       state.pending.push(line)
       state.pendingChars += line.length
     }
-    const writer = yield* makeWriter(meta.threadId, file, header, state, options.onError ?? defaultOnError)
+    const { writer } = yield* makeWriter(meta.threadId, file, header, state, options.onError ?? defaultOnError)
     if (options.mode === "immediate") yield* Effect.catchAll(writer.flush, options.onError ?? defaultOnError)
     return writer
   })
 
-  /** Cuts a torn last line off (or ends a complete one with its newline) so appends start on a fresh line. */
+  /** How many newlines `file` holds before byte `end` (its 1-based last line is this + 1). */
+  const countLines = (handle: FileSystem.File, end: number) =>
+    Effect.gen(function* () {
+      let lines = 0
+      for (let start = 0; start < end; start += CHUNK) {
+        yield* handle.seek(start, "start")
+        const chunk = new Uint8Array(Math.min(CHUNK, end - start))
+        const read = Number(yield* handle.read(chunk))
+        for (let i = 0; i < read; i++) if (chunk[i] === 10) lines++
+        if (read === 0) break
+      }
+      return lines
+    })
+
+  /**
+   * Readies a rollout's end for appends and says what it changed (finding 4): a last line without its
+   * newline that does not parse as JSON is a torn write and is cut off; one that parses (even of a
+   * type this version does not know) is kept and ended with its newline.
+   */
   const repairTail = (file: string) =>
     Effect.scoped(
       Effect.gen(function* () {
         const handle = yield* fs.open(file, { flag: "r" })
         const size = Number((yield* handle.stat).size)
-        if (size === 0) return size
+        const repairs: Array<RolloutWarning> = []
+        if (size === 0) return { size, repairs }
         let end = size
         let tail: Uint8Array = new Uint8Array(0)
         while (end > 0) {
@@ -652,22 +731,24 @@ const make = (
           if (start === 0 || chunk.subarray(0, read).includes(10)) break
           end = start
         }
-        if (tail[tail.length - 1] === 10) return size
+        if (tail[tail.length - 1] === 10) return { size, repairs }
         const lastNewline = tail.lastIndexOf(10)
         const fragment = tail.subarray(lastNewline + 1)
-        let text: string | undefined
-        try {
-          text = new TextDecoder("utf-8", { fatal: true }).decode(fragment)
-        } catch {
-          text = undefined
-        }
-        if (text !== undefined && isRolloutLine(text)) {
+        const line = (yield* countLines(handle, size - fragment.byteLength)) + 1
+        const warn = (kind: RolloutWarning["kind"], what: string) =>
+          repairs.push({ path: file, line, kind, message: `${file}:${line}: ${what}` })
+        if (parsesAsJson(fragment)) {
           yield* fs.writeFile(file, encodeUtf8("\n"), { flag: "a" })
-          return size + 1
+          warn("unterminated_last_line", "ended a complete last line that lacked its newline")
+          return { size: size + 1, repairs }
         }
         const keep = size - fragment.byteLength
         yield* fs.truncate(file, keep)
-        return keep
+        warn(
+          "torn_last_line",
+          `cut off a torn last line (${fragment.byteLength} bytes that do not parse as JSON; the write was cut short)`
+        )
+        return { size: keep, repairs }
       })
     ).pipe(
       Effect.mapError((error) =>
@@ -680,47 +761,57 @@ const make = (
     options: { readonly onError?: (error: RolloutIoFailed) => Effect.Effect<void> } = {}
   ) {
     const meta = yield* readMeta(file)
-    const size = yield* repairTail(file)
+    const { size, repairs } = yield* repairTail(file)
     const state = newState({ started: true })
     state.exists = true
     state.ownsFile = true
     state.size = size
-    return yield* makeWriter(meta.threadId, file, { meta: undefined }, state, options.onError ?? defaultOnError)
+    const { writer, acquireMarker } = yield* makeWriter(
+      meta.threadId,
+      file,
+      { meta: undefined },
+      state,
+      options.onError ?? defaultOnError,
+      repairs
+    )
+    yield* acquireMarker // §34: one live writer per thread
+    return writer
   })
 
   // ---- crashes ----
 
   const removeQuietly = (file: string) => Effect.ignore(fs.remove(file, { force: true }))
 
-  /** Ends one dead marker's rollout; true when this call wrote its `terminal crashed`. */
+  /**
+   * Ends one dead marker's rollout; true when this call wrote its `terminal crashed`. A marker left by
+   * a writer that closed in order (`closed`) is no crash: its own terminal record is written instead,
+   * when the disk refused it then.
+   */
   const endCrashed = (threadId: ThreadId, markerFile: string) =>
     Effect.gen(function* () {
-      const text = yield* fs.readFileString(markerFile).pipe(Effect.option) // gone: another start took it
-      if (Option.isNone(text)) return false
-      let json: unknown
-      try {
-        json = JSON.parse(text.value)
-      } catch {
-        json = undefined
-      }
-      const parsed = LiveMarker.safeParse(json)
-      if (!parsed.success) {
+      const read_ = yield* readLiveMarker(markerFile).pipe(
+        Effect.provideService(FileSystem.FileSystem, fs),
+        Effect.option // gone: another start took it
+      )
+      if (Option.isNone(read_)) return false
+      if (Option.isNone(read_.value)) {
         yield* Effect.logWarning(`removed the unreadable live marker ${markerFile}`)
         yield* removeQuietly(markerFile)
         return false
       }
-      const marker = parsed.data
-      if (yield* Effect.promise(() => isMarkerProcessAlive(marker))) return false
+      const marker = read_.value.value
+      if (marker.closed === undefined && (yield* Effect.promise(() => isMarkerProcessAlive(marker)))) return false
       const contents = yield* Effect.either(read(marker.path))
       if (Either.isLeft(contents)) {
         yield* Effect.logWarning(
-          `thread ${threadId} crashed, but its rollout cannot be ended: ${contents.left.message}`
+          `thread ${threadId} ${marker.closed === undefined ? "crashed" : "was closed"}, but its rollout cannot be ended: ${contents.left.message}`
         )
         if (contents.left._tag === "RolloutNotFound") yield* removeQuietly(markerFile)
         return false
       }
-      if (contents.right.lines.at(-1)?.type === "terminal") {
-        yield* removeQuietly(markerFile) // the process died between the terminal line and the marker's removal
+      const ending = marker.closed === undefined ? undefined : marker.closed.terminal
+      if (contents.right.lines.at(-1)?.type === "terminal" || (marker.closed !== undefined && ending === undefined)) {
+        yield* removeQuietly(markerFile) // already ended (or closed with no ending to record)
         return false
       }
       let failure: RolloutIoFailed | undefined
@@ -732,12 +823,13 @@ const make = (
                 failure = error
               })
           })
-          yield* writer.terminal("crashed", `the deputy process (pid ${marker.pid}) died with the thread open`)
+          if (ending !== undefined) yield* writer.terminal(ending.state, ending.reason)
+          else yield* writer.terminal("crashed", `the deputy process (pid ${marker.pid}) died with the thread open`)
         })
       )
       // On failure the marker (now naming this process) stays, so the next start tries again.
       if (failure !== undefined) return yield* failure
-      return true
+      return ending === undefined
     })
 
   const markCrashed = Effect.gen(function* () {
@@ -786,10 +878,12 @@ interface WriterState {
   pendingChars: number
   /** False for a lazy writer until its first turn. */
   started: boolean
-  /** The live marker is on disk. */
-  marked: boolean
+  /** The live marker this writer holds, while it is on disk. */
+  marker: LiveMarker | undefined
   /** `terminal` was called. */
   terminated: boolean
+  /** How the thread ended, once `terminal` was called. */
+  terminal: { readonly state: TerminalState; readonly reason?: string } | undefined
   /** The file exists (created by this writer, or resumed). */
   exists: boolean
   /** This writer made (or may have half-made) the file, so a retry may overwrite it. */
@@ -805,8 +899,9 @@ const newState = (options: { readonly started: boolean }): WriterState => ({
   pending: [],
   pendingChars: 0,
   started: options.started,
-  marked: false,
+  marker: undefined,
   terminated: false,
+  terminal: undefined,
   exists: false,
   ownsFile: false,
   size: 0,

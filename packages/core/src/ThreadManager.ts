@@ -38,7 +38,7 @@ import * as OpLog from "./internal/OpLog.js"
 import type { TreeCancelled } from "./internal/Trees.js"
 import * as Trees from "./internal/Trees.js"
 import type { Parent } from "./Parent.js"
-import { type RolloutError, RolloutStore } from "./Rollout.js"
+import { type RolloutError, RolloutStore, type RolloutWarning } from "./Rollout.js"
 
 export { CapDeadlock, SpawnQueueFull } from "./internal/Caps.js"
 export { DuplicateTurnId, RolloutPathMismatch, SessionConfiguredNotFirst } from "./internal/Launch.js"
@@ -121,6 +121,8 @@ export interface Thread {
   readonly rolloutPath: Effect.Effect<Option.Option<string>>
   /** False once the agent has been shut down. */
   readonly isRunning: Effect.Effect<boolean>
+  /** What resuming repaired in the rollout (a torn last line cut off, a newline added); empty otherwise. */
+  readonly repairs: ReadonlyArray<RolloutWarning>
 }
 
 /** How to start a thread. */

@@ -7,12 +7,28 @@
  * - a signal deputy sends to the group (`process.kill(-pid, signal)`, what @effect/platform's Command
  *   and the backends already do) reaches the command and everything it started, SIGKILL included;
  * - when deputy dies in any way, even SIGKILL, the kernel closes deputy's end of the lifeline and the
- *   watchdog ends the whole group: SIGTERM, then SIGKILL after a grace (default 2 s);
- * - SIGTERM, SIGINT or SIGHUP to the watchdog alone ends the group the same way;
- * - the watchdog exits as the command did (its code, or the same signal) and first sends SIGTERM to
- *   whatever the command left running in its group;
+ *   watchdog ends the command and all its descendants: SIGTERM, then SIGKILL after a grace (default 2 s);
+ * - SIGTERM, SIGINT or SIGHUP to the watchdog alone ends them the same way;
+ * - the watchdog exits as the command did (its code, or the same signal), but first ends whatever the
+ *   command left running (SIGTERM, SIGKILL after the grace), so it outlives a leftover by at most the grace;
  * - a command that cannot start gives exit code 127 and one stderr line starting with
  *   `SPAWN_FAILED_PREFIX` (`spawnFailure` recognises it).
+ *
+ * §33, descendants that leave the group: the command runs with one more environment variable,
+ * `DEPUTY_WATCH_<random token>=1`, that its descendants inherit. On Linux the watchdog finds them by
+ * scanning /proc (`environ` for the marker, `stat` for the group), so a descendant that ignores SIGTERM,
+ * backgrounds itself, moves to another process group or calls `setsid` still gets SIGTERM and then
+ * SIGKILL. Guaranteed on Linux: every descendant that keeps the marker in its environment, and every
+ * member of the group. Not guaranteed: a process that clears its environment (`env -i`) and also leaves
+ * the group, or one of another user (its environ is unreadable). Nested watchdogs add their own
+ * marker and keep the outer ones, so an outer watchdog reaches an inner one's commands too.
+ * On macOS and other systems without /proc, only the process group is reached: a descendant that
+ * calls `setsid` or `setpgid` escapes, and the watchdog does not wait for leftovers after its command
+ * ends (SIGTERM only); on a lost lifeline or a signal it still sends SIGKILL to the group after the grace.
+ * (A cgroup would be the stronger Linux tool, but deputy cannot count on a writable one, and
+ * PR_SET_CHILD_SUBREAPER needs a native addon.) Deputy's own escalation (scripted exec, the codex
+ * app-server) waits the grace plus 1 s before its SIGKILL to the group, so the watchdog, which dies
+ * with its group, has swept first.
  *
  * The lifeline is fd 3 (`lifeline: "fd3"`, the default; the command keeps its stdin), or the
  * watchdog's stdin (`lifeline: "stdin"`; the command reads /dev/null), or no pipe at all

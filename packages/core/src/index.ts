@@ -17,6 +17,7 @@ export {
   RequestNotPending
 } from "./ApprovalRegistry.js"
 export { ALLOWED_VARIABLES, childEnvironment } from "./ChildEnvironment.js"
+export { ThreadLiveElsewhere } from "./Crashes.js"
 export * as Delegate from "./Delegate.js"
 export { CallerCannotAnswer } from "./Delegate.js"
 export { InvalidInput } from "./errors.js"

@@ -1,4 +1,6 @@
-import { spawnSync } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
+import { createInterface } from "node:readline"
+import { fileURLToPath } from "node:url"
 import { newThreadId, type RolloutItem, type RolloutMeta, userText } from "@deputy/protocol"
 import { FileSystem } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
@@ -6,6 +8,9 @@ import { assert, layer } from "@effect/vitest"
 import { Effect, Exit, Option, Scope } from "effect"
 import { isMarkerProcessAlive, LIVE_DIR, type LiveMarker, ownProcessStart } from "../src/Crashes.js"
 import { RolloutStore, type RolloutStoreService } from "../src/Rollout.js"
+
+const repoRoot = fileURLToPath(new URL("../../../", import.meta.url))
+const resumeChild = fileURLToPath(new URL("./fixtures/resumeChild.ts", import.meta.url))
 
 const metaOf = (): Omit<RolloutMeta, "type"> => ({
   threadId: newThreadId(),
@@ -161,5 +166,132 @@ layer(NodeContext.layer, { excludeTestServices: true })("Crashes", (it) => {
       const forkPath = Option.getOrThrow(yield* fork.path)
       assert.deepStrictEqual(kinds((yield* store.read(forkPath)).lines), ["submission", "event"])
     })
+  )
+
+  it.scoped("§34 a second resume of a live thread fails with ThreadLiveElsewhere naming the holder", () =>
+    Effect.gen(function* () {
+      const { store } = yield* tempStore
+      const path = yield* writtenRollout(store, metaOf())
+      const first = yield* Scope.make()
+      const writer = yield* Scope.extend(store.resume(path), first)
+      const second = yield* Effect.flip(Effect.scoped(store.resume(path)))
+      assert.strictEqual(second._tag, "ThreadLiveElsewhere")
+      assert.strictEqual(second._tag === "ThreadLiveElsewhere" ? second.pid : 0, process.pid)
+      assert.include(second.message, `deputy process ${process.pid}`)
+      // The holder goes on; once it closes, the thread can be resumed again.
+      yield* writer.submission({ id: "t2", op: userText("more") })
+      yield* Scope.close(first, Exit.void)
+      yield* Effect.scoped(store.resume(path))
+    })
+  )
+
+  it.scoped("§34 a marker whose process is dead, or whose pid started at another time, is taken over", () =>
+    Effect.gen(function* () {
+      const { fs, home, store } = yield* tempStore
+      const canTell = (yield* Effect.promise(ownProcessStart)) !== undefined
+      const stale = [
+        { pid: deadPid() },
+        ...(canTell ? [{ pid: process.pid, processStart: "1" }] : []),
+        { pid: process.pid, closed: { at: new Date().toISOString() } }
+      ]
+      for (const holder of stale) {
+        const meta = metaOf()
+        const path = yield* writtenRollout(store, meta)
+        const marker = `${home}/${LIVE_DIR}/${meta.threadId}.json`
+        yield* fs.writeFileString(marker, JSON.stringify({ ...holder, startedAt: new Date().toISOString(), path }))
+        yield* Effect.scoped(
+          Effect.gen(function* () {
+            yield* store.resume(path)
+            const taken = JSON.parse(yield* fs.readFileString(marker)) as LiveMarker
+            assert.strictEqual(taken.pid, process.pid)
+            assert.isUndefined(taken.closed)
+          })
+        )
+      }
+    })
+  )
+
+  it.scoped(
+    "§34 two processes resume one thread at once: one fails with ThreadLiveElsewhere, no line of the other is lost",
+    () =>
+      Effect.gen(function* () {
+        const { home, store } = yield* tempStore
+        const path = yield* writtenRollout(store, metaOf())
+        const TURNS = 50
+        const start = (name: string) =>
+          Effect.gen(function* () {
+            const child = spawn(
+              process.execPath,
+              ["--conditions=@deputy/source", "--import", "tsx", resumeChild, home, path, name, String(TURNS)],
+              { cwd: repoRoot, stdio: ["pipe", "pipe", "inherit"] }
+            )
+            yield* Effect.addFinalizer(() => Effect.sync(() => child.kill("SIGKILL")))
+            const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]()
+            const next = Effect.promise(
+              async () => JSON.parse((await lines.next()).value as string) as Record<string, unknown>
+            )
+            assert.deepStrictEqual(yield* next, { ready: true })
+            return { child, next }
+          })
+        const [a, b] = yield* Effect.all([start("a"), start("b")], { concurrency: 2 })
+        a.child.stdin!.write("go\n")
+        b.child.stdin!.write("go\n")
+        const [first, second] = yield* Effect.all([a.next, b.next], { concurrency: 2 })
+        const outcomes = [first, second]
+        const winner = outcomes.findIndex((outcome) => outcome.resumed === true)
+        assert.notStrictEqual(winner, -1)
+        const loser = outcomes[1 - winner]!
+        const winnerPid = [a, b][winner]!.child.pid
+        assert.deepStrictEqual(loser, { error: "ThreadLiveElsewhere", pid: winnerPid })
+        const winning = [a, b][winner]!
+        winning.child.stdin!.end("write\n")
+        assert.deepStrictEqual(yield* [a, b][winner]!.next, { written: TURNS })
+        yield* Effect.async<void>((resume) => {
+          const child = [a, b][winner]!.child
+          if (child.exitCode !== null) resume(Effect.void)
+          else child.once("exit", () => resume(Effect.void))
+        })
+        const contents = yield* store.read(path)
+        const name = winner === 0 ? "a" : "b"
+        const inputs = contents.lines.flatMap((line) =>
+          line.type === "submission" && line.submission.id.startsWith(`${name}-`) ? [line.submission.id] : []
+        )
+        assert.deepStrictEqual(
+          inputs,
+          Array.from({ length: TURNS }, (_, turn) => `${name}-${turn}`)
+        )
+        assert.deepStrictEqual(contents.warnings, [])
+      }),
+    60_000
+  )
+
+  it.scoped(
+    "a thread closed in order whose last flush failed (disk full) is not marked crashed at the next start",
+    () =>
+      Effect.gen(function* () {
+        const { fs, home, store } = yield* tempStore
+        const meta = metaOf()
+        const marker = `${home}/${LIVE_DIR}/${meta.threadId}.json`
+        const scope = yield* Scope.make()
+        const writer = yield* Scope.extend(store.create(meta, { mode: "lazy", onError: () => Effect.void }), scope)
+        yield* writer.submission({ id: "t1", op: userText("hi") })
+        const path = Option.getOrThrow(yield* writer.path)
+        // The disk refuses every write from now on: a folder where the rollout was.
+        yield* fs.rename(path, `${path}.away`)
+        yield* fs.makeDirectory(path)
+        yield* writer.event({ id: "t1", msg: { type: "turn_complete", turnId: "t1" } })
+        yield* writer.terminal("completed", "done")
+        yield* Scope.close(scope, Exit.void)
+        yield* fs.remove(path, { recursive: true })
+        yield* fs.rename(`${path}.away`, path)
+        // The process has exited since (its pid is gone): the next start.
+        const left = JSON.parse(yield* fs.readFileString(marker)) as LiveMarker
+        yield* fs.writeFileString(marker, JSON.stringify({ ...left, pid: deadPid() }))
+        assert.deepStrictEqual(yield* store.markCrashed, [])
+        const lines = (yield* store.read(path)).lines
+        assert.deepStrictEqual(kinds(lines), ["submission", "terminal completed"])
+        assert.deepInclude(lines.at(-1), { reason: "done" })
+        assert.isFalse(yield* fs.exists(marker))
+      })
   )
 })

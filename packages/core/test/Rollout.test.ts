@@ -14,6 +14,7 @@ import { NodeContext } from "@effect/platform-node"
 import { assert, describe, layer } from "@effect/vitest"
 import { ConfigProvider, Effect, Exit, Option, Ref, Scope } from "effect"
 import { deputyHome } from "../src/internal/home.js"
+import { writeLastThread } from "../src/Pointer.js"
 import { type RolloutIoFailed, RolloutStore, type RolloutStoreService } from "../src/Rollout.js"
 
 const repoRoot = fileURLToPath(new URL("../../../", import.meta.url))
@@ -139,6 +140,31 @@ layer(NodeContext.layer, { excludeTestServices: true })("RolloutStore", (it) => 
 
         const back = yield* store.read(path)
         assert.deepStrictEqual(kinds(back.lines), ["user_input", "turn_complete", "user_input", "agent_message"])
+        assert.deepStrictEqual(back.warnings, [])
+      })
+    )
+
+    it.scoped("§34 appends use O_APPEND: a line that reached the file meanwhile is never overwritten", () =>
+      Effect.gen(function* () {
+        const { fs, store } = yield* tempStore
+        const meta = metaOf()
+        const first = yield* openWriter(store, meta, { mode: "lazy" })
+        yield* first.writer.submission(userInput("turn-1"))
+        yield* first.writer.event(turnComplete("turn-1"))
+        const path = Option.getOrThrow(yield* first.writer.path)
+        // Another writer's line lands after this writer's last flush (what two processes did before §34).
+        yield* fs.writeFileString(path, `${eventLine(message("other", "written elsewhere"))}\n`, { flag: "a" })
+        yield* first.writer.submission(userInput("turn-2"))
+        yield* first.writer.event(turnComplete("turn-2"))
+        yield* first.close
+        const back = yield* store.read(path)
+        assert.deepStrictEqual(kinds(back.lines), [
+          "user_input",
+          "turn_complete",
+          "agent_message",
+          "user_input",
+          "turn_complete"
+        ])
         assert.deepStrictEqual(back.warnings, [])
       })
     )
@@ -528,5 +554,61 @@ layer(NodeContext.layer, { excludeTestServices: true })("RolloutStore", (it) => 
         assert.strictEqual((yield* store.allMetas).length, 5)
       })
     )
+
+    it.scoped("one day folder that cannot be listed does not make list, findById or resume fail for every thread", () =>
+      Effect.gen(function* () {
+        const { fs, home, store } = yield* tempStore
+        const meta = metaOf({ createdAt: "2026-11-22T01:14:33.000Z" })
+        const path = yield* writeTurn(store, meta)
+        // A day folder that cannot be listed: a file where the folder should be (root reads any folder).
+        yield* fs.writeFileString(`${home}/sessions/2026/11/23`, "not a folder")
+        yield* fs.makeDirectory(`${home}/sessions/2026/12`, { recursive: true })
+        yield* fs.chmod(`${home}/sessions/2026/12`, 0o000)
+        assert.deepStrictEqual(
+          (yield* store.list()).items.map((item) => item.threadId),
+          [meta.threadId]
+        )
+        assert.strictEqual((yield* store.findById(meta.threadId)).path, path)
+        assert.strictEqual((yield* store.allMetas).length, 1)
+        yield* Effect.scoped(store.resume(path))
+        yield* fs.chmod(`${home}/sessions/2026/12`, 0o700)
+      })
+    )
   })
+
+  it.scoped("§32 a thread's rollout is 0600 and every folder under home 0700 (markers, archive, pointers too)", () =>
+    Effect.gen(function* () {
+      const fs = yield* FileSystem.FileSystem
+      const paths = yield* Path.Path
+      const parent = yield* fs.makeTempDirectoryScoped({ prefix: "deputy-modes-" })
+      const home = paths.join(parent, "home") // made by deputy
+      const store = yield* Effect.provide(RolloutStore, RolloutStore.layer({ home }))
+      const meta = metaOf()
+      const scope = yield* Scope.make()
+      const writer = yield* Scope.extend(store.create(meta, { mode: "lazy" }), scope)
+      yield* writer.submission(userInput("turn-1"))
+      yield* writer.event(turnComplete("turn-1"))
+      yield* store.archive(meta.threadId).pipe(Effect.zipRight(store.unarchive(meta.threadId)))
+      yield* writeLastThread("/work", meta.threadId, { home })
+      const modes: Array<[string, string]> = []
+      const walk = (dir: string): Effect.Effect<void, unknown> =>
+        Effect.gen(function* () {
+          modes.push([paths.relative(parent, dir) || ".", ((yield* fs.stat(dir)).mode & 0o777).toString(8)])
+          for (const name of yield* fs.readDirectory(dir)) {
+            const entry = paths.join(dir, name)
+            const info = yield* fs.stat(entry)
+            if (info.type === "Directory") yield* walk(entry)
+            else modes.push([paths.relative(parent, entry), (info.mode & 0o777).toString(8)])
+          }
+        })
+      yield* walk(home)
+      yield* Scope.close(scope, Exit.void)
+      assert.isAbove(modes.length, 8) // home, sessions/YYYY/MM/DD, the rollout, live/, its marker, …
+      assert.deepStrictEqual(
+        modes.filter(([, mode]) => mode !== "700" && mode !== "600"),
+        []
+      )
+      assert.isTrue(modes.some(([name, mode]) => name.endsWith(".jsonl") && mode === "600"))
+    })
+  )
 })

@@ -82,12 +82,15 @@ export {
   MessageStep,
   PatchStep,
   ReasoningStep,
+  SCRIPT_LIMITS,
   Script,
   ScriptStep,
   ScriptTurn,
   SleepStep,
   SpawnAgent,
   SpawnStep,
+  STEP_TYPES,
+  scriptErrorMessage,
   TokenCountStep
 } from "./script.js"
 export { AgentStatus } from "./status.js"

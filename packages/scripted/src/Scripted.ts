@@ -15,7 +15,9 @@ import {
   type Backend,
   childEnvironment,
   confinePatch,
+  type InvalidInput,
   type SpawnChild,
+  SpawnFailed,
   type SpawnOptions,
   TurnRunner,
   type Workspace
@@ -37,10 +39,12 @@ import {
 } from "@deputy/protocol"
 import type { CommandExecutor, FileSystem } from "@effect/platform"
 import { Cause, Deferred, Effect, Either, Exit, Mailbox, type Scope, SubscriptionRef } from "effect"
+import type { z } from "zod"
 import { runCommand } from "./internal/exec.js"
 import { applyChanges, resolvePath } from "./internal/patch.js"
 import { callIdOf, NO_SPAWN_CHILD, type Progress, progressOf, unfinishedOf } from "./internal/resume.js"
 import { fill, hasTemplate } from "./internal/template.js"
+import { validateScript } from "./Script.js"
 
 /** The backend's name, in `session_configured` and rollouts. */
 export const name = "scripted"
@@ -72,19 +76,33 @@ export interface Options {
 /** The default capacity of an agent's events mailbox. */
 export const defaultEventsCapacity = 1024
 
-/** A backend whose every agent plays `script` from its first turn. */
-export const backend = (script: Script, options: Options = {}): Backend<Requirements> => ({
+/**
+ * A backend whose every agent plays `script` from its first turn. A script that is not valid (see
+ * `spawn`) fails every spawn with SpawnFailed naming the bad fields.
+ */
+export const backend = (script: Script | z.input<typeof Script>, options: Options = {}): Backend<Requirements> => ({
   name,
-  spawn: (spawnOptions) => spawn(script, { ...options, ...spawnOptions })
+  spawn: (spawnOptions) =>
+    spawn(script, { ...options, ...spawnOptions }).pipe(
+      Effect.mapError((error) => new SpawnFailed({ backend: name, reason: error.message, cause: error }))
+    )
 })
 
 /**
- * Starts one agent playing `script` in the caller's scope. Never fails. Its first event is
- * `session_configured` (event id `""`), then `thread_name_updated` when the script has a name.
+ * Starts one agent playing `script` in the caller's scope. Its first event is `session_configured`
+ * (event id `""`), then `thread_name_updated` when the script has a name. The script is validated
+ * first, as strictly as a file (`validateScript`, §36): an object with a wrong field fails with
+ * InvalidInput naming it, and nothing starts.
  */
 export const spawn = (
-  script: Script,
+  script: Script | z.input<typeof Script>,
   options: Options & SpawnOptions = {}
+): Effect.Effect<Agent, InvalidInput, Scope.Scope | Requirements> =>
+  Effect.flatMap(validateScript(script, "script"), (valid) => spawnValid(valid, options))
+
+const spawnValid = (
+  script: Script,
+  options: Options & SpawnOptions
 ): Effect.Effect<Agent, never, Scope.Scope | Requirements> =>
   Effect.gen(function* () {
     const threadId = options.threadId ?? newThreadId()

@@ -36,7 +36,7 @@ export interface Child {
   readonly exitNow: () => ChildExit | undefined
   /** Sends `signal` to the child's whole process group. Never fails. */
   readonly signal: (signal: NodeJS.Signals) => Effect.Effect<void>
-  /** Closes stdin, then SIGTERM after `grace`, then SIGKILL after another `grace`; done when the child is gone. */
+  /** Closes stdin, then SIGTERM after `grace`, then SIGKILL after another `grace` and 1 s (the watchdog SIGKILLs first); done when the child is gone. */
   readonly terminate: Effect.Effect<void>
   /** The last few KB of stderr (for error messages). */
   readonly stderrTail: () => string
@@ -121,7 +121,8 @@ const start = (config: {
         proc.stdin?.end()
         if ((yield* waitExit(config.grace))._tag === "None") {
           yield* signal("SIGTERM")
-          if ((yield* waitExit(config.grace))._tag === "None") {
+          // Past the watchdog's own grace: it must live to SIGKILL what left the group (§33).
+          if ((yield* waitExit(Duration.sum(config.grace, Duration.seconds(1))))._tag === "None") {
             yield* signal("SIGKILL")
             yield* waitExit(Duration.seconds(5))
           }

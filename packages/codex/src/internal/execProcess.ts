@@ -14,6 +14,7 @@ import { Watchdog } from "@deputy/core"
 import { Command, type CommandExecutor } from "@effect/platform"
 import type { PlatformError } from "@effect/platform/Error"
 import { Duration, Effect, Fiber, Mailbox, type Option, type Scope, Stream } from "effect"
+import { type LineTooLong, splitLinesBounded } from "./lines.js"
 
 /** What starting a child needs. */
 export interface ExecProcessConfig {
@@ -26,13 +27,15 @@ export interface ExecProcessConfig {
   readonly stdin: string
   /** How long SIGTERM may take before SIGKILL. */
   readonly killGrace: Duration.DurationInput
+  /** The longest stdout line, in characters (§36). Default 64 MiB. */
+  readonly maxLineLength?: number
 }
 
 /** A running child, as its turn reads it. */
 export interface ExecProcess {
   readonly pid: number
   /** Stdout, one line per message, ending at end-of-file (failing only if reading fails). */
-  readonly lines: Mailbox.ReadonlyMailbox<string, PlatformError>
+  readonly lines: Mailbox.ReadonlyMailbox<string, PlatformError | LineTooLong>
   /** Waits for the child to exit: its exit code, or null when a signal ended it. */
   readonly exitCode: Effect.Effect<number | null>
   /** The last stderr lines, once stderr has ended (or after a short wait). */
@@ -55,7 +58,10 @@ const STDERR_WAIT = Duration.seconds(1)
 const killEscalating = (child: CommandExecutor.Process, grace: Duration.DurationInput) =>
   Effect.gen(function* () {
     if (yield* child.isRunning) {
-      const stopped = yield* child.kill("SIGTERM").pipe(Effect.interruptible, Effect.timeoutOption(grace))
+      // Past the watchdog's own grace: it must live to SIGKILL what left the group (§33).
+      const stopped = yield* child
+        .kill("SIGTERM")
+        .pipe(Effect.interruptible, Effect.timeoutOption(Duration.sum(grace, Duration.seconds(1))))
       if (stopped._tag === "None") yield* child.kill("SIGKILL").pipe(Effect.interruptible, Effect.timeout(grace))
     }
     yield* child.kill("SIGKILL").pipe(Effect.ignore) // fails (ignored) once the group is empty
@@ -80,7 +86,7 @@ export const startExecProcess = (
     const tail: Array<string> = []
     const stderr = yield* child.stderr.pipe(
       Stream.decodeText(),
-      Stream.splitLines,
+      splitLinesBounded({ source: "codex exec stderr" }), // past the bound: stop logging it
       Stream.runForEach((line) => {
         tail.push(line)
         if (tail.length > STDERR_TAIL) tail.shift()
@@ -93,9 +99,19 @@ export const startExecProcess = (
     yield* Effect.addFinalizer(() =>
       kill.pipe(Effect.zipRight(Fiber.await(stderr).pipe(Effect.interruptible, Effect.timeoutOption(STDERR_WAIT))))
     )
-    const lines = yield* Mailbox.fromStream(child.stdout.pipe(Stream.decodeText(), Stream.splitLines), {
-      capacity: STDOUT_CAPACITY
-    })
+    // §36: a line past the bound (default 64 MiB) fails the stream with LineTooLong and kills the child.
+    const lines = yield* Mailbox.fromStream(
+      child.stdout.pipe(
+        Stream.decodeText(),
+        splitLinesBounded({
+          ...(config.maxLineLength === undefined ? {} : { maxLength: config.maxLineLength }),
+          source: "codex exec stdout"
+        }),
+        // Nobody reads the rest, so the child would block on a full pipe: it goes, and its turn ends.
+        Stream.tapError((error) => (error._tag === "LineTooLong" ? kill : Effect.void))
+      ),
+      { capacity: STDOUT_CAPACITY }
+    )
     const exitCode = child.exitCode.pipe(
       Effect.map((code): number | null => code),
       Effect.orElseSucceed(() => null) // ended by a signal

@@ -201,6 +201,10 @@ export const make = (deps: {
           // (a cancel, shutdownAll): its agent is released only after the drain.
           yield* Scope.addFinalizer(scope, Effect.asVoid(delegate.cancel))
           reportError = (error) => delegate.report({ type: "error", message: error.message })
+          // §35: resume says what it repaired, to the caller and on the Thread.
+          yield* Effect.forEach(writer.repairs, (repair) =>
+            delegate.report({ type: "warning", message: repair.message })
+          )
           // A running turn aborted by the shutdown, or an agent that died or never ended, is not a clean end.
           ended = Effect.gen(function* () {
             if (!(yield* delegate.isShutDown)) return
@@ -214,6 +218,7 @@ export const make = (deps: {
           const thread: Thread = {
             threadId,
             meta,
+            repairs: writer.repairs,
             submit: submitWithTurnIds(threadId, delegate, knownTurnIds),
             events: delegate.events,
             delegate,

@@ -2,7 +2,7 @@
  * Pure helpers for rollout files: file names, line encoding, and the one-pass parser that turns a
  * file's bytes into its metadata, its readable lines and a warning for every line it had to skip.
  */
-import { RolloutItem, RolloutLine, RolloutMeta } from "@deputy/protocol"
+import { RolloutItem, RolloutMeta } from "@deputy/protocol"
 import { Either } from "effect"
 import { formatIssues } from "./decode.js"
 
@@ -10,7 +10,7 @@ import { formatIssues } from "./decode.js"
 export interface RolloutWarning {
   readonly path: string
   readonly line: number
-  readonly kind: "torn_last_line" | "invalid_json" | "invalid_line" | "invalid_utf8"
+  readonly kind: "torn_last_line" | "unterminated_last_line" | "invalid_json" | "invalid_line" | "invalid_utf8"
   /** `<path>:<line>: <what was wrong>` */
   readonly message: string
 }
@@ -114,7 +114,8 @@ export const parseMetaLine = (text: string | undefined): Either.Either<RolloutMe
 /**
  * Parses a whole rollout in one pass (§21). The metadata line must be readable; any later line
  * that is not is skipped with a warning naming file and line, and every readable line is kept. A
- * last line without its newline that does not parse is a torn write: skipped, with a warning.
+ * last line without its newline that does not parse as JSON is a torn write: skipped, with a
+ * warning; one that parses is a complete line that lost only its newline.
  */
 export const parseRollout = (path: string, bytes: Uint8Array): Either.Either<ParsedRollout, ParseFailure> => {
   if (bytes.every((byte) => byte === 0x20 || byte === 0x0a || byte === 0x0d || byte === 0x09)) {
@@ -155,9 +156,8 @@ export const parseRollout = (path: string, bytes: Uint8Array): Either.Either<Par
       lines.push(item.data)
       continue
     }
-    if (torn) {
-      warn(line, "torn_last_line", "skipped a torn last line (the write was cut short)")
-    } else if (typeOf(json.right) === "meta") {
+    // Valid JSON is a complete line, torn or not: only its type is unknown (a newer version's line).
+    if (typeOf(json.right) === "meta") {
       warn(line, "invalid_line", "skipped a second metadata line")
     } else {
       warn(line, "invalid_line", `skipped a line that is not a rollout line: ${formatIssues(item.error).join("; ")}`)
@@ -171,8 +171,8 @@ export const parseRollout = (path: string, bytes: Uint8Array): Either.Either<Par
   return Either.right({ meta: meta.right, lines, warnings })
 }
 
-/** True when `text` (one line, no newline) is a complete rollout line of any kind. */
-export const isRolloutLine = (text: string): boolean => {
-  const json = parseJson(text)
-  return Either.isRight(json) && RolloutLine.safeParse(json.right).success
+/** True when `bytes` (one line, no newline) are UTF-8 text that parses as JSON: a complete line, not a torn one. */
+export const parsesAsJson = (bytes: Uint8Array): boolean => {
+  const text = decodeOrUndefined(bytes)
+  return text !== undefined && Either.isRight(parseJson(text))
 }

@@ -9,17 +9,28 @@
 // /dev/null), so nothing is copied through this process and a signal deputy sends to the group
 // reaches the command and everything it started.
 //
-// - The command ends: whatever it left behind in the group gets SIGTERM, and the watchdog ends the
-//   same way (its exit code, or the same signal), so deputy sees the command's own status.
+// §33, what "everything it started" means: the command gets one more environment variable,
+// `DEPUTY_WATCH_<random token>=1`, which every descendant inherits, through `setsid`, a double fork
+// or a new process group alike. On Linux the watchdog finds its descendants by scanning
+// /proc/*/environ for that variable (and /proc/*/stat for members of its group), so ending the
+// command ends all of them: SIGTERM, then SIGKILL to whatever is left after the grace. Only a
+// descendant that both clears its environment (`env -i`) and leaves the group escapes. Elsewhere
+// (macOS: no /proc) only the process group is reached; see Watchdog.ts.
+//
+// - The command ends: whatever it left behind (group and marked descendants) gets SIGTERM, then
+//   SIGKILL after the grace if still there; then the watchdog ends the way the command did (its exit
+//   code, or the same signal), so deputy sees the command's own status. Nothing left: no delay.
 // - The lifeline closes (deputy exited or was SIGKILLed; the kernel closes its end): SIGTERM to the
-//   whole group, then SIGKILL after the grace (the watchdog dies with it). Nothing outlives deputy.
-// - SIGTERM, SIGINT or SIGHUP to the watchdog: the same signal to the group, SIGKILL after the grace.
+//   whole group and every marked descendant, then SIGKILL after the grace (the watchdog dies with it).
+// - SIGTERM, SIGINT or SIGHUP to the watchdog: the same signal to the group and the marked
+//   descendants, SIGKILL after the grace.
 // - The command cannot start: one line on stderr starting `deputy-watchdog: cannot start `, exit 127.
 //
 // The watchdog never writes to stdout. If it finds it is not a group leader (Linux: /proc/self/stat),
 // signalling its group would hit deputy, so it starts the command in a group of its own instead.
 import { spawn } from "node:child_process"
-import { readFileSync } from "node:fs"
+import { randomBytes } from "node:crypto"
+import { readdirSync, readFileSync } from "node:fs"
 import { Socket } from "node:net"
 import { constants } from "node:os"
 
@@ -76,6 +87,59 @@ let ending = false
 let lifelineLost = false
 let started = false
 
+// The marker every descendant inherits (§33). Random, so no other process carries it by chance.
+const marker = `DEPUTY_WATCH_${randomBytes(16).toString("hex")}`
+const markerBytes = Buffer.from(`${marker}=`)
+const hasProc = process.platform === "linux" && readable("/proc/self/stat")
+
+function readable(file) {
+  try {
+    readFileSync(file)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** True when an environ block (NUL-separated `NAME=value`) holds our marker. */
+function marked(environ) {
+  let at = environ.indexOf(markerBytes)
+  while (at !== -1) {
+    if (at === 0 || environ[at - 1] === 0) return true
+    at = environ.indexOf(markerBytes, at + 1)
+  }
+  return false
+}
+
+/**
+ * Linux: every running process (not this one, not a zombie) that carries the marker or belongs to
+ * the command's group. A process of another user (unreadable) or one gone meanwhile is skipped.
+ */
+function leftovers() {
+  const found = []
+  let names
+  try {
+    names = readdirSync("/proc")
+  } catch {
+    return found
+  }
+  const groupId = group === undefined ? undefined : -group
+  for (const name of names) {
+    if (name.charCodeAt(0) < 48 || name.charCodeAt(0) > 57) continue
+    const pid = Number(name)
+    if (pid === process.pid) continue
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, "latin1")
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ") // state ppid pgrp …
+      if (fields[0] === "Z" || fields[0] === "X") continue
+      if (Number(fields[2]) === groupId || marked(readFileSync(`/proc/${name}/environ`))) found.push(pid)
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return found
+}
+
 function signalGroup(signal) {
   if (group === undefined) return
   try {
@@ -85,14 +149,75 @@ function signalGroup(signal) {
   }
 }
 
+function signalAll(pids, signal) {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, signal)
+    } catch {
+      // gone meanwhile
+    }
+  }
+}
+
+const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+
+let terminating
+/**
+ * Ends the group and every marked descendant: `signal`, then, for what is still there after the
+ * grace, SIGKILL. Resolves once nothing is left (Linux), or at once after the first signal elsewhere
+ * when `wait` is false (no /proc: nothing to wait on but the group, which may hold this process).
+ */
+function terminate(signal, wait) {
+  terminating ??= (async () => {
+    signalGroup(signal)
+    if (!hasProc) {
+      if (wait) {
+        await pause(graceMs)
+        signalGroup("SIGKILL") // kills the watchdog too when it leads the group
+      }
+      return
+    }
+    let left = leftovers()
+    signalAll(left, signal) // those outside the group: `setsid`, their own group, re-parented
+    const deadline = Date.now() + graceMs
+    let step = 5
+    while (left.length > 0 && Date.now() < deadline) {
+      await pause(Math.min(step, Math.max(1, deadline - Date.now())))
+      step = Math.min(step * 2, 50)
+      left = leftovers()
+    }
+    // SIGKILL one by one (never our own group as a whole: the watchdog must live to report the
+    // command's status); a process forked meanwhile shows up on the next scan.
+    for (let round = 0; left.length > 0 && round < 100; round++) {
+      signalAll(left, "SIGKILL")
+      await pause(5)
+      left = leftovers()
+    }
+  })()
+  return terminating
+}
+
 function endGroup(signal) {
   if (ending) return
   ending = true
-  signalGroup(signal)
-  setTimeout(() => {
+  terminate(signal, true).then(async () => {
+    // The command is gone too (it was in the group, and marked): report how it ended, unless
+    // nobody is left to read it.
+    if (started && !lifelineLost) report(await Promise.race([exited, pause(1000)]))
     signalGroup("SIGKILL") // kills the watchdog too when it leads the group
     process.exit(137)
-  }, graceMs).unref()
+  })
+}
+
+/** Ends the watchdog the way the command ended (its code, or the same signal). */
+function report(status) {
+  if (status === undefined) return
+  if (status.signal !== null) {
+    for (const name of ENDING_SIGNALS) process.removeAllListeners(name)
+    process.kill(process.pid, status.signal)
+    process.exit(128 + (constants.signals[status.signal] ?? 0))
+  }
+  process.exit(status.code ?? 128)
 }
 
 function cannotStart(error) {
@@ -104,33 +229,27 @@ let child
 try {
   child = spawn(command, args, {
     stdio: [lifelineFd === 0 ? "ignore" : "inherit", "inherit", "inherit"],
-    detached: !leader
+    detached: !leader,
+    env: { ...process.env, [marker]: "1" }
   })
 } catch (error) {
   cannotStart(error)
 }
+// spawn() has made the process (or failed) by now; signals and the lifeline are only seen later.
+if (child.pid !== undefined) group = leader ? -process.pid : -child.pid
+const exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })))
 child.once("spawn", () => {
   started = true
-  group = leader ? -process.pid : -child.pid
-  if (lifelineLost) signalGroup("SIGTERM") // lost before the command started: the grace timer runs already
 })
 child.once("error", (error) => {
   if (!started) cannotStart(error)
 })
-child.once("exit", (code, signal) => {
-  if (!started) return // the "error" event reports it
-  if (lifelineLost) {
-    // Deputy is gone and nobody reads our status: nothing in the group may survive.
-    signalGroup("SIGKILL")
-    process.exit(137)
-  }
-  signalGroup("SIGTERM") // whatever the command left running in its group
-  if (signal !== null) {
-    for (const name of ENDING_SIGNALS) process.removeAllListeners(name)
-    process.kill(process.pid, signal)
-    process.exit(128 + (constants.signals[signal] ?? 0))
-  }
-  process.exit(code ?? 128)
+exited.then((status) => {
+  if (!started || ending) return // the "error" event, or endGroup, reports it
+  // Whatever the command left running (in its group or marked) ends before we report its status.
+  terminate("SIGTERM", false).then(() => {
+    if (!ending) report(status)
+  })
 })
 
 function onLifelineLost() {

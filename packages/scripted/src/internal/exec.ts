@@ -6,7 +6,7 @@
  */
 import { Watchdog } from "@deputy/core"
 import { Command, type CommandExecutor } from "@effect/platform"
-import { Duration, Effect, Option, Stream } from "effect"
+import { Data, Duration, Effect, Option, Stream } from "effect"
 
 /** How a command ended: `exitCode` null when it was killed by a signal or could not start (then `stderr` says why). */
 export interface CommandResult {
@@ -15,9 +15,31 @@ export interface CommandResult {
   readonly stderr: string
 }
 
-const KILL_GRACE = Duration.seconds(2)
+// Past the watchdog's own 2 s grace: the watchdog must live to SIGKILL what left its group (§33).
+const KILL_GRACE = Duration.seconds(3)
 
-const text = <E>(bytes: Stream.Stream<Uint8Array, E>) => Stream.mkString(Stream.decodeText(bytes))
+/** The most a command may print on one stream (§36): 64 MiB. Past it the command is killed. */
+export const MAX_OUTPUT = 64 * 1024 * 1024
+
+/** A command printed more than the bound on one of its streams. */
+export class OutputTooLong extends Data.TaggedError("OutputTooLong")<{
+  readonly stream: "stdout" | "stderr"
+  readonly limit: number
+}> {
+  override get message() {
+    return `the command printed more than ${this.limit} characters on ${this.stream}; it was killed (the bound on its output)`
+  }
+}
+
+// §36: gathering stops at the bound (the scope then kills the command), so memory stays bounded.
+const text = <E>(bytes: Stream.Stream<Uint8Array, E>, stream: "stdout" | "stderr", limit: number) =>
+  Stream.decodeText(bytes).pipe(
+    Stream.runFoldEffect("", (gathered, chunk) =>
+      gathered.length + chunk.length > limit
+        ? Effect.fail(new OutputTooLong({ stream, limit }))
+        : Effect.succeed(gathered + chunk)
+    )
+  )
 
 // Scope close alone sends SIGTERM and waits forever (STYLE: things that bite), so escalate to SIGKILL.
 const killEscalating = (process: CommandExecutor.Process) =>
@@ -29,12 +51,15 @@ const killEscalating = (process: CommandExecutor.Process) =>
 
 /**
  * Runs `argv` (no shell) in `cwd` with an empty stdin (/dev/null) and exactly `env` as its environment
- * (nothing inherited, §32); waits for it to end. Never fails.
+ * (nothing inherited, §32); waits for it to end. Never fails: a command that prints more than
+ * `maxOutput` characters (default 64 MiB) on a stream is killed and ends with exit code null and
+ * `stderr` saying so.
  */
 export const runCommand = (
   argv: readonly [string, ...Array<string>],
   cwd: string,
-  env: Readonly<Record<string, string>>
+  env: Readonly<Record<string, string>>,
+  maxOutput: number = MAX_OUTPUT
 ): Effect.Effect<CommandResult, never, CommandExecutor.CommandExecutor> =>
   Effect.scoped(
     Effect.gen(function* () {
@@ -48,8 +73,8 @@ export const runCommand = (
       yield* Effect.addFinalizer(() => killEscalating(process))
       const [stdout, stderr, exitCode] = yield* Effect.all(
         [
-          text(process.stdout),
-          text(process.stderr),
+          text(process.stdout, "stdout", maxOutput),
+          text(process.stderr, "stderr", maxOutput),
           process.exitCode.pipe(
             Effect.map((code): number | null => code),
             Effect.orElseSucceed(() => null) // killed by a signal

@@ -1,0 +1,27 @@
+// §36 a `codex exec` child whose stdout line never ends: the line is bounded, the stream fails with
+// LineTooLong, and the child is killed (it would block on a full pipe), so its turn cannot hang.
+import { NodeContext } from "@effect/platform-node"
+import { assert, layer } from "@effect/vitest"
+import { Effect } from "effect"
+import { startExecProcess } from "../src/internal/execProcess.js"
+
+layer(NodeContext.layer, { excludeTestServices: true })("execProcess", (it) => {
+  it.scoped("§36 a stdout line past the bound fails with LineTooLong and the child is killed", () =>
+    Effect.gen(function* () {
+      const child = yield* startExecProcess({
+        binary: "sh",
+        args: ["-c", "echo first; head -c 1000000 /dev/zero | tr '\\0' x; exec sleep 60"],
+        cwd: "/",
+        env: { PATH: process.env.PATH ?? "/usr/bin:/bin" },
+        stdin: "",
+        killGrace: "200 millis",
+        maxLineLength: 10_000
+      })
+      assert.strictEqual(yield* child.lines.take, "first")
+      const error = yield* Effect.flip(child.lines.take)
+      assert.strictEqual(error._tag, "LineTooLong")
+      assert.include(error.message, "codex exec stdout is longer than 10000 characters")
+      assert.isNull(yield* child.exitCode) // killed, not left blocked on its pipe
+    })
+  )
+})

@@ -127,6 +127,8 @@ const attacks: ReadonlyArray<ReadonlyArray<string>> = [
   ["bash", "-lc", "cat a", "extra"],
   ["bash", "-x", "-c", "cat a"],
   ["/tmp/evil/bash", "-lc", "cat a"],
+  ["/tmp/evil/env", "cat", "a"],
+  bash("./env cat a"),
   ["./cat", "a"],
   ["constructor"],
   ["__proto__"],

@@ -517,7 +517,7 @@ describe("§27 property: an allow rule approves only plain scripts of approved c
       const glued = text.slice(0, cut) + glue + text.slice(cut)
       if (approves(rules, bash(glued))) expect(plainOracle(glued), JSON.stringify(glued)).toBe(true)
     },
-    { fastCheck: { numRuns: 500 } }
+    { fastCheck: { numRuns: 300 } }
   )
 })
 
@@ -558,7 +558,8 @@ describe("§27 property, against real bash: an approved script runs only the app
       stdio: "ignore"
     })
     if (result.error) throw result.error
-    return readdirSync(log).map((f) => readFileSync(join(log, f), "utf8").replace(/\u001f$/, ""))
+    // Each word ends with \u001f: drop the last one.
+    return readdirSync(log).map((f) => readFileSync(join(log, f), "utf8").slice(0, -1))
   }
   const rules = policy({
     exec: [["cat"], ["git", "status"], ["ls"], ["head", "-n"]].map((prefix) => ({

@@ -28,7 +28,10 @@
  *   any expansion (`$X`, globs, braces, `~`, `$'…'`), control flow, functions, comments, `eval`,
  *   `source`, `.`, `alias`, `trap`, a shell run any other way (`bash -i`, `bash file`), and wrappers
  *   that run another command (`env X=1 …`, `sudo`, `xargs`, `nice`, `timeout`, `exec`, `command`…)
- *   are never approved by an allow rule: such a command falls to an `ask` rule or the default.
+ *   are never approved by an allow rule: such a command falls to an `ask` rule or the default. So is
+ *   a script the parser may have read otherwise than bash (text it skipped, a command it read across
+ *   a line break, control characters, unusual whitespace, unquoted non-ASCII look-alikes such as `；`),
+ *   and a script over 64 KiB. ShellScript.ts lists exactly which words are plain.
  * The shell's own start-up files (`-l` reads the login profile) are trusted as the user's; `-i`
  * (interactive: aliases, rc files, history expansion) is not plain.
  *
@@ -37,9 +40,11 @@
  * or `find … -exec …` is tried, and a wrapper's words that look like scripts, `su -c "…"`, are parsed).
  * A word only the running shell knows (`$X`, `*`) may match anything, so it counts as a match; and
  * when the command runs code no rule can see (`eval`, `source`, `xargs`, a shell run another way),
- * every deny rule counts as matching. A script that does not parse is denied, with the parser's
- * message. Deny rules are a guard, not a sandbox: programs that run code from their own arguments
- * (`awk`, `python -c`, `git -c`) hide it from them; approve by a closed list.
+ * every deny rule counts as matching (so does a command the parser may have misread). Arguments
+ * tree-sitter files under a redirection (`git > f push`) are the command's. A script that does not
+ * parse is denied, with the parser's message. Deny rules are a guard, not a sandbox: programs that
+ * run code from their own arguments (`awk`, `python -c`, `git -c`) hide it from them; approve by a
+ * closed list.
  */
 import { basename } from "node:path"
 import type { Question, UserInputResponse } from "@deputy/protocol"

@@ -202,11 +202,15 @@ const opaque = (acc: Acc, reason: string) => {
   acc.notPlain ??= reason
 }
 
-/** `bash`, `/bin/bash`: the shell's name, when the word names a real shell. */
-const shellName = (word: string): string | undefined => {
+/** `bash`, `/bin/bash`: the program's name, when the word names it bare or in a system directory. */
+const systemName = (word: string): string => {
   const name = basename(word)
-  if (!SHELLS.has(name)) return undefined
-  return word === name || SYSTEM_DIRS.has(word.slice(0, -name.length - 1)) ? name : undefined
+  return word === name || SYSTEM_DIRS.has(word.slice(0, -name.length - 1)) ? name : word
+}
+/** The shell's name, when the word names a real shell. */
+const shellName = (word: string): string | undefined => {
+  const name = systemName(word)
+  return SHELLS.has(name) ? name : undefined
 }
 
 /**
@@ -251,7 +255,7 @@ const analyzeWords = (
   }
   const base = basename(name)
   // `env cmd …` with no options or assignments only looks cmd up in PATH.
-  if (base === "env" && words.length > 1 && words[1] !== undefined && !/^-|=/.test(words[1])) {
+  if (systemName(name) === "env" && words.length > 1 && words[1] !== undefined && !/^-|=/.test(words[1])) {
     analyzeWords(shell, words.slice(1), depth, asLeaf, acc)
     return
   }

@@ -1,8 +1,21 @@
 // §27: exec rules judge the simple commands a shell script runs, attacked as a sub-agent would.
-import { assert, beforeAll, describe, expect, it } from "@effect/vitest"
+import { spawnSync } from "node:child_process"
+import {
+  chmodSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync
+} from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { afterAll, assert, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Effect, FastCheck as fc } from "effect"
 import { decodePolicy, judgeExec, type Policy, policy, policyExecVerdict } from "../src/Policy.js"
-import { type ShellParser, shellParser } from "../src/ShellScript.js"
+import { analyzeCommand, type ShellParser, shellParser } from "../src/ShellScript.js"
 
 let shell: ShellParser
 beforeAll(async () => {
@@ -127,6 +140,8 @@ const attacks: ReadonlyArray<ReadonlyArray<string>> = [
   ["bash", "-lc", "cat a", "extra"],
   ["bash", "-x", "-c", "cat a"],
   ["/tmp/evil/bash", "-lc", "cat a"],
+  ["/tmp/evil/env", "cat", "a"],
+  bash("./env cat a"),
   ["./cat", "a"],
   ["constructor"],
   ["__proto__"],
@@ -502,6 +517,93 @@ describe("§27 property: an allow rule approves only plain scripts of approved c
       const glued = text.slice(0, cut) + glue + text.slice(cut)
       if (approves(rules, bash(glued))) expect(plainOracle(glued), JSON.stringify(glued)).toBe(true)
     },
-    { fastCheck: { numRuns: 500 } }
+    { fastCheck: { numRuns: 300 } }
   )
+})
+
+/**
+ * Differential test against real bash: run each approved script with every builtin disabled and a
+ * PATH of stubs that log their argv (a command bash cannot find is logged by command_not_found_handle),
+ * and check that bash ran nothing the policy did not approve, word for word.
+ */
+describe("§27 property, against real bash: an approved script runs only the approved commands", () => {
+  const root = mkdtempSync(join(tmpdir(), "deputy-shell-diff-"))
+  afterAll(() => rmSync(root, { recursive: true, force: true }))
+  const bin = join(root, "bin")
+  mkdirSync(bin)
+  const stub = join(bin, "stub")
+  // dash's own printf, one process per command; the pid names the record.
+  writeFileSync(stub, `#!/bin/sh\nprintf '%s\\037' "\${0##*/}" "$@" > "$DEPUTY_LOG/run.$$"\n`)
+  chmodSync(stub, 0o755)
+  for (const name of ["cat", "git", "ls", "head"]) symlinkSync(stub, join(bin, name))
+  const bashEnv = join(root, "env.sh")
+  writeFileSync(
+    bashEnv,
+    [
+      // No builtin may run here (all are disabled, `return` too): the handler's status is printf's.
+      'command_not_found_handle() { /usr/bin/printf \'%s\\037\' "$@" > "$DEPUTY_LOG/missing.$BASHPID"; }',
+      'for b in $(compgen -b); do case $b in enable) ;; *) enable -n "$b" ;; esac; done',
+      "enable -n enable"
+    ].join("\n")
+  )
+  let run = 0
+  /** What bash ran, one argv per command, as "\u001f"-joined strings. */
+  const ranBy = (script: string): Array<string> => {
+    const log = join(root, `log-${run++}`)
+    mkdirSync(log)
+    const result = spawnSync("/bin/bash", ["-c", script], {
+      env: { PATH: bin, DEPUTY_LOG: log, BASH_ENV: bashEnv },
+      cwd: root,
+      timeout: 10_000,
+      stdio: "ignore"
+    })
+    if (result.error) throw result.error
+    // Each word ends with \u001f: drop the last one.
+    return readdirSync(log).map((f) => readFileSync(join(log, f), "utf8").slice(0, -1))
+  }
+  const rules = policy({
+    exec: [["cat"], ["git", "status"], ["ls"], ["head", "-n"]].map((prefix) => ({
+      prefix,
+      decision: "approved" as const
+    }))
+  })
+  const commands = fc.constantFrom("cat a", "git status", "ls -la", "head -n 3 b", "cat 'x y'")
+  const connectors = fc.constantFrom("&&", "||", ";", "|", "\n", " | ", "; ")
+  const foreign = fc.oneof(
+    fc.constantFrom("rm x", "\nrm x", " rm x", "echo x", "$(rm x)", "`rm x`", "\\\n", "'", '"', "#", "&"),
+    fc.string({ maxLength: 4 })
+  )
+  const script = fc
+    .tuple(fc.array(fc.tuple(commands, connectors), { minLength: 1, maxLength: 4 }), commands, foreign, fc.nat())
+    .map(([pairs, last, glue, at]) => {
+      const text = pairs.map(([c, k]) => c + k).join("") + last
+      const cut = at % (text.length + 1)
+      return text.slice(0, cut) + glue + text.slice(cut)
+    })
+
+  it("the stubs see what bash runs, builtins and unknown commands included", () => {
+    expect(ranBy("ls|ls|ls\nrm -rf b&&ls; echo hi").sort()).toEqual([
+      "echo\u001fhi",
+      "ls",
+      "ls",
+      "ls",
+      "ls",
+      "rm\u001f-rf\u001fb"
+    ])
+  })
+
+  it("bash runs nothing that was not approved", () => {
+    let approved = 0
+    fc.assert(
+      fc.property(script, (text) => {
+        if (!approves(rules, ["bash", "-c", text])) return
+        approved++
+        const allowed = analyzeCommand(shell, ["bash", "-c", text]).leaves.map((argv) => argv.join("\u001f"))
+        for (const ran of ranBy(text))
+          expect(allowed, `${JSON.stringify(text)} ran ${JSON.stringify(ran)}`).toContain(ran)
+      }),
+      { numRuns: 60 }
+    )
+    expect(approved).toBeGreaterThan(10)
+  }, 60_000)
 })

@@ -123,3 +123,7 @@ export const Script = z.strictObject({
 })
 /** A scripted agent. */
 export type Script = z.output<typeof Script>
+/** A script as written: defaults (`repeat`, `needsApproval`, `fatal`) may be left out. */
+export type ScriptInput = z.input<typeof Script>
+/** A step as written: defaults may be left out. */
+export type ScriptStepInput = z.input<typeof ScriptStep>

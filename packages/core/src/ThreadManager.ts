@@ -15,6 +15,7 @@ import {
   ThreadId,
   TurnId
 } from "@deputy/protocol"
+import type { FileSystem, Path } from "@effect/platform"
 import {
   Context,
   Data,
@@ -38,7 +39,13 @@ import { applyForkSnapshot, type ForkSnapshot } from "./ForkSnapshot.js"
 import { decode } from "./internal/decode.js"
 import { makeSlotPool, type SlotPool } from "./internal/slots.js"
 import type { Parent } from "./Parent.js"
-import { type RolloutError, type RolloutIoFailed, RolloutStore, type RolloutWriter } from "./Rollout.js"
+import {
+  type RolloutError,
+  type RolloutIoFailed,
+  RolloutStore,
+  type RolloutStoreOptions,
+  type RolloutWriter
+} from "./Rollout.js"
 
 /** No live thread has this id. */
 export class ThreadNotFound extends Data.TaggedError("ThreadNotFound")<{ readonly threadId: string }> {
@@ -260,6 +267,12 @@ export class ThreadManager extends Context.Tag("@deputy/core/ThreadManager")<Thr
     ThreadManager,
     Effect.suspend(() => make({}))
   )
+
+  /** A manager and the rollout store it needs, in `home` (default `DEPUTY_HOME`, else `~/.deputy`): one layer. */
+  static readonly layerHome = (
+    options: ThreadManagerOptions & RolloutStoreOptions = {}
+  ): Layer.Layer<ThreadManager | RolloutStore, never, FileSystem.FileSystem | Path.Path> =>
+    Layer.provideMerge(ThreadManager.layerWith(options), RolloutStore.layer(options))
 
   /** A manager with options (limits on live threads). */
   static readonly layerWith = (options: ThreadManagerOptions): Layer.Layer<ThreadManager, never, RolloutStore> =>

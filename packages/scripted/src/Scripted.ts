@@ -17,7 +17,8 @@ import {
   newThreadId,
   type ReviewDecision,
   type RolloutItem,
-  type Script,
+  Script,
+  type ScriptInput,
   type ScriptStep,
   type SpawnAgent,
   type Submission,
@@ -54,19 +55,32 @@ export interface Options {
 /** The default capacity of an agent's events mailbox. */
 export const defaultEventsCapacity = 1024
 
-/** A backend whose every agent plays `script` from its first turn. */
-export const backend = (script: Script, options: Options = {}): Backend<Requirements> => ({
-  name,
-  spawn: (spawnOptions) => spawn(script, { ...options, ...spawnOptions })
-})
+/**
+ * A script as a value: parsed once, so literals may leave defaults out (`ScriptInput`). Throws the
+ * ZodError naming the bad field on a script no type can rule out (a negative `ms`, an empty command).
+ */
+const scriptOf = (script: Script | ScriptInput): Script => Script.parse(script)
+
+/** A backend whose every agent plays `script` (defaults may be left out) from its first turn. */
+export const backend = (script: Script | ScriptInput, options: Options = {}): Backend<Requirements> => {
+  const parsed = scriptOf(script)
+  return { name, spawn: (spawnOptions) => spawnParsed(parsed, { ...options, ...spawnOptions }) }
+}
 
 /**
- * Starts one agent playing `script` in the caller's scope. Never fails. Its first event is
+ * Starts one agent playing `script` (defaults may be left out) in the caller's scope. Never fails; a
+ * script no type rules out (a negative `ms`) is a defect: decode untrusted ones with `parseScript`. Its first event is
  * `session_configured` (event id `""`), then `thread_name_updated` when the script has a name.
  */
 export const spawn = (
-  script: Script,
+  script: Script | ScriptInput,
   options: Options & SpawnOptions = {}
+): Effect.Effect<Agent, never, Scope.Scope | Requirements> =>
+  Effect.suspend(() => spawnParsed(scriptOf(script), options))
+
+const spawnParsed = (
+  script: Script,
+  options: Options & SpawnOptions
 ): Effect.Effect<Agent, never, Scope.Scope | Requirements> =>
   Effect.gen(function* () {
     const threadId = options.threadId ?? newThreadId()

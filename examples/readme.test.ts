@@ -11,12 +11,23 @@ const blocks = [...readme.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1] ?? 
 // Inside the repository, so `@deputy/sdk` resolves from its node_modules; .tsbuild is ignored by git.
 const folder = join(repoRoot, ".tsbuild", "readme")
 const files = blocks.map((_, i) => join(folder, `block-${i}.ts`))
+// Each package's README example is type-checked too (not run: some need the real Codex CLI).
+const packageBlocks = await Promise.all(
+  ["sdk", "core", "protocol", "scripted", "mock-model", "codex"].map(async (name) => {
+    const text = await readFile(join(repoRoot, "packages", name, "README.md"), "utf8")
+    return [...text.matchAll(/```ts\n([\s\S]*?)```/g)].map((m, i) => ({
+      file: join(folder, `${name}-${i}.ts`),
+      code: m[1] ?? ""
+    }))
+  })
+).then((all) => all.flat())
 
 let home: string
 beforeAll(async () => {
   home = await mkdtemp(join(tmpdir(), "deputy-readme-"))
   await mkdir(folder, { recursive: true })
   await Promise.all(blocks.map((block, i) => writeFile(files[i] ?? "", block)))
+  await Promise.all(packageBlocks.map(({ file, code }) => writeFile(file, code)))
 })
 afterAll(async () => {
   await rm(home, { recursive: true, force: true })
@@ -29,8 +40,9 @@ describe("README", () => {
     assert.include(blocks[1], 'from "@deputy/sdk/core"')
   })
 
-  it("every ts block type-checks as a strict NodeNext module", async () => {
-    await typecheck(folder, files)
+  it("every ts block, and each package README's example, type-checks as a strict NodeNext module", async () => {
+    assert.lengthOf(packageBlocks, 6)
+    await typecheck(folder, [...files, ...packageBlocks.map((b) => b.file)])
   }, 120_000)
 
   it("the quickstart runs as written: echo approved, curl denied, the final message printed", async () => {

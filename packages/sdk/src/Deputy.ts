@@ -652,7 +652,9 @@ export class DeputyThread {
         if (exit === undefined || control.reason !== undefined) break
         if (Exit.isFailure(exit)) throw fromCause(exit.cause)
         if (Option.isNone(exit.value)) {
-          throw new DeputyError("ThreadEnded", `thread ${this.id} ended before its turn did (its agent stopped)`)
+          throw this.#closed !== undefined
+            ? new DeputyError("ThreadClosed", `thread ${this.id} was closed during the run`)
+            : new DeputyError("ThreadEnded", `thread ${this.id} ended before its turn did (its agent stopped)`)
         }
         const msg = exit.value.value.msg
         yield msg

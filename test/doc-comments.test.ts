@@ -1,7 +1,7 @@
 /**
  * Every exported name of every package has a doc comment: the names each package's index.ts exports,
  * and the members of the namespaces it exports (`export * as Delegate`), read with the TypeScript
- * compiler over the same sources TypeDoc documents (`pnpm docs`).
+ * compiler over the same sources TypeDoc documents (`pnpm run docs`).
  */
 import { readdirSync } from "node:fs"
 import { join } from "node:path"

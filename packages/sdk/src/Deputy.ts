@@ -682,7 +682,7 @@ export class DeputyThread {
     return new RunAborted(this.id, report, reason?.type === "signal" ? reason.cause : undefined)
   }
 
-  /** Adds a warning event to this thread's events (a callback's unusable answer). */
+  /** @internal Adds a warning event to this thread's events (a callback's unusable answer). */
   async warn(message: string): Promise<void> {
     if (this.#closed !== undefined) return
     await Deputy.run(this.#deputy, this.#thread.delegate.report({ type: "warning", message })).catch(() => undefined)

@@ -20,7 +20,7 @@ export interface DeputyBackend {
   readonly name: string
 }
 
-/** What a backend is given when a thread starts on it. */
+/** @internal What a backend is given when a thread starts on it. */
 export interface BackendContext {
   readonly policy: Policy
   readonly home: string | undefined
@@ -36,7 +36,7 @@ const define = (name: string, make: Make): DeputyBackend => {
   return backend
 }
 
-/** The Effect backend behind a value; fails when the value was not made by this module. */
+/** @internal The Effect backend behind a value; fails when the value was not made by this module. */
 export const backendOf = (
   value: DeputyBackend,
   context: BackendContext

@@ -86,7 +86,7 @@ const hasTag = (u: unknown): u is { readonly _tag: string; readonly message: str
 
 const firstLine = (text: string) => text.split("\n", 1)[0] ?? text
 
-/** The one error a Promise caller sees for an Effect's failure: the failure, an interruption, or a defect. */
+/** @internal The one error a Promise caller sees for an Effect's failure: the failure, an interruption, or a defect. */
 export const fromCause = (cause: Cause.Cause<unknown>): DeputyError => {
   const failure = Cause.failureOption(cause)
   if (Option.isSome(failure)) return fromFailure(failure.value)
@@ -101,7 +101,7 @@ export const fromCause = (cause: Cause.Cause<unknown>): DeputyError => {
   return new DeputyError("Interrupted", "the operation was interrupted: its deputy or thread was closed", { cause })
 }
 
-/** An expected failure (a tagged error) as a DeputyError with a hint. */
+/** @internal An expected failure (a tagged error) as a DeputyError with a hint. */
 export const fromFailure = (error: unknown): DeputyError => {
   if (error instanceof DeputyError) return error
   if (hasTag(error)) {

@@ -18,7 +18,6 @@ export type {
 } from "@deputy/core"
 export type { ScriptInput, UserInputOp, UserInputResponse } from "@deputy/protocol"
 export {
-  type BackendContext,
   type CodexExecOptions,
   type CodexOptions,
   codex,

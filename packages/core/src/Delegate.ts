@@ -15,7 +15,9 @@ import {
   type ReviewDecision,
   type Submission,
   type ThreadId,
-  type UserInputResponse
+  type UserInputOp,
+  type UserInputResponse,
+  userText
 } from "@deputy/protocol"
 import {
   type Cause,
@@ -32,7 +34,7 @@ import {
   Option,
   type Scheduler,
   Scope,
-  type Stream,
+  Stream,
   type Subscribable
 } from "effect"
 import type { Agent } from "./Agent.js"
@@ -63,6 +65,19 @@ export class CallerCannotAnswer extends Data.TaggedError("CallerCannotAnswer")<{
 }> {
   override get message() {
     return `thread ${this.threadId}: ${this.op} is the parent's to send; answer through the Parent or the ApprovalRegistry, not submit`
+  }
+}
+
+/**
+ * A second reader of a delegate's events while its `events` stream runs (a bug in the caller: the
+ * two would split the events). Raised as a defect by the second reader.
+ */
+export class EventsAlreadyRead extends Data.TaggedError("EventsAlreadyRead")<{
+  readonly threadId: string
+  readonly reader: "events" | "take"
+}> {
+  override get message() {
+    return `thread ${this.threadId}: ${this.reader} while its events stream is being read; read them one way (events, or take)`
   }
 }
 
@@ -121,9 +136,13 @@ export interface Delegate {
    * mailbox is full. Answers to the agent's requests are refused with CallerCannotAnswer (§29).
    */
   readonly submit: (op: Op, id?: string) => Effect.Effect<string, OpsClosed | CallerCannotAnswer>
-  /** The caller's events in order; ends once the agent is shut down or gone. Read it once. */
+  /**
+   * The caller's events in order; ends once the agent is shut down or gone. Read them one way: while
+   * this stream runs, `take` and a second run die with EventsAlreadyRead (they would split the events).
+   * Run again after it ends (or after `take`s), it goes on with the events not read yet.
+   */
   readonly events: Stream.Stream<Event>
-  /** The next event; fails with NoSuchElementException once the events have ended. */
+  /** The next event; fails with NoSuchElementException once the events have ended. Dies while `events` runs. */
   readonly take: Effect.Effect<Event, Cause.NoSuchElementException>
   /** The agent's status now, and its changes. */
   readonly status: Subscribable.Subscribable<AgentStatus>
@@ -152,18 +171,18 @@ export const interactive = <E, R>(
 ): Effect.Effect<Delegate, E, Exclude<R, Scope.Scope> | Parent | Scope.Scope> => start(spawn, options, false)
 
 /**
- * Starts an agent, submits `input` at once, and shuts the agent down by itself after the first
+ * Starts an agent, submits `input` (text, or a `user_input` op) at once, and shuts the agent down by itself after the first
  * `turn_complete` or `turn_aborted` (§9). The returned delegate refuses further ops with OpsClosed.
  */
 export const oneShot = <E, R>(
   spawn: Effect.Effect<Agent, E, R>,
-  input: Extract<Op, { type: "user_input" }>,
+  input: string | UserInputOp,
   options: DelegateOptions & { readonly turnId?: string } = {}
 ): Effect.Effect<Delegate, E, Exclude<R, Scope.Scope> | Parent | Scope.Scope> =>
   Effect.gen(function* () {
     const delegate = yield* start(spawn, options, true)
     // The ops mailbox was just made, so it is open and has room: this submit cannot fail.
-    yield* Effect.orDie(delegate.submit(input, options.turnId))
+    yield* Effect.orDie(delegate.submit(typeof input === "string" ? userText(input) : input, options.turnId))
     return {
       ...delegate,
       submit: () => Effect.fail(new OpsClosed({ threadId: delegate.threadId, reason: "one-shot delegate" }))
@@ -291,6 +310,30 @@ const startOnCurrentScheduler = <E, R>(
       }
     })
 
+    // One way to read at a time: `take` beside a running `events` stream would split the events between
+    // the two readers, each silently missing the other's. Concurrent `take`s are a queue's, and fine.
+    let streaming = false
+    const alreadyRead = (reader: "events" | "take") =>
+      Effect.dieSync(() => new EventsAlreadyRead({ threadId: agent.threadId, reader }))
+    const readEvents = Stream.unwrapScoped(
+      Effect.suspend(() =>
+        streaming
+          ? alreadyRead("events")
+          : Effect.as(
+              Effect.acquireRelease(
+                Effect.sync(() => {
+                  streaming = true
+                }),
+                () =>
+                  Effect.sync(() => {
+                    streaming = false
+                  })
+              ),
+              Mailbox.toStream(events)
+            )
+      )
+    )
+
     yield* Effect.forkIn(forwardOps, scope)
     yield* Effect.forkIn(forwardEvents, scope)
 
@@ -304,8 +347,8 @@ const startOnCurrentScheduler = <E, R>(
                 ? Effect.succeed(id)
                 : Effect.fail(new OpsClosed({ threadId: agent.threadId, reason: "the agent was shut down" }))
             ),
-      events: Mailbox.toStream(events),
-      take: events.take,
+      events: readEvents,
+      take: Effect.suspend(() => (streaming ? alreadyRead("take") : events.take)),
       report: (msg, id = "") => report(msg, id),
       status: agent.status,
       // §7 at once, not at the agent's next event: nobody will read what it says.

@@ -10,6 +10,7 @@
  * layer, and closing it shuts every thread down at once (§8).
  */
 import { type Event, type Op, type RolloutMeta, type SessionSource, ThreadId } from "@deputy/protocol"
+import type { FileSystem, Path } from "@effect/platform"
 import {
   Context,
   Duration,
@@ -38,7 +39,7 @@ import * as OpLog from "./internal/OpLog.js"
 import type { TreeCancelled } from "./internal/Trees.js"
 import * as Trees from "./internal/Trees.js"
 import type { Parent } from "./Parent.js"
-import { type RolloutError, RolloutStore, type RolloutWarning } from "./Rollout.js"
+import { type RolloutError, RolloutStore, type RolloutStoreOptions, type RolloutWarning } from "./Rollout.js"
 
 export { CapDeadlock, SpawnQueueFull } from "./internal/Caps.js"
 export { DuplicateTurnId, RolloutPathMismatch, SessionConfiguredNotFirst } from "./internal/Launch.js"
@@ -194,6 +195,12 @@ export class ThreadManager extends Context.Tag("@deputy/core/ThreadManager")<Thr
     ThreadManager,
     Effect.suspend(() => make({}))
   )
+
+  /** A manager and the rollout store it needs, in `home` (default `DEPUTY_HOME`, else `~/.deputy`): one layer. */
+  static readonly layerHome = (
+    options: ThreadManagerOptions & RolloutStoreOptions = {}
+  ): Layer.Layer<ThreadManager | RolloutStore, never, FileSystem.FileSystem | Path.Path> =>
+    Layer.provideMerge(ThreadManager.layerWith(options), RolloutStore.layer(options))
 
   /** A manager with options (limits on live threads). */
   static readonly layerWith = (options: ThreadManagerOptions): Layer.Layer<ThreadManager, never, RolloutStore> =>

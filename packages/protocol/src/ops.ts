@@ -56,5 +56,8 @@ export const Submission = z.object({ id: z.string().min(1), op: Op })
 /** An op with the id that the events it causes will carry. */
 export type Submission = z.output<typeof Submission>
 
+/** A `user_input` op: starts a turn. */
+export type UserInputOp = z.output<typeof UserInputOp>
+
 /** A `user_input` op of one text item. */
-export const userText = (text: string): Op => ({ type: "user_input", items: [{ type: "text", text }] })
+export const userText = (text: string): UserInputOp => ({ type: "user_input", items: [{ type: "text", text }] })

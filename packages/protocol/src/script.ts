@@ -196,3 +196,8 @@ export const scriptErrorMessage = (issue: z.core.$ZodRawIssue): string | undefin
       return undefined
   }
 }
+
+/** A script as written: defaults (`repeat`, `needsApproval`, `fatal`) may be left out. */
+export type ScriptInput = z.input<typeof Script>
+/** A step as written: defaults may be left out. */
+export type ScriptStepInput = z.input<typeof ScriptStep>

@@ -31,6 +31,7 @@ import {
   type ReviewDecision,
   type RolloutItem,
   type Script,
+  type ScriptInput,
   type ScriptStep,
   type SpawnAgent,
   type Submission,
@@ -39,7 +40,6 @@ import {
 } from "@deputy/protocol"
 import type { CommandExecutor, FileSystem } from "@effect/platform"
 import { Cause, Deferred, Effect, Either, Exit, Mailbox, type Scope, SubscriptionRef } from "effect"
-import type { z } from "zod"
 import { runCommand } from "./internal/exec.js"
 import { applyChanges, resolvePath } from "./internal/patch.js"
 import { callIdOf, NO_SPAWN_CHILD, type Progress, progressOf, unfinishedOf } from "./internal/resume.js"
@@ -80,7 +80,7 @@ export const defaultEventsCapacity = 1024
  * A backend whose every agent plays `script` from its first turn. A script that is not valid (see
  * `spawn`) fails every spawn with SpawnFailed naming the bad fields.
  */
-export const backend = (script: Script | z.input<typeof Script>, options: Options = {}): Backend<Requirements> => ({
+export const backend = (script: Script | ScriptInput, options: Options = {}): Backend<Requirements> => ({
   name,
   spawn: (spawnOptions) =>
     spawn(script, { ...options, ...spawnOptions }).pipe(
@@ -95,7 +95,7 @@ export const backend = (script: Script | z.input<typeof Script>, options: Option
  * InvalidInput naming it, and nothing starts.
  */
 export const spawn = (
-  script: Script | z.input<typeof Script>,
+  script: Script | ScriptInput,
   options: Options & SpawnOptions = {}
 ): Effect.Effect<Agent, InvalidInput, Scope.Scope | Requirements> =>
   Effect.flatMap(validateScript(script, "script"), (valid) => spawnValid(valid, options))

@@ -1,0 +1,65 @@
+/**
+ * Every exported name of every package has a doc comment: the names each package's index.ts exports,
+ * and the members of the namespaces it exports (`export * as Delegate`), read with the TypeScript
+ * compiler over the same sources TypeDoc documents (`pnpm run docs`).
+ */
+import { readdirSync } from "node:fs"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+import ts from "typescript"
+import { assert, describe, it } from "vitest"
+
+const repo = fileURLToPath(new URL("..", import.meta.url))
+const packages = readdirSync(join(repo, "packages")).sort()
+
+const hasDoc = (declaration: ts.Node): boolean =>
+  ts.getJSDocCommentsAndTags(declaration).length > 0 ||
+  // `/** … */ type Foo,` inside an export list: the comment sits before the specifier.
+  (ts.getLeadingCommentRanges(declaration.getSourceFile().text, declaration.getFullStart()) ?? []).some((range) =>
+    declaration.getSourceFile().text.startsWith("/**", range.pos)
+  )
+
+/** A module's own doc: its file opens with a /** comment. */
+const moduleDoc = (file: ts.SourceFile) => file.text.trimStart().startsWith("/**")
+
+/** Names exported by `moduleSymbol` (recursing into namespaces) that have no doc comment. */
+const undocumented = (checker: ts.TypeChecker, moduleSymbol: ts.Symbol, prefix: string, seen: Set<ts.Symbol>) => {
+  const missing: Array<string> = []
+  for (const exported of checker.getExportsOfModule(moduleSymbol)) {
+    const name = `${prefix}${exported.getName()}`
+    const target = exported.flags & ts.SymbolFlags.Alias ? checker.getAliasedSymbol(exported) : exported
+    const declarations = [...(exported.declarations ?? []), ...(target.declarations ?? [])]
+    const namespaceFile = target.declarations?.find(ts.isSourceFile)
+    const documented = declarations.some(hasDoc) || (namespaceFile !== undefined && moduleDoc(namespaceFile))
+    if (!documented) missing.push(name)
+    if (namespaceFile !== undefined && !seen.has(target)) {
+      seen.add(target)
+      missing.push(...undocumented(checker, target, `${name}.`, seen))
+    }
+  }
+  return missing
+}
+
+describe("doc comments", () => {
+  it("every exported name of every package has one", () => {
+    const config = ts.getParsedCommandLineOfConfigFile(
+      join(repo, "tsconfig.docs.json"),
+      {},
+      {
+        ...ts.sys,
+        onUnRecoverableConfigFileDiagnostic: (d) => assert.fail(ts.flattenDiagnosticMessageText(d.messageText, "\n"))
+      }
+    )
+    assert.isDefined(config)
+    const entries = packages.map((name) => join(repo, "packages", name, "src/index.ts"))
+    const program = ts.createProgram({ rootNames: entries, options: config?.options ?? {} })
+    const checker = program.getTypeChecker()
+    const missing = entries.flatMap((entry, i) => {
+      const file = program.getSourceFile(entry)
+      const symbol = file === undefined ? undefined : checker.getSymbolAtLocation(file)
+      assert.isDefined(symbol, entry)
+      return symbol === undefined ? [] : undocumented(checker, symbol, `@deputy/${packages[i]}: `, new Set())
+    })
+    assert.deepStrictEqual(missing, [])
+  }, 120_000)
+})

@@ -7,7 +7,7 @@
 import { execFile } from "node:child_process"
 import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os"
-import { join } from "node:path"
+import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { promisify } from "node:util"
 import { afterAll, assert, beforeAll, describe, it } from "vitest"
@@ -110,6 +110,8 @@ describe("pack and install", () => {
     const home = join(root, "home")
     const { stdout } = await run(process.execPath, [join(project, "dist/consumer.js"), home], {
       cwd: project,
+      // Only node's own folder on PATH: no `codex` there for the optional-peer check.
+      env: { ...process.env, PATH: dirname(process.execPath) },
       timeout: 60_000
     })
     const seen = JSON.parse(stdout.trim().split("\n").at(-1) ?? "{}")
@@ -125,6 +127,7 @@ describe("pack and install", () => {
       commandRan: false,
       withdrawn: 1
     })
+    assert.deepStrictEqual(seen.codexMissing, { tag: "CodexNotInstalled", namesPackage: true })
     assert.strictEqual(seen.effect, "from the Effect API")
     assert.deepStrictEqual(seen.left, [])
   }, 120_000)

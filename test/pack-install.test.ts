@@ -103,6 +103,40 @@ describe("pack and install", () => {
     assert.isFalse((await readdir(join(project, "node_modules"))).includes("@openai"), "no Codex binary pulled in")
   })
 
+  it("a project on the old moduleResolution node (no exports map) still finds the Promise API's types", async () => {
+    await mkdir(join(project, "legacy"), { recursive: true })
+    await writeFile(
+      join(project, "legacy/check.ts"),
+      [
+        'import { Deputy, scripted, type RunResult } from "@deputy/sdk"',
+        "export const run = async (): Promise<RunResult> => {",
+        '  const thread = await new Deputy().startThread({ backend: scripted("turns: []") })',
+        '  return thread.run("go")',
+        "}",
+        ""
+      ].join("\n")
+    )
+    await writeFile(
+      join(project, "tsconfig.legacy.json"),
+      JSON.stringify({
+        compilerOptions: {
+          target: "ES2022",
+          lib: ["ES2022", "ESNext.Disposable"],
+          module: "ES2022",
+          moduleResolution: "node10",
+          strict: true,
+          skipLibCheck: true,
+          noEmit: true,
+          types: ["node"]
+        },
+        include: ["legacy"]
+      })
+    )
+    await run(process.execPath, [join(repo, "node_modules/typescript/bin/tsc"), "-p", "tsconfig.legacy.json"], {
+      cwd: project
+    }).catch((error: { stdout?: string }) => Promise.reject(new Error(`tsc failed:\n${error.stdout}`)))
+  }, 60_000)
+
   it("a consumer type-checks (NodeNext, strict) and runs with plain node: approve, deny, cancel, clean up", async () => {
     await run(process.execPath, [join(repo, "node_modules/typescript/bin/tsc"), "-p", project], {
       cwd: project

@@ -7,7 +7,7 @@
 import { execFile } from "node:child_process"
 import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os"
-import { join } from "node:path"
+import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { promisify } from "node:util"
 import { afterAll, assert, beforeAll, describe, it } from "vitest"
@@ -103,6 +103,40 @@ describe("pack and install", () => {
     assert.isFalse((await readdir(join(project, "node_modules"))).includes("@openai"), "no Codex binary pulled in")
   })
 
+  it("a project on the old moduleResolution node (no exports map) still finds the Promise API's types", async () => {
+    await mkdir(join(project, "legacy"), { recursive: true })
+    await writeFile(
+      join(project, "legacy/check.ts"),
+      [
+        'import { Deputy, scripted, type RunResult } from "@deputy/sdk"',
+        "export const run = async (): Promise<RunResult> => {",
+        '  const thread = await new Deputy().startThread({ backend: scripted("turns: []") })',
+        '  return thread.run("go")',
+        "}",
+        ""
+      ].join("\n")
+    )
+    await writeFile(
+      join(project, "tsconfig.legacy.json"),
+      JSON.stringify({
+        compilerOptions: {
+          target: "ES2022",
+          lib: ["ES2022", "ESNext.Disposable"],
+          module: "ES2022",
+          moduleResolution: "node10",
+          strict: true,
+          skipLibCheck: true,
+          noEmit: true,
+          types: ["node"]
+        },
+        include: ["legacy"]
+      })
+    )
+    await run(process.execPath, [join(repo, "node_modules/typescript/bin/tsc"), "-p", "tsconfig.legacy.json"], {
+      cwd: project
+    }).catch((error: { stdout?: string }) => Promise.reject(new Error(`tsc failed:\n${error.stdout}`)))
+  }, 60_000)
+
   it("a consumer type-checks (NodeNext, strict) and runs with plain node: approve, deny, cancel, clean up", async () => {
     await run(process.execPath, [join(repo, "node_modules/typescript/bin/tsc"), "-p", project], {
       cwd: project
@@ -110,6 +144,8 @@ describe("pack and install", () => {
     const home = join(root, "home")
     const { stdout } = await run(process.execPath, [join(project, "dist/consumer.js"), home], {
       cwd: project,
+      // Only node's own folder on PATH: no `codex` there for the optional-peer check.
+      env: { ...process.env, PATH: dirname(process.execPath) },
       timeout: 60_000
     })
     const seen = JSON.parse(stdout.trim().split("\n").at(-1) ?? "{}")
@@ -125,6 +161,7 @@ describe("pack and install", () => {
       commandRan: false,
       withdrawn: 1
     })
+    assert.deepStrictEqual(seen.codexMissing, { tag: "CodexNotInstalled", namesPackage: true })
     assert.strictEqual(seen.effect, "from the Effect API")
     assert.deepStrictEqual(seen.left, [])
   }, 120_000)

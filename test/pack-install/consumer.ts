@@ -2,7 +2,7 @@
 // with NodeNext + strict, run with plain node. Prints one JSON line of what it saw.
 import { existsSync } from "node:fs"
 import { join } from "node:path"
-import { type ApprovalRequest, Deputy, DeputyError, RunAborted, scripted } from "@deputy/sdk"
+import { type ApprovalRequest, codex, Deputy, DeputyError, RunAborted, scripted } from "@deputy/sdk"
 import { Delegate, Parent, policy } from "@deputy/sdk/core"
 import { Scripted } from "@deputy/sdk/scripted"
 import { NodeContext } from "@effect/platform-node"
@@ -69,6 +69,18 @@ const cancelWhilePending = async () => {
   }
 }
 
+/** `@openai/codex` is an optional peer, not installed here (and no `codex` on PATH): the start names it. */
+const codexMissing = async () => {
+  await using deputy = new Deputy({ home })
+  const error = await deputy.startThread({ backend: codex() }).then(
+    () => undefined,
+    (e: unknown) => e
+  )
+  return error instanceof DeputyError
+    ? { tag: error._tag, namesPackage: error.message.includes("@openai/codex") }
+    : String(error)
+}
+
 const effectApi = () =>
   Effect.gen(function* () {
     const agent = Scripted.spawn({ turns: [{ steps: [{ type: "message", text: "from the Effect API" }] }] })
@@ -86,6 +98,7 @@ const main = async () => {
   const result = {
     oneShot: await oneShot(),
     cancel: await cancelWhilePending(),
+    codexMissing: await codexMissing(),
     effect: await effectApi()
   }
   await new Promise((resolve) => setImmediate(resolve))

@@ -45,6 +45,33 @@ describe("Deputy (Promise API)", () => {
     )
   })
 
+  it("usage comes from token_count; a closed thread resumes from its rollout and forks from a snapshot", async () => {
+    const twoTurns = scripted({
+      turns: [
+        {
+          steps: [
+            { type: "token_count", input: 5, output: 7 },
+            { type: "message", text: "first" }
+          ]
+        },
+        { steps: [{ type: "message", text: "second" }] }
+      ]
+    })
+    await using deputy = new Deputy({ home, backend: twoTurns })
+    const thread = await deputy.startThread()
+    const first = await thread.run("one")
+    assert.deepStrictEqual(first.usage, { inputTokens: 5, outputTokens: 7, totalTokens: 12 })
+    await thread.close()
+    assert.deepStrictEqual(await deputy.listThreads(), [])
+    const resumed = await deputy.resumeThread(thread.id.toUpperCase()) // any UUID spelling
+    assert.strictEqual(resumed.id, thread.id)
+    assert.strictEqual((await resumed.run("two")).finalResponse, "second")
+    const fork = await deputy.forkThread(thread.id, { type: "truncate_before_nth_user_message", n: 1 })
+    assert.notStrictEqual(fork.id, thread.id)
+    assert.strictEqual((await fork.run("two again")).finalResponse, "second")
+    assert.deepStrictEqual(await deputy.listThreads(), [fork.id, resumed.id].sort())
+  })
+
   it("a callback answering 'APPROVED' is denied, with a warning naming the value", async () => {
     const warnings: Array<string> = []
     await using deputy = new Deputy({

@@ -545,7 +545,11 @@ layer(NodeContext.layer, { excludeTestServices: true })("CodexExec", (it) => {
       yield* started(agent)
       yield* turn(agent, "t1")
       const [call] = box.invocations()
-      const names = Object.keys(call?.env ?? {}).sort()
+      // §33: the watchdog adds its own marker (DEPUTY_WATCH_<token>) that descendants inherit; nothing of ours leaks.
+      const names = Object.keys(call?.env ?? {})
+        .filter((name) => !/^DEPUTY_WATCH_[0-9a-f]{32}$/.test(name))
+        .sort()
+      assert.strictEqual(Object.keys(call?.env ?? {}).length - names.length, 1)
       const allowed = ["PATH", "HOME", "LANG", "TMPDIR"].filter((name) => process.env[name] !== undefined)
       const expected = [
         ...allowed,

@@ -61,6 +61,8 @@ export interface ProcessOptions {
   readonly shutdownGrace?: Duration.DurationInput
   /** Called with each process once it is initialized (monitoring; tests use it to watch the pid). */
   readonly onStart?: (process: AppServerProcess) => void
+  /** The longest stdout line the process may send, in characters (§36). Default 64 MiB; past it the process's threads end. */
+  readonly maxLineLength?: number
 }
 
 /** Settings for the threads an agent starts (`thread/start` / `thread/resume` overrides). */
@@ -186,7 +188,8 @@ export const startProcess = (options: ProcessOptions = {}): Effect.Effect<AppSer
         )
       },
       { onNotification: notify, onRequest: request },
-      PROCESS_NAME
+      PROCESS_NAME,
+      options.maxLineLength === undefined ? {} : { maxLineLength: options.maxLineLength }
     )
     // Finalizers run last-added first: the child must be gone before the reader is interrupted, since
     // a read pending on a live stdout cannot be interrupted (and would hold the scope open forever).

@@ -92,6 +92,8 @@ export interface Options {
   /** Capacity of the events mailbox; a full one holds the child's stdout back (§6). Default 1024. */
   readonly eventsCapacity?: number
   /** How long a killed child gets between SIGTERM and SIGKILL. Default 2 s. */
+  /** The longest stdout line `codex exec` may print, in characters (§36). Default 64 MiB; past it the turn fails. */
+  readonly maxLineLength?: number
   readonly killGrace?: Duration.DurationInput
   /** How long a child may take to exit after its turn ended before it is killed. Default 5 s. */
   readonly exitGrace?: Duration.DurationInput
@@ -256,6 +258,7 @@ export const spawn = (options: Options & SpawnOptions): Effect.Effect<Agent, Spa
         ...(options.codexHome === undefined ? {} : { CODEX_HOME: options.codexHome })
       }),
       killGrace: options.killGrace ?? DEFAULT_KILL_GRACE,
+      ...(options.maxLineLength === undefined ? {} : { maxLineLength: options.maxLineLength }),
       exitGrace: options.exitGrace ?? DEFAULT_EXIT_GRACE
     }
     const configured: EventMsg = {
@@ -332,6 +335,7 @@ interface TurnConfig {
   readonly flags: ReadonlyArray<string>
   readonly env: Readonly<Record<string, string>>
   readonly killGrace: Duration.DurationInput
+  readonly maxLineLength?: number
   readonly exitGrace: Duration.DurationInput
 }
 
@@ -377,7 +381,8 @@ const open = (config: TurnConfig, what: string, args: ReadonlyArray<string>, pro
       cwd: config.cwd,
       env: config.env,
       stdin: prompt,
-      killGrace: config.killGrace
+      killGrace: config.killGrace,
+      ...(config.maxLineLength === undefined ? {} : { maxLineLength: config.maxLineLength })
     }).pipe(Effect.mapError((error) => new ExecFailed({ reason: `${what} could not start: ${error.message}` })))
     const before: Array<string> = []
     while (true) {

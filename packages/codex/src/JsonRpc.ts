@@ -177,9 +177,11 @@ export const make = (
     const reader = Effect.gen(function* () {
       const overflow = yield* Stream.runForEach(peer.output, (chunk) => {
         const lines = splitter.push(chunk)
-        return lines instanceof LineTooLong
-          ? Effect.fail(lines)
-          : Effect.forEach(lines, handleSafely, { discard: true })
+        if (lines instanceof LineTooLong) return Effect.fail(lines)
+        // The chunk may have completed lines before the one past the bound: handle them, then stop.
+        const failed = splitter.failure()
+        const handled = Effect.forEach(lines, handleSafely, { discard: true })
+        return failed === undefined ? handled : Effect.zipRight(handled, Effect.fail(failed))
       }).pipe(
         Effect.map(() => splitter.failure()), // a line past the bound in the last chunk
         Effect.catchAllCause((cause) => {

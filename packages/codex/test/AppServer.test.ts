@@ -121,4 +121,23 @@ describe("CodexAppServer", () => {
         assert.strictEqual(seen.at(-1)?.type, "turn_complete")
       }).pipe(Effect.scoped)
   )
+
+  it.live("§36 a stdout line past the configured bound ends the thread with an error naming the bound", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      const backend = CodexAppServer.backend({
+        codexPath: FAKE_APP_SERVER,
+        cwd: dir,
+        maxLineLength: 10_000,
+        env: { FAKE_APP_SERVER_LONG_LINE: "50000" }
+      })
+      const delegate = yield* Delegate.oneShot(backend.spawn({ threadId: newThreadId() }), "go").pipe(
+        Effect.provide(Parent.layerCallbacks({}))
+      )
+      const seen = Chunk.toArray(yield* Stream.runCollect(delegate.events)).map((event) => event.msg)
+      const error = seen.find((msg) => msg.type === "error")
+      assert.include(error?.type === "error" ? error.message : "", "10000")
+      assert.strictEqual(seen.at(-1)?.type, "turn_aborted")
+    }).pipe(Effect.scoped)
+  )
 })

@@ -2,7 +2,7 @@
  * Splits text arriving in chunks into lines, each at most a bounded length (§36): a peer that never
  * sends a newline cannot grow this process without limit.
  */
-import { Data, Effect, Stream } from "effect"
+import { Data, Stream } from "effect"
 
 /** The default bound on one line of a child's output: 64 MiB (in UTF-16 code units, as JavaScript counts). */
 export const DEFAULT_MAX_LINE_LENGTH = 64 * 1024 * 1024
@@ -91,9 +91,13 @@ export const splitLinesBounded =
     Stream.suspend(() => {
       const splitter = lineSplitter(options)
       return self.pipe(
-        Stream.mapConcatEffect((chunk) => {
+        Stream.flatMap((chunk) => {
           const lines = splitter.push(chunk)
-          return lines instanceof LineTooLong ? Effect.fail(lines) : Effect.succeed(lines)
+          if (lines instanceof LineTooLong) return Stream.fail(lines)
+          // Lines the chunk completed before the one past the bound come first; then the stream fails at once.
+          const failure = splitter.failure()
+          const completed = Stream.fromIterable(lines)
+          return failure === undefined ? completed : Stream.concat(completed, Stream.fail(failure))
         }),
         Stream.concat(
           Stream.suspend(() => {

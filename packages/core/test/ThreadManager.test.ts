@@ -8,6 +8,7 @@ import { resumeWithFallback } from "../src/Resume.js"
 import { RolloutStore } from "../src/Rollout.js"
 import { ThreadManager } from "../src/ThreadManager.js"
 import { makeFakeBackend } from "./fixtures/FakeBackend.js"
+import { turn } from "./fixtures/playTurn.js"
 
 const ID = "0F8E2C4A-1B2C-4D5E-8F90-A1B2C3D4E5F6"
 const CANONICAL = ID.toLowerCase() as ThreadId
@@ -24,25 +25,6 @@ const storeLayer = Layer.unwrapScoped(
 )
 const base = storeLayer.pipe(Layer.provideMerge(Parent.layerCallbacks({})), Layer.provideMerge(NodeContext.layer))
 const env = ThreadManager.layer.pipe(Layer.provideMerge(base))
-
-/** Runs one turn on a thread and returns its events' types. */
-const turn = (
-  thread: {
-    submit: (op: ReturnType<typeof userText>, o?: { turnId?: string }) => Effect.Effect<string, unknown>
-    delegate: { take: Effect.Effect<{ msg: { type: string } }, unknown> }
-  },
-  text: string,
-  turnId?: string
-) =>
-  Effect.gen(function* () {
-    yield* thread.submit(userText(text), turnId === undefined ? undefined : { turnId })
-    const seen: Array<string> = []
-    while (true) {
-      const event = yield* thread.delegate.take
-      seen.push(event.msg.type)
-      if (event.msg.type === "turn_complete") return seen
-    }
-  })
 
 describe("ThreadManager", () => {
   it.scoped("§11 ids are canonicalised first; a duplicate live id and a non-UUID are typed errors", () =>

@@ -73,7 +73,7 @@ export const approver = (
       deciders.set(request.requestId, "default")
       return fallback
     }
-    const who = request.agentName ?? request.threadId.slice(0, 8)
+    const who = `sub-agent ${request.agentName ?? request.threadId.slice(0, 8)}`
     const tree = request.path.length > 1 ? ` (sub-agent ${request.path.length - 1} deep)` : ""
     const what =
       request.kind === "exec"
@@ -82,9 +82,12 @@ export const approver = (
     options.onWaiting?.(request.threadId, request)
     try {
       for (;;) {
-        const answer = (await options.ask(`${who}${tree} asks to ${what}. Allow? [y]es / [n]o / [a]lways: `, signal))
-          .trim()
-          .toLowerCase()
+        const typed = await options
+          .ask(`${who}${tree} asks to ${what}. Allow? [y]es / [n]o / [a]lways: `, signal)
+          .catch(() => undefined)
+        // Withdrawn while asking (the run was cancelled): the request is gone, any answer is moot.
+        if (typed === undefined) return "denied"
+        const answer = typed.trim().toLowerCase()
         const decision: Decision | undefined =
           answer === "y" || answer === "yes"
             ? "approved"

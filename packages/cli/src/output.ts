@@ -20,7 +20,9 @@ export const jsonPrinter = (extra: Record<string, unknown> = {}): Printer => ({
 
 /** Who decided, in words. */
 export const decidedBy = (line: ApprovalLine) =>
-  `${line.decision ?? "no answer"} by ${line.by === "person" ? "you" : line.by === "default" ? "the policy's default" : line.by}`
+  line.by === "withdrawn"
+    ? "withdrawn (cancelled while waiting)"
+    : `${line.decision ?? "no answer"} by ${line.by === "person" ? "you" : line.by === "default" ? "the policy's default" : line.by}`
 
 /** Readable lines: messages on stdout, the rest on stderr. */
 export const humanPrinter = (): Printer => ({

@@ -48,4 +48,3 @@ export const get = <A>(option: Option.Option<A>): A | undefined => Option.getOrU
 /** Runs a command body; its rejection becomes the CliError main turns into an exit code. */
 export const body = (run: () => Promise<void>): Effect.Effect<void, CliError> =>
   Effect.tryPromise({ try: run, catch: asCliError })
-

@@ -68,10 +68,11 @@ export const parseYaml = (path: string, text: string): YamlFile => {
  * One usage error for the first of `issues` (`field.path: message` lines, as core's decoders give
  * them), located in `file`: `policy.yaml:4: field exec.0.decision: …`. More issues are counted.
  */
-export const issueError = (file: YamlFile, issues: ReadonlyArray<string>) => {
+export const issueError = (file: YamlFile, issues: ReadonlyArray<string>, prefix = "") => {
   const first = issues[0] ?? "(root): invalid"
   const split = first.indexOf(": ")
-  const field = split < 0 ? "(root)" : first.slice(0, split)
+  const inner = split < 0 ? "(root)" : first.slice(0, split)
+  const field = prefix === "" ? inner : inner === "(root)" ? prefix : `${prefix}.${inner}`
   const message = split < 0 ? first : first.slice(split + 2)
   const more = issues.length > 1 ? ` (and ${issues.length - 1} more)` : ""
   let got: unknown = file.value
@@ -83,11 +84,11 @@ export const issueError = (file: YamlFile, issues: ReadonlyArray<string>) => {
 }
 
 /** Decodes a policy value with core's `decodePolicy`; a bad one is a usage error located in `file`. */
-export const decodePolicyIn = (file: YamlFile, value: unknown): Policy => {
+export const decodePolicyIn = (file: YamlFile, value: unknown, prefix = ""): Policy => {
   const result = Effect.runSync(Effect.either(decodePolicy(value, file.path)))
   if (Either.isLeft(result)) {
     const precise = Policy.safeParse(value)
-    throw issueError(file, precise.success ? result.left.issues : preciseIssues(precise.error.issues))
+    throw issueError(file, precise.success ? result.left.issues : preciseIssues(precise.error.issues), prefix)
   }
   return result.right
 }

@@ -91,22 +91,27 @@ export const asCliError = (error: unknown): CliError => {
   return new CliError({ code: ExitCode.failed, message: oneLine(error), cause: error })
 }
 
-/** Runs one turn, printing as it goes. Resolves when it ended well; rejects with the CliError saying how it did not. */
+/** Runs one turn, printing as it goes. Resolves to the agent's last message when it ended well; rejects with the CliError saying how it did not. */
 export const runTurn = async (
   thread: DeputyThread,
   input: RunInput,
   printer: Printer,
-  interrupts: Interrupts,
+  interrupts: Pick<Interrupts, "signal" | "reason">,
   timeout: string | undefined
-): Promise<void> => {
+): Promise<string | undefined> => {
   let failed: string | undefined
   let ended = false
+  let output: string | undefined
   try {
     for await (const event of thread.runStreamed(input, { signal: interrupts.signal })) {
       printer.event(event)
       if (event.type === "error") failed ??= event.message
       if (event.type === "turn_aborted") failed ??= `the turn was aborted (${event.reason})`
-      if (event.type === "turn_complete") ended = true
+      if (event.type === "agent_message") output = event.message
+      if (event.type === "turn_complete") {
+        ended = true
+        output = event.lastAgentMessage ?? output
+      }
     }
   } catch (error) {
     if (error instanceof RunAborted) {
@@ -126,6 +131,7 @@ export const runTurn = async (
   }
   if (failed !== undefined) throw new CliError({ code: ExitCode.failed, message: `the turn failed: ${failed}` })
   if (!ended) throw new CliError({ code: ExitCode.failed, message: "the turn ended without completing" })
+  return output
 }
 
 /** A duration from the command line: `500ms`, `30s`, `2m`, `1h`, or seconds. */

@@ -2,7 +2,8 @@
  * The subcommands of `deputy`, in the order `--help` lists them. A new subcommand is one file in this
  * folder exporting a `Command`, and one entry here.
  */
+import { pipeline } from "./pipeline.js"
 import { run } from "./run.js"
 
 /** Every subcommand. */
-export const commands = [run] as const
+export const commands = [run, pipeline] as const

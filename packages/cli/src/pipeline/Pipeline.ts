@@ -77,7 +77,11 @@ export const loadPipeline = async (path: string): Promise<Pipeline> => {
   if (!decoded.success) {
     throw issueError(
       file,
-      decoded.error.issues.map((i) => `${i.path.map(String).join(".") || "(root)"}: ${i.message}`)
+      decoded.error.issues.map((i) => {
+        // An unknown key is named by its own path, so its line is the one reported.
+        const path = i.code === "unrecognized_keys" ? [...i.path, i.keys[0] ?? ""] : i.path
+        return `${path.map(String).join(".") || "(root)"}: ${i.message}`
+      })
     )
   }
   const base = dirname(resolve(path))

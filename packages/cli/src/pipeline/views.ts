@@ -150,7 +150,10 @@ export const liveView = (): PipelineView => {
       draw()
       timer = setInterval(draw, 100)
     },
-    changed: () => draw(),
+    changed: (status) => {
+      steps = steps.map((s) => (s.name === status.name ? { ...status } : s))
+      draw()
+    },
     event: () => undefined,
     approval: () => undefined,
     warning: () => undefined,
@@ -162,14 +165,20 @@ export const liveView = (): PipelineView => {
       process.stdout.write(`${ESC}?25h${summary(final)}\n`)
     },
     wrapAsk: (ask) => (question, signal) => {
-      // One question at a time; the view steps aside while it is asked and redraws after.
+      // One question at a time, asked under the view (drawn once, showing what waits), which holds
+      // still until the answer; then the question line is erased with the view and the view redrawn.
       const asked = questions.then(async () => {
+        paused = false
+        draw()
         paused = true
-        erase()
+        let answer = ""
         try {
-          return await ask(question, signal)
+          answer = await ask(question, signal)
+          return answer
         } finally {
+          drawn += Math.max(1, Math.ceil((question.length + answer.length) / (width() + 1)))
           paused = false
+          erase()
           draw()
         }
       })

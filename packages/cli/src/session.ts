@@ -21,6 +21,8 @@ export interface SessionOptions {
   readonly policy: string | undefined
   /** Ask a person for what no rule decides (stdin is a terminal). */
   readonly interactive: boolean
+  /** `--thread` must resume: no fallback to a fresh thread (`deputy threads resume`). */
+  readonly resumeOnly?: boolean
 }
 
 /** A Deputy and its thread, ready for turns. */
@@ -69,6 +71,11 @@ export const openSession = async (
       return { deputy, thread }
     } catch (error) {
       if (!(error instanceof DeputyError) || error._tag !== "RolloutNotFound") throw error
+      if (options.resumeOnly === true) {
+        throw usage(
+          `thread ${options.thread} has no rollout to resume: check the id (deputy threads list) and DEPUTY_HOME`
+        )
+      }
       const thread = await deputy.startThread({ backend, threadId: options.thread, ...cwd })
       process.stderr.write(`deputy: no rollout of thread ${options.thread} to resume: started it fresh\n`)
       return { deputy, thread }
@@ -141,4 +148,11 @@ export const parseDuration = (text: string, what: string): number => {
   const n = Number(match[1])
   const unit = match[2] ?? "s"
   return n * (unit === "ms" ? 1 : unit === "s" ? 1000 : unit === "m" ? 60_000 : 3_600_000)
+}
+
+/** Cancels through `interrupts` (reason `timeout`) after `--timeout`, if given; returns what disarms it. */
+export const armTimeout = (interrupts: Pick<Interrupts, "cancel">, timeout: string | undefined): (() => void) => {
+  if (timeout === undefined) return () => undefined
+  const timer = setTimeout(() => interrupts.cancel("timeout"), parseDuration(timeout, "--timeout"))
+  return () => clearTimeout(timer)
 }

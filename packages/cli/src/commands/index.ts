@@ -4,6 +4,7 @@
  */
 import { pipeline } from "./pipeline.js"
 import { run } from "./run.js"
+import { threads } from "./threads.js"
 
 /** Every subcommand. */
-export const commands = [run, pipeline] as const
+export const commands = [run, pipeline, threads] as const

@@ -5,7 +5,7 @@
  */
 import { Deputy, DeputyError, type DeputyThread, RunAborted, type RunInput, RunStalled } from "@deputy/sdk"
 import type { Policy } from "@deputy/sdk/core"
-import { type ApprovalLine, approver, terminalAsk } from "./approvals.js"
+import { type ApprovalLine, type Ask, approver, terminalAsk } from "./approvals.js"
 import { type BackendName, loadScript, makeBackend } from "./backends.js"
 import { CliError, ExitCode, oneLine, usage } from "./errors.js"
 import { loadPolicyFile } from "./files.js"
@@ -23,6 +23,8 @@ export interface SessionOptions {
   readonly interactive: boolean
   /** `--thread` must resume: no fallback to a fresh thread (`deputy threads resume`). */
   readonly resumeOnly?: boolean
+  /** How to ask a person, when not through a readline of its own (chat reads prompts and answers from one). */
+  readonly ask?: Ask
 }
 
 /** A Deputy and its thread, ready for turns. */
@@ -34,7 +36,7 @@ export interface Session {
 /** Reads the files, makes the Deputy and starts (or resumes) the thread. Bad input is a usage error. */
 export const openSession = async (
   options: SessionOptions,
-  interrupts: Interrupts,
+  interrupts: Pick<Interrupts, "onCtrlC">,
   printer: { approval: (line: ApprovalLine) => void }
 ): Promise<Session> => {
   if (options.backend !== "scripted" && options.script !== undefined) {
@@ -55,11 +57,12 @@ export const openSession = async (
       ? { policy } // Codex exec never asks: the policy alone must approve everything.
       : approver({
           policy,
-          ...(options.interactive ? { ask: terminalAsk(interrupts.onCtrlC) } : {}),
+          ...(options.interactive ? { ask: options.ask ?? terminalAsk(interrupts.onCtrlC) } : {}),
           onSettled: printer.approval
         })
   const deputy = new Deputy({
     ...approvals,
+    backend,
     onWarning: (message) => process.stderr.write(`deputy: warning: ${message}\n`)
   })
   try {

@@ -2,9 +2,10 @@
  * The subcommands of `deputy`, in the order `--help` lists them. A new subcommand is one file in this
  * folder exporting a `Command`, and one entry here.
  */
+import { chat } from "./chat.js"
 import { pipeline } from "./pipeline.js"
 import { run } from "./run.js"
 import { threads } from "./threads.js"
 
 /** Every subcommand. */
-export const commands = [run, pipeline, threads] as const
+export const commands = [run, chat, pipeline, threads] as const

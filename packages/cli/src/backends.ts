@@ -35,7 +35,8 @@ export const makeBackend = (choice: BackendChoice): DeputyBackend => {
       if (choice.script === undefined) throw usage("--backend scripted needs --script FILE (a YAML or JSON script)")
       return scripted(choice.script as Parameters<typeof scripted>[0], cwd)
     case "codex":
-      return codex(cwd)
+      // Codex asks before every command it does not trust, so the policy and the person decide.
+      return codex({ ...cwd, approvalPolicy: "untrusted", sandbox: "workspace-write" })
     case "codex-exec":
       return codexExec(cwd)
   }

@@ -28,6 +28,9 @@ const ANSI = new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*[A-Za-z]`, "g")
 const captureConsole = (into: Array<string>) =>
   Effect.map(Console.consoleWith(Effect.succeed), (console) => ({
     ...console,
+    // Help and --version go to stdout, written directly: console.log itself is moved to stderr (see main).
+    log: (...args: ReadonlyArray<unknown>) =>
+      Effect.sync(() => void process.stdout.write(`${args.map(String).join(" ")}\n`)),
     error: (...args: ReadonlyArray<unknown>) => Effect.sync(() => void into.push(args.map(String).join(" "))),
     unsafe: {
       ...console.unsafe,
@@ -37,6 +40,9 @@ const captureConsole = (into: Array<string>) =>
 
 /** Runs `deputy` with `argv` (without node and the script) and resolves to the exit code. */
 export const main = async (argv: ReadonlyArray<string>): Promise<number> => {
+  // stdout is the command's output (--json lines): the log lines Effect's default logger writes with
+  // console.log (the backends' warnings) go to stderr instead.
+  console.log = (...args: Array<unknown>) => console.error(...args)
   const verbose = argv.includes("--verbose")
   const errors: Array<string> = []
   const program = Effect.flatMap(captureConsole(errors), (console) =>

@@ -3,9 +3,10 @@
  * folder exporting a `Command`, and one entry here.
  */
 import { chat } from "./chat.js"
+import { mockModel } from "./mockModel.js"
 import { pipeline } from "./pipeline.js"
 import { run } from "./run.js"
 import { threads } from "./threads.js"
 
 /** Every subcommand. */
-export const commands = [run, chat, pipeline, threads] as const
+export const commands = [run, chat, pipeline, threads, mockModel] as const

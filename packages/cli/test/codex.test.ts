@@ -51,7 +51,7 @@ describe("deputy run on the real Codex against deputy mock-model", () => {
       const approval = lines.find((l) => l.type === "approval")
       assert.include(approval, { decision: "denied", by: "policy" })
       assert.include(approval?.command?.join(" "), "printf deputy > denied.txt")
-      assert.deepInclude(lines.at(-1), { type: "turn_complete", lastAgentMessage: "the write was refused" })
+      assert.deepInclude(lines.at(-1) as object, { type: "turn_complete", lastAgentMessage: "the write was refused" })
       assert.isFalse(existsSync(join(box.dir, "denied.txt")))
     } finally {
       mock.child.kill("SIGINT")

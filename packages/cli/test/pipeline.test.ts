@@ -8,7 +8,7 @@ import { execFileSync } from "node:child_process"
 import { existsSync } from "node:fs"
 import { join } from "node:path"
 import { afterAll, assert, beforeAll, describe, it } from "vitest"
-import { build, deputy, processesWith, repoRoot, scratch } from "./support.js"
+import { build, deputy, processesWith, repoRoot, scratch, spawnDeputy, waitFor } from "./support.js"
 
 const example = join(repoRoot, "examples/pipeline/pipeline.yaml")
 
@@ -37,6 +37,14 @@ beforeAll(async () => {
     "bad-ref.yaml":
       "steps:\n  a: { script: ok.yaml, prompt: go }\n  b: { script: ok.yaml, prompt: 'x {{steps.a.output}}' }\n",
     "not-yaml.yaml": "steps: [a\n",
+    "sleeper.yaml": "turns:\n  - steps:\n      - { type: exec, command: [sleep, '29.9792'] }\n",
+    "slow.yaml": [
+      "policy: { exec: [{ prefix: [sleep], decision: approved }] }",
+      "steps:",
+      "  slow: { script: sleeper.yaml, prompt: go }",
+      "  after: { script: ok.yaml, prompt: go, needs: [slow] }",
+      ""
+    ].join("\n"),
     "build.yaml":
       "turns:\n  - steps:\n      - { type: exec, command: [touch, built] }\n      - { type: message, text: built }\n",
     "live.yaml": [
@@ -88,6 +96,27 @@ describe("deputy pipeline: the example", () => {
       ok: false,
       steps: { planner: "done", "worker-a": "done", "worker-b": "done", "worker-c": "timed_out", reviewer: "done" }
     })
+  })
+})
+
+describe("deputy pipeline: Ctrl-C", () => {
+  it("SIGINT cancels the running steps and the ones not started; their commands are gone; exit 130", async () => {
+    const p = spawnDeputy(["pipeline", "slow.yaml"], { cwd: box.dir, env: box.env, input: "" })
+    await waitFor(p.child, p.out, "slow: $ sleep 29.9792: approved by policy")
+    let sleeper: number | undefined
+    for (let i = 0; i < 500 && sleeper === undefined; i++) {
+      ;[sleeper] = await processesWith("29.9792")
+      if (sleeper === undefined) await new Promise((resolve) => setImmediate(resolve))
+    }
+    assert.isDefined(sleeper)
+    p.child.kill("SIGINT")
+    const r = await p.done
+    assert.strictEqual(r.code, 130, r.stderr)
+    const lines = r.stdout.trimEnd().split("\n")
+    assert.include(lines, "slow: cancelled (Ctrl-C)")
+    assert.include(lines, "after: cancelled: slow did not succeed")
+    assert.include(r.stderr, "deputy: cancelled: every running step was shut down")
+    assert.deepStrictEqual(await processesWith("29.9792"), [])
   })
 })
 

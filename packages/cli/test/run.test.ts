@@ -162,3 +162,29 @@ describe("deputy run --json", () => {
     )
   })
 })
+
+describe("deputy --help", () => {
+  it("every command has help with an example, on stdout, exit 0", async () => {
+    const commands = [
+      [],
+      ["run"],
+      ["chat"],
+      ["pipeline"],
+      ["threads"],
+      ["threads", "list"],
+      ["threads", "show"],
+      ["threads", "archive"],
+      ["threads", "unarchive"],
+      ["threads", "fork"],
+      ["threads", "resume"],
+      ["mock-model"]
+    ]
+    const results = await Promise.all(
+      commands.map((c) => deputy([...c, "--help"], { cwd: box.dir, env: box.env }).then((r) => [c, r] as const))
+    )
+    for (const [command, r] of results) {
+      assert.strictEqual(r.code, 0, `${command.join(" ")}: ${r.stderr}`)
+      assert.match(r.stdout, /Example: deputy /, command.join(" "))
+    }
+  }, 120_000)
+})

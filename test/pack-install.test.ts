@@ -79,6 +79,7 @@ describe("pack and install", () => {
   it("every package packs with dist, types and no workspace: ranges; tests and build info stay out", async () => {
     const names = tarballs.map((t) => t.split("/").at(-1)).sort()
     assert.deepStrictEqual(names, [
+      "deputy-cli-0.1.0.tgz",
       "deputy-codex-0.1.0.tgz",
       "deputy-core-0.1.0.tgz",
       "deputy-mock-model-0.1.0.tgz",
@@ -164,5 +165,27 @@ describe("pack and install", () => {
     assert.deepStrictEqual(seen.codexMissing, { tag: "CodexNotInstalled", namesPackage: true })
     assert.strictEqual(seen.effect, "from the Effect API")
     assert.deepStrictEqual(seen.left, [])
+  }, 120_000)
+
+  it("the deputy bin of the installed @deputy/cli tarball runs: a shebang'd dist, --version, a run with its exit code", async () => {
+    const bin = join(project, "node_modules/.bin/deputy")
+    const version = await run(bin, ["--version"], { cwd: project, timeout: 60_000 })
+    assert.strictEqual(version.stdout.trim(), "0.1.0")
+    await writeFile(
+      join(project, "script.yaml"),
+      "turns:\n  - steps:\n      - { type: exec, command: [echo, hi] }\n      - { type: message, text: from the tarball }\n"
+    )
+    const ran = await run(bin, ["run", "--script", "script.yaml", "hello"], {
+      cwd: project,
+      env: { ...process.env, DEPUTY_HOME: join(root, "cli-home") },
+      timeout: 60_000
+    })
+    assert.strictEqual(ran.stdout, "from the tarball\n")
+    assert.include(ran.stderr, "$ echo hi: denied by the policy's default")
+    const bad = await run(bin, ["run", "--backend", "nope", "x"], { cwd: project, timeout: 60_000 }).then(
+      () => undefined,
+      (error: { code?: number; stderr?: string }) => error
+    )
+    assert.strictEqual(bad?.code, 2)
   }, 120_000)
 })

@@ -105,6 +105,8 @@ export interface DeputyOptions {
   readonly closeTimeoutMs?: number
   /** Called with deputy's warnings (a callback's unusable answer, …). Default `console.warn`. */
   readonly onWarning?: (message: string) => void
+  /** Called as each approval is settled (by a rule, a callback, an answer, or withdrawn): a live log, e.g. for a CLI's JSON lines. */
+  readonly onApprovalSettled?: (record: ApprovalRecord) => void
 }
 
 /** How to start a thread. */
@@ -206,7 +208,9 @@ const isResponse = (value: unknown): value is UserInputResponse => UserInputResp
 /** Per-thread log of settled approvals, read by runs. */
 class ApprovalLog {
   private readonly byThread = new Map<string, Array<ApprovalRecord>>()
+  constructor(private readonly onSettled?: (record: ApprovalRecord) => void) {}
   add(record: ApprovalRecord) {
+    this.onSettled?.(record)
     const list = this.byThread.get(record.request.threadId) ?? []
     list.push(record)
     this.byThread.set(record.request.threadId, list)
@@ -235,7 +239,7 @@ export class Deputy {
   readonly #runtime: ManagedRuntime.ManagedRuntime<Services, never>
   readonly #options: DeputyOptions
   readonly #policy: Policy
-  readonly #log = new ApprovalLog()
+  readonly #log: ApprovalLog
   readonly #threads = new Map<string, DeputyThread>()
   readonly #inflight = new Set<RunControl>()
   #closed: Promise<ShutdownReport> | undefined
@@ -243,6 +247,7 @@ export class Deputy {
   /** A Deputy with `options`; nothing starts until the first thread. Throws DeputyError(InvalidInput) on a bad policy. */
   constructor(options: DeputyOptions = {}) {
     this.#options = options
+    this.#log = new ApprovalLog(options.onApprovalSettled)
     const hasCallbacks = options.onApproval !== undefined || options.onUserInput !== undefined
     const input = options.policy ?? {}
     try {

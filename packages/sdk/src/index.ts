@@ -46,3 +46,12 @@ export {
   type UserInputCallback
 } from "./Deputy.js"
 export { DeputyError, RunAborted, RunStalled } from "./errors.js"
+export {
+  formatStressReport,
+  type Percentiles,
+  type StressInvariant,
+  type StressOptions,
+  type StressReport,
+  type StressViolation,
+  stress
+} from "./stress.js"

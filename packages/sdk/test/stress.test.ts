@@ -1,0 +1,78 @@
+import type { Agent } from "@deputy/core"
+import type { Submission } from "@deputy/protocol"
+import { Effect } from "effect"
+import { describe, expect, it } from "vitest"
+import { formatStressReport, type StressReport, stress } from "../src/index.js"
+import { planFor } from "../src/stress.js"
+
+/** A broken build: answers its own `abort` (what a cancel sends for a pending request) with `approved`. */
+const approvesAfterCancel = (agent: Agent): Agent => ({
+  ...agent,
+  submit: (submission: Submission) =>
+    agent.submit(
+      (submission.op.type === "exec_approval" || submission.op.type === "patch_approval") &&
+        submission.op.decision === "abort"
+        ? { ...submission, op: { ...submission.op, decision: "approved" } }
+        : submission
+    )
+})
+
+/** A broken build: drops `interrupt`, so a cancelled agent only ever hears `shutdown`. */
+const skipsInterrupt = (agent: Agent): Agent => ({
+  ...agent,
+  submit: (submission: Submission) => (submission.op.type === "interrupt" ? Effect.void : agent.submit(submission))
+})
+
+/** Each violation names the seed and a thread id the seed alone gives back. */
+const expectReproducible = (report: StressReport) => {
+  for (const v of report.violations.filter((v) => v.agent >= 0)) {
+    expect(v.seed).toBe(report.seed)
+    expect(v.threadId).toBe(planFor(report.seed, v.agent, 0.5).threadId)
+  }
+}
+
+describe("stress", () => {
+  it("200 agents, seed 1: every invariant holds", { timeout: 120_000 }, async () => {
+    const report = await stress({ agents: 200, seed: 1 })
+    console.log(formatStressReport(report))
+    expect(report.violations).toEqual([])
+    expect(report.agents).toBe(200)
+    expect(report.threads).toBeGreaterThan(200) // nested sub-agents ran too
+    expect(report.cancelled).toBeGreaterThan(30)
+    expect(report.approvals).toBeGreaterThan(100)
+    expect(report.approvalRoundTripMs.count).toBeGreaterThan(0)
+    expect(report.cancelToShutdownMs.count).toBe(report.cancelled)
+  })
+
+  it(
+    "catches a backend that approves and runs what a cancel aborted, naming seed and thread",
+    { timeout: 120_000 },
+    async () => {
+      const report = await stress({ agents: 40, seed: 7, cancelShare: 0.5, wrapAgent: approvesAfterCancel })
+      console.log(formatStressReport(report))
+      const caught = report.violations.filter((v) => v.invariant === "no_run_after_cancel")
+      expect(caught.length).toBeGreaterThan(0)
+      expect(
+        caught.some((v) => v.detail.includes("ran without an approval") || v.detail.includes("did not approve"))
+      ).toBe(true)
+      expectReproducible(report)
+    }
+  )
+
+  it("catches a backend that skips the interrupt, naming seed and thread", { timeout: 120_000 }, async () => {
+    const report = await stress({ agents: 40, seed: 7, cancelShare: 0.5, wrapAgent: skipsInterrupt })
+    const caught = report.violations.filter((v) => v.invariant === "interrupt_then_shutdown")
+    // Every cancelled agent is caught, each by its own thread id.
+    expect(new Set(caught.map((v) => v.threadId)).size).toBe(report.cancelled)
+    expect(caught[0]?.detail).toContain("never received interrupt")
+    expectReproducible(report)
+    // The same seed plays the same agents: the same threads are cancelled and caught again.
+    const again = await stress({ agents: 40, seed: 7, cancelShare: 0.5, wrapAgent: skipsInterrupt })
+    expect(
+      again.violations
+        .filter((v) => v.invariant === "interrupt_then_shutdown")
+        .map((v) => v.threadId)
+        .sort()
+    ).toEqual(caught.map((v) => v.threadId).sort())
+  })
+})

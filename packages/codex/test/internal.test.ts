@@ -36,7 +36,7 @@ describe("codex internals", () => {
     const split = lineSplitter({ maxLength: 10, source: "test stdout" })
     expect(split.push("0123456789\r\n")).toEqual(["0123456789"]) // exactly the bound is fine
     expect(split.push("012345")).toEqual([])
-    const error = split.push("6789XY") // 12: past the bound and a trailing \\r
+    const error = split.push("6789XY") // 12: past the bound and its slack for a trailing CR
     expect(error).toBeInstanceOf(LineTooLong)
     expect((error as LineTooLong).message).toContain("test stdout is longer than 10 characters")
     expect(split.push("\nfine\n")).toBe(error) // it stays failed

@@ -1,0 +1,274 @@
+/**
+ * The rollout file writer: one thread's lines, buffered in memory and appended in one write per
+ * flush (at a turn boundary, past a size threshold, on `terminal` and when its scope closes), with
+ * O_APPEND and never at a remembered offset (§34). It creates a lazy thread's file at its first turn
+ * (§20), holds the thread's live marker while it has a file (Crashes.ts), and on an orderly close that
+ * could not flush records in the marker how the thread ended. Its state (`WriterState`) is its own.
+ */
+import { constants as FsConstants } from "node:fs"
+import * as FsPromises from "node:fs/promises"
+import type { RolloutMeta, TerminalState, ThreadId } from "@deputy/protocol"
+import { FileSystem, Path } from "@effect/platform"
+import { Effect, Option } from "effect"
+import { acquireLiveMarker, type LiveMarker, liveMarkerName, ownProcessStart } from "../Crashes.js"
+import { writePointer } from "../Pointer.js"
+import type { RolloutWriter } from "../Rollout.js"
+import { ioFailed, isAlreadyExists, RolloutIoFailed } from "./rolloutErrors.js"
+import { encodeUtf8, jsonLine, type RolloutWarning } from "./rolloutFile.js"
+
+const TURN_BOUNDARIES: ReadonlySet<string> = new Set(["turn_complete", "turn_aborted", "shutdown_complete"])
+
+/** What every writer of a store shares. */
+export interface WriterDeps {
+  readonly fs: FileSystem.FileSystem
+  readonly path: Path.Path
+  /** The folder of live markers. */
+  readonly liveDir: string
+  /** Flush once this many characters are buffered, turn boundary or not. */
+  readonly flushThreshold: number
+}
+
+/**
+ * A writer for `file` in the caller's scope, and the effect that takes its live marker (a resumed
+ * rollout takes it at once; a new file takes it when created).
+ */
+export const makeRolloutWriter =
+  ({ fs, path, liveDir, flushThreshold }: WriterDeps) =>
+  (
+    threadId: ThreadId,
+    file: string,
+    header: { meta: RolloutMeta | undefined },
+    state: WriterState,
+    onError: (error: RolloutIoFailed) => Effect.Effect<void>,
+    repairs: ReadonlyArray<RolloutWarning> = []
+  ) =>
+    Effect.gen(function* () {
+      const lock = yield* Effect.makeSemaphore(1)
+      // Read once: `submission` and `event` are on every agent's hot path.
+      const clock = yield* Effect.clock
+      const now = () => new Date(clock.unsafeCurrentTimeMillis()).toISOString()
+      const append = (line: string) => {
+        state.pending.push(line)
+        state.pendingChars += line.length
+      }
+      // The live marker (Crashes.ts) exists while this writer has a file and has not written `terminal`.
+      const markerFile = path.join(liveDir, liveMarkerName(threadId))
+      const acquireMarker = Effect.gen(function* () {
+        const processStart = yield* Effect.promise(ownProcessStart)
+        const marker: LiveMarker = {
+          pid: process.pid,
+          startedAt: now(),
+          path: file,
+          ...(processStart === undefined ? {} : { processStart })
+        }
+        yield* acquireLiveMarker(markerFile, threadId, marker).pipe(
+          Effect.provideService(FileSystem.FileSystem, fs),
+          Effect.provideService(Path.Path, path),
+          Effect.catchTag("BadArgument", "SystemError", (error) => Effect.fail(ioFailed(markerFile, "mark")(error)))
+        )
+        state.marker = marker
+      })
+      // A new file: nobody else can hold its thread, so a marker that cannot be made only costs crash detection.
+      const markNewFile = acquireMarker.pipe(
+        Effect.catchAll((error) => Effect.logWarning(`${error.message}: a crash will not be noticed for ${file}`))
+      )
+      // Only once every line is on disk: a terminal line still buffered keeps the marker for the next start.
+      const removeMarker = Effect.suspend(() =>
+        state.marker !== undefined && state.pending.length === 0 && !state.dirty
+          ? fs.remove(markerFile, { force: true }).pipe(
+              Effect.tap(() =>
+                Effect.sync(() => {
+                  state.marker = undefined
+                })
+              ),
+              Effect.catchAll((error) => Effect.logWarning(`cannot remove the live marker: ${error.message}`))
+            )
+          : Effect.void
+      )
+      // Closed in order with lines the disk refused: not a crash. The marker says how the thread ended
+      // (Crashes.ts), so the next start writes that ending, not `crashed`; if even that fails, it goes.
+      const closeMarker = Effect.suspend(() => {
+        const marker = state.marker
+        if (marker === undefined) return Effect.void
+        if (state.pending.length === 0 && !state.dirty) return removeMarker
+        const closed: LiveMarker = {
+          ...marker,
+          closed: { at: now(), ...(state.terminal === undefined ? {} : { terminal: state.terminal }) }
+        }
+        return writePointer(markerFile, jsonLine(closed)).pipe(
+          Effect.provideService(FileSystem.FileSystem, fs),
+          Effect.provideService(Path.Path, path),
+          Effect.tap(() => Effect.logWarning(`closed ${file} with ${state.pending.length} line(s) the disk refused`)),
+          Effect.catchAll(() => Effect.ignore(fs.remove(markerFile, { force: true })))
+        )
+      })
+      // One write per flush, whole lines only; uninterruptible so a cancelled fiber cannot cut a line (§21).
+      const write = Effect.gen(function* () {
+        if (!state.started) return // §20: a lazy writer waits for the first turn
+        if (state.exists && state.pending.length === 0 && !state.dirty) return
+        const lines = state.pending
+        state.pending = []
+        state.pendingChars = 0
+        const attempt = state.exists ? appendLines(lines) : createFile(lines)
+        yield* Effect.catchAll(attempt, (error) => {
+          state.pending = lines.concat(state.pending) // keep them, in order, for the next try
+          for (const line of lines) state.pendingChars += line.length
+          return Effect.fail(error)
+        })
+      })
+      const createFile = (lines: ReadonlyArray<string>) =>
+        Effect.gen(function* () {
+          const data = encodeUtf8((header.meta === undefined ? "" : jsonLine(header.meta)) + lines.join(""))
+          // §32: rollouts and their folders are private.
+          yield* fs
+            .makeDirectory(path.dirname(file), { recursive: true, mode: 0o700 })
+            .pipe(Effect.mapError(ioFailed(file, "create")))
+          // `wx` never clobbers another thread's file; after a failed attempt of ours, `w` redoes it.
+          yield* fs.writeFile(file, data, { flag: state.ownsFile ? "w" : "wx", mode: 0o600 }).pipe(
+            Effect.tapError((error) =>
+              Effect.sync(() => {
+                if (!isAlreadyExists(error)) state.ownsFile = true
+              })
+            ),
+            Effect.mapError(ioFailed(file, "create"))
+          )
+          state.exists = true
+          state.ownsFile = true
+          state.size = data.byteLength
+          yield* markNewFile
+        })
+      // §34: O_APPEND, never a write at a remembered offset, and no O_CREAT: a rollout moved away
+      // (archived) is an error, never a new file without metadata. A failed write may have left part
+      // of a line: the next append starts on a new line, so the reader skips that part with a warning
+      // and nothing written is overwritten.
+      const appendLines = (lines: ReadonlyArray<string>) =>
+        Effect.tryPromise({
+          try: async () => {
+            let data = encodeUtf8(lines.join(""))
+            const handle = await FsPromises.open(file, FsConstants.O_WRONLY | FsConstants.O_APPEND)
+            try {
+              if (state.dirty && (await handle.stat()).size > state.size) {
+                data = Buffer.concat([encodeUtf8("\n"), data])
+              }
+              await handle.writeFile(data)
+              state.size = (await handle.stat()).size
+              state.dirty = false
+            } finally {
+              await handle.close()
+            }
+          },
+          catch: (cause) =>
+            new RolloutIoFailed({
+              path: file,
+              operation: "append",
+              reason: cause instanceof Error ? cause.message : String(cause),
+              cause
+            })
+        }).pipe(
+          Effect.tapError(() =>
+            Effect.sync(() => {
+              state.dirty = true
+            })
+          )
+        )
+      // Waiting for the lock can be interrupted; a write under way cannot.
+      const flush = lock.withPermits(1)(Effect.uninterruptible(write)).pipe(Effect.withSpan("RolloutWriter.flush"))
+      // onError runs outside the lock, so it may record an `error` event through this writer.
+      const autoFlush = Effect.catchAll(flush, onError)
+      const maybeFlush = (boundary: boolean) =>
+        boundary || state.closed || state.pendingChars >= flushThreshold ? autoFlush : Effect.void
+      yield* Effect.addFinalizer(() =>
+        Effect.suspend(() => {
+          state.closed = true
+          return Effect.zipRight(autoFlush, closeMarker) // closed in an orderly way: not a crash
+        })
+      )
+      const writer: RolloutWriter = {
+        threadId,
+        repairs,
+        path: Effect.sync(() => (state.exists ? Option.some(file) : Option.none())),
+        setBackendThreadId: (backendThreadId) =>
+          Effect.sync(() => {
+            if (!state.exists && header.meta !== undefined) header.meta = { ...header.meta, backendThreadId }
+          }),
+        submission: (submission) =>
+          Effect.suspend(() => {
+            append(`{"type":"submission","at":"${now()}","submission":${JSON.stringify(submission)}}\n`)
+            // §20: the first turn creates the file (and each later one retries a failed creation).
+            const startsTurn = submission.op.type === "user_input"
+            if (startsTurn) state.started = true
+            return maybeFlush(startsTurn && !state.exists)
+          }),
+        event: (event) =>
+          Effect.suspend(() => {
+            append(`{"type":"event","at":"${now()}","event":${JSON.stringify(event)}}\n`)
+            return maybeFlush(TURN_BOUNDARIES.has(event.msg.type))
+          }),
+        events: (events) =>
+          Effect.suspend(() => {
+            // One timestamp per batch: formatting a date costs as much as serialising the event.
+            // One string per batch: a line at a time costs an array slot and a length update each.
+            const prefix = `{"type":"event","at":"${now()}","event":`
+            let lines = ""
+            let boundary = false
+            for (const event of events) {
+              lines += `${prefix}${JSON.stringify(event)}}\n`
+              if (TURN_BOUNDARIES.has(event.msg.type)) boundary = true
+            }
+            if (lines !== "") append(lines)
+            return maybeFlush(boundary)
+          }),
+        flush,
+        terminal: (terminalState, reason) =>
+          Effect.suspend(() => {
+            if (state.terminated) return Effect.void
+            state.terminated = true
+            state.terminal = { state: terminalState, ...(reason === undefined ? {} : { reason }) }
+            const at = now()
+            append(
+              jsonLine({ type: "terminal", at, state: terminalState, ...(reason === undefined ? {} : { reason }) })
+            )
+            return Effect.zipRight(autoFlush, removeMarker)
+          }).pipe(Effect.withSpan("RolloutWriter.terminal"))
+      }
+      return { writer, acquireMarker }
+    })
+
+/** One writer's state, owned by it alone. */
+export interface WriterState {
+  /** Encoded lines (newline included) not yet on disk, oldest first. */
+  pending: Array<string>
+  pendingChars: number
+  /** False for a lazy writer until its first turn. */
+  started: boolean
+  /** The live marker this writer holds, while it is on disk. */
+  marker: LiveMarker | undefined
+  /** `terminal` was called. */
+  terminated: boolean
+  /** How the thread ended, once `terminal` was called. */
+  terminal: { readonly state: TerminalState; readonly reason?: string } | undefined
+  /** The file exists (created by this writer, or resumed). */
+  exists: boolean
+  /** This writer made (or may have half-made) the file, so a retry may overwrite it. */
+  ownsFile: boolean
+  /** Bytes on disk known to end in a whole line. */
+  size: number
+  /** A failed append may have left a partial line past `size`. */
+  dirty: boolean
+  closed: boolean
+}
+
+/** A fresh writer state. */
+export const newState = (options: { readonly started: boolean }): WriterState => ({
+  pending: [],
+  pendingChars: 0,
+  started: options.started,
+  marker: undefined,
+  terminated: false,
+  terminal: undefined,
+  exists: false,
+  ownsFile: false,
+  size: 0,
+  dirty: false,
+  closed: false
+})

@@ -1,0 +1,67 @@
+// The rollout file writer (internal/rolloutWriter.ts): batching, O_APPEND, the live marker, on real files.
+import { newThreadId, type RolloutMeta, userText } from "@deputy/protocol"
+import { FileSystem, Path } from "@effect/platform"
+import { NodeContext } from "@effect/platform-node"
+import { assert, layer } from "@effect/vitest"
+import { Effect, Exit, Scope } from "effect"
+import { makeRolloutWriter, newState } from "../src/internal/rolloutWriter.js"
+
+layer(NodeContext.layer, { excludeTestServices: true })("rolloutWriter", (it) => {
+  const setUp = (flushThreshold: number) =>
+    Effect.gen(function* () {
+      const fs = yield* FileSystem.FileSystem
+      const path = yield* Path.Path
+      const home = yield* fs.makeTempDirectoryScoped({ prefix: "deputy-writer-" })
+      const threadId = newThreadId()
+      const meta: RolloutMeta = {
+        type: "meta",
+        threadId,
+        createdAt: "2026-11-22T01:14:33.000Z",
+        backend: "scripted",
+        cwd: "/work",
+        source: { type: "top_level" }
+      }
+      const file = `${home}/sessions/rollout.jsonl`
+      const scope = yield* Scope.make()
+      const { writer } = yield* makeRolloutWriter({ fs, path, liveDir: `${home}/live`, flushThreshold })(
+        threadId,
+        file,
+        { meta },
+        newState({ started: false }),
+        (error) => Effect.die(error)
+      ).pipe(Scope.extend(scope))
+      const lines = Effect.map(fs.readFileString(file), (text) => text.split("\n").filter((l) => l !== "").length)
+      return { fs, file, writer, lines, marker: `${home}/live/${threadId}.json`, close: Scope.close(scope, Exit.void) }
+    })
+
+  it.scoped(
+    "lines wait in memory until a turn boundary, then go in one append; the marker lives until the terminal record",
+    () =>
+      Effect.gen(function* () {
+        const { fs, writer, lines, marker, close } = yield* setUp(1024 * 1024)
+        yield* writer.submission({ id: "t1", op: userText("hi") }) // the first turn creates the file
+        assert.strictEqual(yield* lines, 2) // metadata and the submission
+        assert.isTrue(yield* fs.exists(marker))
+        yield* writer.event({ id: "t1", msg: { type: "agent_message", message: "a" } })
+        assert.strictEqual(yield* lines, 2) // buffered
+        yield* writer.event({ id: "t1", msg: { type: "turn_complete", turnId: "t1" } })
+        assert.strictEqual(yield* lines, 4)
+        yield* writer.terminal("completed")
+        assert.strictEqual(yield* lines, 5)
+        assert.isFalse(yield* fs.exists(marker))
+        yield* close
+      })
+  )
+
+  it.scoped("past the threshold it flushes without a boundary, appending after what others wrote", () =>
+    Effect.gen(function* () {
+      const { fs, file, writer, lines, close } = yield* setUp(10)
+      yield* writer.submission({ id: "t1", op: userText("hi") })
+      yield* fs.writeFileString(file, '{"type":"written elsewhere"}\n', { flag: "a" })
+      yield* writer.event({ id: "t1", msg: { type: "agent_message", message: "past ten characters" } })
+      assert.strictEqual(yield* lines, 4)
+      assert.include((yield* fs.readFileString(file)).split("\n")[2], "written elsewhere")
+      yield* close
+    })
+  )
+})

@@ -118,7 +118,9 @@ const watched = (received: { at: number }) =>
   )
 
 const flood: Script = {
-  turns: [{ repeat: 10_000, steps: Array.from({ length: 1_000 }, () => ({ type: "message", text: "streaming", deltas: 2 })) }]
+  turns: [
+    { repeat: 10_000, steps: Array.from({ length: 1_000 }, () => ({ type: "message", text: "streaming", deltas: 2 })) }
+  ]
 }
 
 /** Cancel-to-shutdown-received latencies (ms) of CANCELS delegates, with ALIVE alive and STREAMING streaming. */
@@ -157,12 +159,16 @@ const figures = async (): Promise<ReadonlyArray<Figure>> => {
     runtime.runPromise(effect)
   if (!(globalThis as { gc?: unknown }).gc) console.error("(run with --expose-gc for heap figures)")
 
-  const rate = <E, R extends ThreadManager | Parent | RolloutStore | NodeContext.NodeContext>(effect: Effect.Effect<number, E, R>) => async () => {
-    const start = performance.now()
-    const count = await run(effect)
-    if (count !== EXPECTED) throw new Error(`counted ${count} events, expected ${EXPECTED}`)
-    return EVENTS / ((performance.now() - start) / 1000)
-  }
+  const rate =
+    <E, R extends ThreadManager | Parent | RolloutStore | NodeContext.NodeContext>(
+      effect: Effect.Effect<number, E, R>
+    ) =>
+    async () => {
+      const start = performance.now()
+      const count = await run(effect)
+      if (count !== EXPECTED) throw new Error(`counted ${count} events, expected ${EXPECTED}`)
+      return EVENTS / ((performance.now() - start) / 1000)
+    }
   const forwarding = await paired(
     ROUNDS,
     [

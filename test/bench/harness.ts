@@ -77,8 +77,7 @@ export const paired = async <K extends string>(
 }
 
 /** Per-round ratios a / b. */
-export const ratios = (a: ReadonlyArray<number>, b: ReadonlyArray<number>): Array<number> =>
-  a.map((x, i) => x / b[i]!)
+export const ratios = (a: ReadonlyArray<number>, b: ReadonlyArray<number>): Array<number> => a.map((x, i) => x / b[i]!)
 
 /** A figure from samples, compared with a baseline's samples of the same rounds. */
 export const compare = (

@@ -14,7 +14,7 @@ import { Scripted } from "@deputy/scripted"
 import { FileSystem } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { Effect, Layer, Option, Runtime, Stream } from "effect"
-import { compare, main as benchMain, knob, paired, rounds } from "./harness.js"
+import { main as benchMain, compare, knob, paired, rounds } from "./harness.js"
 
 const EVENTS = knob("BENCH_EVENTS", 500_000)
 const THREADS = 100
@@ -106,8 +106,10 @@ const resumeLarge = Effect.gen(function* () {
 const main = Effect.gen(function* () {
   const time = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.map(seconds(effect), (r) => r.seconds * 1000)
   const runtime = yield* Effect.runtime<RolloutStore | Parent | NodeContext.NodeContext>()
-  const run = <A, E>(effect: Effect.Effect<A, E, RolloutStore | Parent | NodeContext.NodeContext>) => () =>
-    Runtime.runPromise(runtime)(time(effect))
+  const run =
+    <A, E>(effect: Effect.Effect<A, E, RolloutStore | Parent | NodeContext.NodeContext>) =>
+    () =>
+      Runtime.runPromise(runtime)(time(effect))
   const forwarding = yield* Effect.promise(() =>
     paired(
       ROUNDS,

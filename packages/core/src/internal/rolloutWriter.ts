@@ -15,6 +15,7 @@ import { writePointer } from "../Pointer.js"
 import type { RolloutWriter } from "../Rollout.js"
 import { ioFailed, isAlreadyExists, RolloutIoFailed } from "./rolloutErrors.js"
 import { encodeUtf8, jsonLine, type RolloutWarning } from "./rolloutFile.js"
+import { eventLine, NOT_PERSISTED } from "./rolloutLines.js"
 
 const TURN_BOUNDARIES: ReadonlySet<string> = new Set(["turn_complete", "turn_aborted", "shutdown_complete"])
 
@@ -201,19 +202,24 @@ export const makeRolloutWriter =
           }),
         event: (event) =>
           Effect.suspend(() => {
-            append(`{"type":"event","at":"${now()}","event":${JSON.stringify(event)}}\n`)
+            // §2: streaming deltas are not persisted (Codex's rollout policy); the completed item is.
+            if (NOT_PERSISTED.has(event.msg.type)) return Effect.void
+            append(eventLine(now(), event))
             return maybeFlush(TURN_BOUNDARIES.has(event.msg.type))
           }),
         events: (events) =>
           Effect.suspend(() => {
             // One timestamp per batch: formatting a date costs as much as serialising the event.
             // One string per batch: a line at a time costs an array slot and a length update each.
-            const prefix = `{"type":"event","at":"${now()}","event":`
+            // Per event type, a hand-built line (rolloutLines.ts): JSON.stringify of the whole line was the cost.
+            const at = now()
             let lines = ""
             let boundary = false
             for (const event of events) {
-              lines += `${prefix}${JSON.stringify(event)}}\n`
-              if (TURN_BOUNDARIES.has(event.msg.type)) boundary = true
+              const type = event.msg.type
+              if (NOT_PERSISTED.has(type)) continue // §2
+              lines += eventLine(at, event)
+              if (TURN_BOUNDARIES.has(type)) boundary = true
             }
             if (lines !== "") append(lines)
             return maybeFlush(boundary)

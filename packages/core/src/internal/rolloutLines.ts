@@ -24,6 +24,11 @@ const SHAPES: ReadonlyMap<string, Shape> = new Map([
 ])
 const EVENT_SHAPE: Shape = { keys: ["id", "msg"], required: 2 }
 
+// What JSON.stringify escapes in a string: quote, backslash, control characters and (well-formed
+// JSON.stringify) any surrogate, paired or lone; a string without them is written as is.
+const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/
+const quote = (text: string): string => (NEEDS_ESCAPE.test(text) ? JSON.stringify(text) : `"${text}"`)
+
 const isPlain = (value: unknown): value is Record<string, unknown> =>
   typeof value === "object" && value !== null && Object.getPrototypeOf(value) === Object.prototype
 
@@ -35,7 +40,7 @@ const stringMembers = (value: Record<string, unknown>, shape: Shape): string | u
     if (key !== shape.keys[i]) return undefined
     const member = value[key]
     if (typeof member !== "string") return undefined
-    out += `${i === 0 ? "" : ","}"${key}":${JSON.stringify(member)}`
+    out += `${i === 0 ? "" : ","}"${key}":${quote(member)}`
     i++
   }
   return i >= shape.required ? out : undefined
@@ -50,7 +55,7 @@ const hotEvent = (event: Event): string | undefined => {
   for (const key in event) if (key !== EVENT_SHAPE.keys[keys++]) return undefined
   if (keys !== 2 || typeof event.id !== "string") return undefined
   const msg = stringMembers(event.msg, shape)
-  return msg === undefined ? undefined : `{"id":${JSON.stringify(event.id)},"msg":{${msg}}}`
+  return msg === undefined ? undefined : `{"id":${quote(event.id)},"msg":{${msg}}}`
 }
 
 /** The line (newline included) recording `event` at `at` (an ISO timestamp). */

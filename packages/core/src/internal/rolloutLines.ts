@@ -26,6 +26,7 @@ const EVENT_SHAPE: Shape = { keys: ["id", "msg"], required: 2 }
 
 // What JSON.stringify escapes in a string: quote, backslash, control characters and (well-formed
 // JSON.stringify) any surrogate, paired or lone; a string without them is written as is.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: these are exactly the characters JSON.stringify escapes
 const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/
 const quote = (text: string): string => (NEEDS_ESCAPE.test(text) ? JSON.stringify(text) : `"${text}"`)
 

@@ -8,6 +8,7 @@
  *   node --expose-gc --conditions=@deputy/source --import tsx test/bench/all.ts
  */
 import { spawn } from "node:child_process"
+import { mkdirSync, writeFileSync } from "node:fs"
 import { cpus, loadavg, totalmem } from "node:os"
 import { createInterface } from "node:readline"
 import { FIGURE_LINE, type Figure, table } from "./harness.js"
@@ -52,6 +53,9 @@ const run = async () => {
     console.error(`== ${name}`)
     const result = await runBench(FILES[name])
     figures.push(...result.figures)
+    // Kept as they come, so a later failure loses nothing.
+    mkdirSync(".tsbuild", { recursive: true })
+    writeFileSync(".tsbuild/bench-figures.json", `${JSON.stringify(figures, null, 2)}\n`)
     if (result.code !== 0) failed.push(name)
     loads.push(loadavg()[0]!)
     console.error(`== ${name}: ${((performance.now() - t0) / 1000).toFixed(0)} s`)

@@ -24,6 +24,7 @@ const EVENTS = knob("BENCH_EVENTS", 500_000)
 const ALIVE = knob("BENCH_ALIVE", 1_000)
 const STREAMING = knob("BENCH_STREAMING", 10)
 const CANCELS = knob("BENCH_CANCELS", 100)
+const CANCEL_ROUNDS = knob("BENCH_CANCEL_ROUNDS", 2)
 const ROUNDS = rounds(7)
 
 // One block: a message streamed as 3 deltas (3 filtered + 1 kept) and 6 plain messages = 10 events, 30 % deltas.
@@ -187,7 +188,7 @@ const figures = async (): Promise<ReadonlyArray<Figure>> => {
   )
   const p50: Array<number> = []
   const p99: Array<number> = []
-  const cancelRounds = Math.max(3, Math.ceil(ROUNDS / 2))
+  const cancelRounds = CANCEL_ROUNDS
   for (let round = 0; round < cancelRounds; round++) {
     const millis = await run(cancelUnderLoad)
     p50.push(quantile(millis, 0.5))
@@ -196,7 +197,7 @@ const figures = async (): Promise<ReadonlyArray<Figure>> => {
   }
   await runtime.dispose()
   const bench = "delegate"
-  const load = `${ALIVE.toLocaleString("en-US")} alive, ${STREAMING} streaming, ${CANCELS} cancels a round`
+  const load = `${ALIVE.toLocaleString("en-US")} alive, ${STREAMING} streaming, ${CANCELS} cancels a round, ${CANCEL_ROUNDS} rounds`
   return [
     compare(
       bench,

@@ -89,7 +89,9 @@ export const compare = (
   target?: { readonly text: string; readonly met: (ratio: number, median: number) => boolean }
 ): Figure => {
   const m = median(samples)
-  const ratio = baseline === undefined ? undefined : median(ratios(samples, baseline.samples))
+  const perRound = baseline === undefined ? undefined : median(ratios(samples, baseline.samples))
+  // A baseline of zero (0 ticks) has no finite ratio: the two medians say it all.
+  const ratio = perRound !== undefined && Number.isFinite(perRound) ? perRound : undefined
   return {
     bench,
     figure,
@@ -123,7 +125,7 @@ export const table = (figures: ReadonlyArray<Figure>): string => {
       `${num(f.median)} ${f.unit}`,
       `${num(f.min)}–${num(f.max)}`,
       f.baseline === undefined ? "" : `${f.baseline.name}: ${num(f.baseline.median)} ${f.unit}`,
-      f.ratio === undefined ? "" : f.ratio.toFixed(3),
+      f.ratio === undefined || f.ratio === null ? "" : f.ratio.toFixed(3),
       f.target ?? "",
       f.met === undefined ? "" : f.met ? "✓" : "✗"
     ])

@@ -1,11 +1,13 @@
 /**
  * `pnpm bench`: runs every benchmark (test/bench/*.bench.ts), each in its own Node process (so one's
- * heap does not weigh on another's figures), one after another, and prints ONE table of their figures:
+ * heap does not weigh on another's figures), one after another, against the compiled packages (dist,
+ * what users run: `pnpm bench` builds first; through tsx's source transform every closure carries an
+ * extra `name` property, about 8 KB per idle thread), and prints ONE table of their figures:
  * figure, median, min–max, baseline, ratio (median of per-round ratios), target, met. Progress goes to
  * stderr. Round counts and sizes come from the environment (BENCH_ROUNDS, BENCH_EVENTS, BENCH_ALIVE,
  * BENCH_CANCELS, BENCH_TURNS, BENCH_LONGRUN_THREADS, …); BENCH_ONLY=delegate,rollout picks benches.
  *
- *   node --expose-gc --conditions=@deputy/source --import tsx test/bench/all.ts
+ *   tsc -b && node --import tsx test/bench/all.ts
  */
 import { spawn } from "node:child_process"
 import { mkdirSync, writeFileSync } from "node:fs"
@@ -29,11 +31,10 @@ const chosen = BENCHES.filter((name) => only === undefined || only.includes(name
 /** Runs one bench file with BENCH_GATHER=1 and returns the figures it printed. */
 const runBench = (file: string): Promise<{ figures: Array<Figure>; code: number | null }> =>
   new Promise((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      ["--expose-gc", "--conditions=@deputy/source", "--import", "tsx", new URL(file, import.meta.url).pathname],
-      { env: { ...process.env, BENCH_GATHER: "1" }, stdio: ["ignore", "pipe", "inherit"] }
-    )
+    const child = spawn(process.execPath, ["--expose-gc", "--import", "tsx", new URL(file, import.meta.url).pathname], {
+      env: { ...process.env, BENCH_GATHER: "1" },
+      stdio: ["ignore", "pipe", "inherit"]
+    })
     const figures: Array<Figure> = []
     createInterface({ input: child.stdout }).on("line", (line) => {
       if (line.startsWith(FIGURE_LINE)) figures.push(JSON.parse(line.slice(FIGURE_LINE.length)) as Figure)

@@ -8,7 +8,9 @@
  *   (c) @openai/codex-sdk, its `codexPathOverride` pointing at the same binary.
  * Scenarios: (i) 10 sequential turns in one thread, (ii) 10 threads in parallel, one turn each. A
  * figure is the wall time from nothing running to the last answer received (process starts included,
- * teardown not), best of 3 rounds. Every measurement gets a fresh CODEX_HOME written for the mock.
+ * teardown not), in paired rounds with the order rotated; ratios are medians of per-round ratios.
+ * The app-server backend is compared with a raw hand-written JSON-RPC client of the same app-server
+ * (rawAppServer.ts), the exec backend with @openai/codex-sdk. The parallel scenario runs with BENCH_CODEX_PARALLEL=1. Every measurement gets a fresh CODEX_HOME written for the mock.
  * Prints wall times, per-turn means and the ratios sdk/app-server and exec/app-server.
  *
  *   node --conditions=@deputy/source --import tsx test/bench/codex.bench.ts
@@ -24,11 +26,15 @@ import { type MockModel, startMockModel } from "@deputy/mock-model"
 import { isTurnEnd, userText } from "@deputy/protocol"
 import { NodeContext } from "@effect/platform-node"
 import { Codex } from "@openai/codex-sdk"
-import { Effect, Layer, Logger, LogLevel, type Scope } from "effect"
+import { Effect, Layer, Logger, LogLevel, Runtime, type Scope } from "effect"
+import { main as benchMain, compare, type Figure, knob, paired, rounds } from "./harness.js"
+import { startRawThread } from "./rawAppServer.js"
 
-const TURNS = Number(process.env.BENCH_TURNS ?? 10)
-const THREADS = Number(process.env.BENCH_THREADS ?? 10)
-const ROUNDS = 3
+const TURNS = knob("BENCH_TURNS", 10)
+const THREADS = knob("BENCH_THREADS", 10)
+const ROUNDS = rounds(5)
+/** The parallel scenario runs only when asked (BENCH_CODEX_PARALLEL=1): it is not a target. */
+const PARALLEL = process.env.BENCH_CODEX_PARALLEL === "1"
 const ANSWER = "ok, done"
 const KEY = "DEPUTY_MOCK_MODEL_KEY"
 /** Bound of one measurement; the whole run is bounded by RUN_BOUND_MS. */
@@ -195,6 +201,22 @@ const sdkSequential = sdk(async (box, turns, answered, signal) => {
   }
 })
 
+/** The baseline of the app-server backend: a raw hand-written JSON-RPC client of the same app-server. */
+const rawSequential = sdk(async (box, turns, answered, signal) => {
+  const thread = await startRawThread(BINARY, CWD, box.sdkEnv, { approvalPolicy: "never", sandbox: "read-only" })
+  const abort = () => void thread.close()
+  signal.addEventListener("abort", abort)
+  try {
+    for (let i = 0; i < turns; i++) {
+      await thread.turn(`question ${i}`)
+      answered()
+    }
+  } finally {
+    signal.removeEventListener("abort", abort)
+    await thread.close()
+  }
+})
+
 const sdkParallel = sdk(async (box, threads, answered, signal) => {
   const one = (i: number) => sdkTurn(sdkThread(box), `question ${i}`, signal).then(answered)
   await Promise.all(Array.from({ length: threads }, (_, i) => one(i)))
@@ -208,6 +230,7 @@ interface Contender {
 
 const sequential: ReadonlyArray<Contender> = [
   { label: "app-server", run: delegateSequential(perProcess) },
+  { label: "raw JSON-RPC client", run: rawSequential },
   { label: "exec", run: delegateSequential(exec) },
   { label: "@openai/codex-sdk", run: sdkSequential }
 ]
@@ -228,7 +251,7 @@ const leftovers = (): Array<string> => {
 }
 const killLeftovers = () => {
   for (const line of leftovers()) {
-    console.log(`killing leftover child ${line}`)
+    console.error(`killing leftover child ${line}`)
     try {
       process.kill(Number(line.split(" ")[0]), "SIGKILL")
     } catch {
@@ -236,8 +259,6 @@ const killLeftovers = () => {
     }
   }
 }
-
-const seconds = (millis: number) => `${(millis / 1000).toFixed(2)} s`.padStart(8)
 
 const main = (model: MockModel) =>
   Effect.gen(function* () {
@@ -247,9 +268,6 @@ const main = (model: MockModel) =>
         devDependencies: Record<string, string>
       }
     ).devDependencies["@openai/codex-sdk"]
-    console.log(
-      `codex benchmark: ${TURNS} sequential turns / ${THREADS} parallel threads, best of ${ROUNDS}; ${version}, @openai/codex-sdk ${sdkVersion}, node ${process.version}`
-    )
     /** One measurement in a fresh box; checks the mock answered exactly one request per turn, and nothing else. */
     const measure = (contender: Contender, count: number) =>
       Effect.gen(function* () {
@@ -267,44 +285,58 @@ const main = (model: MockModel) =>
     // Warm-up (page cache, JIT): one turn by each, untimed.
     for (const contender of sequential) yield* measure(contender, 1)
 
-    const best = new Map<Contender, Timing>()
-    for (let round = 1; round <= ROUNDS; round++) {
-      const line: Array<string> = []
-      for (const [contender, count] of [
-        ...sequential.map((c) => [c, TURNS] as const),
-        ...parallel.map((c) => [c, THREADS] as const)
-      ]) {
-        const timing = yield* measure(contender, count)
-        const previous = best.get(contender)
-        if (previous === undefined || timing.total < previous.total) best.set(contender, timing)
-        line.push(`${contender.label} ${(timing.total / 1000).toFixed(2)}`)
-      }
-      console.log(`round ${round} (s): ${line.join(" | ")}`)
-    }
-
-    const report = (title: string, contenders: ReadonlyArray<Contender>, count: number) => {
-      console.log(title)
-      for (const c of contenders) {
-        const { total, first } = best.get(c)!
-        console.log(
-          `  ${c.label.padEnd(34)} ${seconds(total)}   ${(total / count).toFixed(0).padStart(4)} ms/turn   first answer after ${first.toFixed(0)} ms`
+    const runtime = yield* Effect.runtime<Parent | CodexExec.Requirements>()
+    const sample = (contender: Contender, count: number) => () =>
+      Runtime.runPromise(runtime)(Effect.map(measure(contender, count), (t) => t.total))
+    const seq = yield* Effect.promise(() =>
+      paired(
+        ROUNDS,
+        sequential.map((c) => [c.label, sample(c, TURNS)] as const),
+        { warmup: false, log: "codex sequential" }
+      )
+    )
+    const label = `${TURNS} sequential turns, one thread`
+    const figures: Array<Figure> = [
+      compare(
+        "codex",
+        `app-server backend, ${label}`,
+        "ms",
+        seq["app-server"]!,
+        { name: "raw JSON-RPC client", samples: seq["raw JSON-RPC client"]! },
+        { text: "ratio ≤ 1.05", met: (r) => r <= 1.05 }
+      ),
+      compare(
+        "codex",
+        `exec backend, ${label}`,
+        "ms",
+        seq.exec!,
+        { name: "@openai/codex-sdk", samples: seq["@openai/codex-sdk"]! },
+        { text: "ratio ≤ 1.0", met: (r) => r <= 1.0 }
+      ),
+      compare("codex", `@openai/codex-sdk, ${label}`, "ms", seq["@openai/codex-sdk"]!, {
+        name: "app-server backend",
+        samples: seq["app-server"]!
+      })
+    ]
+    if (PARALLEL) {
+      const par = yield* Effect.promise(() =>
+        paired(
+          ROUNDS,
+          parallel.map((c) => [c.label, sample(c, THREADS)] as const),
+          { warmup: false, log: "codex parallel" }
+        )
+      )
+      for (const c of parallel.slice(0, 3)) {
+        figures.push(
+          compare("codex", `${c.label}, ${THREADS} threads in parallel`, "ms", par[c.label]!, {
+            name: "@openai/codex-sdk",
+            samples: par["@openai/codex-sdk"]!
+          })
         )
       }
     }
-    const ratio = (c: Contender, base: Contender) => (best.get(c)!.total / best.get(base)!.total).toFixed(2)
-    const [seqApp, seqExec, seqSdk] = sequential as [Contender, Contender, Contender]
-    const [parApp, parShared, parExec, parSdk] = parallel as [Contender, Contender, Contender, Contender]
-    report(`(i) ${TURNS} sequential turns, one thread`, sequential, TURNS)
-    console.log(
-      `  sdk/app-server = ${ratio(seqSdk, seqApp)} (target >= 2)   exec/app-server = ${ratio(seqExec, seqApp)}`
-    )
-    report(`(ii) ${THREADS} threads in parallel, one turn each`, parallel, THREADS)
-    console.log(
-      `  vs a process per thread: sdk/app-server = ${ratio(parSdk, parApp)}   exec/app-server = ${ratio(parExec, parApp)}`
-    )
-    console.log(
-      `  vs one shared process:   sdk/app-server = ${ratio(parSdk, parShared)}   exec/app-server = ${ratio(parExec, parShared)}`
-    )
+    console.error(`${version}, @openai/codex-sdk ${sdkVersion}`)
+    return figures
   })
 
 const bound = setTimeout(() => {
@@ -313,7 +345,7 @@ const bound = setTimeout(() => {
   process.exit(2)
 }, RUN_BOUND_MS)
 
-const run = async () => {
+const run = async (): Promise<ReadonlyArray<Figure>> => {
   const model = await startMockModel({
     responses: [{ name: "answer", times: 1_000_000, steps: [{ type: "message", text: ANSWER }] }]
   })
@@ -324,10 +356,8 @@ const run = async () => {
         Logger.withMinimumLogLevel(LogLevel.Error)
       )
     )
-    if (exit._tag === "Failure") {
-      console.error(exit.cause)
-      process.exitCode = 1
-    }
+    if (exit._tag === "Failure") throw new Error(`codex benchmark failed: ${exit.cause.toString()}`)
+    return exit.value
   } finally {
     killLeftovers()
     await model.close()
@@ -336,4 +366,4 @@ const run = async () => {
   }
 }
 
-void run()
+benchMain(run)

@@ -1,85 +1,70 @@
 /**
- * The delegate benchmark (issue 2). In one run, on the same 1,000,000 events (30 % of them deltas
- * the delegate filters out):
- *   (a) the bare limit: the events pushed through one Effect Queue into a Stream;
- *   (b) a scripted agent's events read directly from the agent;
- *   (c) the same agent read through Delegate.interactive;
- * then heap bytes per idle interactive sub-agent with 1,000 alive, and cancel-to-shutdown latency
- * (p50 / p99) with 1,000 alive. Prints figures and the ratios c/b and c/a.
+ * The delegate benchmark (issues 2 and 12), in paired rounds with the order rotated:
+ *   - forwarding: the same scripted turn (EVENTS events, 30 % of them deltas that are filtered out)
+ *     read (a) through `Delegate.interactive` and (b) through the fair limit: a bare `Mailbox` pipe doing
+ *     the same work as the delegate's forwarder (the agent's `takeAll` batches, the same filter,
+ *     `offerAll` per batch, the same scheduler) and nothing else; the ratio delegate / limit of rates;
+ *   - heap per idle thread started through `ThreadManager.start` (what an application holds), next to a
+ *     bare idle delegate, ALIVE of each at once;
+ *   - cancel latency under load: ALIVE delegates alive in a turn and STREAMING more streaming events
+ *     to their readers, CANCELS of the idle ones cancelled one by one; a latency is the time from
+ *     `cancel` to the agent receiving its `shutdown` op. p50 and p99 per round.
  *
  *   node --expose-gc --conditions=@deputy/source --import tsx test/bench/delegate.bench.ts
  */
-import { Delegate, Parent } from "@deputy/core"
+import { type Agent, Delegate, FairScheduler, Parent, RolloutStore, ThreadManager } from "@deputy/core"
 import { type Event, newThreadId, type Script, userText } from "@deputy/protocol"
 import { Scripted } from "@deputy/scripted"
+import { FileSystem } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
-import { Chunk, Effect, Exit, Layer, Queue, Scope, Stream } from "effect"
+import { Chunk, Effect, Exit, Layer, Mailbox, ManagedRuntime, Scope, Stream } from "effect"
+import { compare, type Figure, knob, main, paired, quantile, rounds } from "./harness.js"
 
-const EVENTS = Number(process.env.BENCH_EVENTS ?? 1_000_000)
-const ALIVE = Number(process.env.BENCH_ALIVE ?? 1_000)
-const ROUNDS = 3
+const EVENTS = knob("BENCH_EVENTS", 500_000)
+const ALIVE = knob("BENCH_ALIVE", 1_000)
+const STREAMING = knob("BENCH_STREAMING", 10)
+const CANCELS = knob("BENCH_CANCELS", 100)
+const CANCEL_ROUNDS = knob("BENCH_CANCEL_ROUNDS", 2)
+const ROUNDS = rounds(7)
 
-// turn_started and turn_complete come on top. One repetition: a message streamed as 3 deltas (3 filtered + 1 kept) and 6 plain messages = 10 events, 30 % deltas.
-const REPEAT = EVENTS / 10
+// One block: a message streamed as 3 deltas (3 filtered + 1 kept) and 6 plain messages = 10 events, 30 % deltas.
+// Ten blocks a repetition (a script repeats at most 10,000 times).
+const block = [
+  { type: "message" as const, text: "abc", deltas: 3 },
+  ...Array.from({ length: 6 }, () => ({ type: "message" as const, text: "x" }))
+]
 const script: Script = {
-  turns: [
-    {
-      repeat: REPEAT,
-      steps: [
-        { type: "message", text: "abc", deltas: 3 },
-        ...Array.from({ length: 6 }, () => ({ type: "message" as const, text: "x" }))
-      ]
-    }
-  ]
+  turns: [{ repeat: EVENTS / 100, steps: Array.from({ length: 10 }, () => block).flat() }]
 }
+const EXPECTED = EVENTS * 0.7 + 2 // turn_started and turn_complete come on top
 
-/** The same events as plain values, for the bare baseline. */
-const sameEvents = (): Array<Event> => {
-  const out: Array<Event> = []
-  for (let r = 0; r < REPEAT; r++) {
-    for (const delta of ["a", "b", "c"]) out.push({ id: "t", msg: { type: "agent_message_delta", delta } })
-    out.push({ id: "t", msg: { type: "agent_message", message: "abc" } })
-    for (let i = 0; i < 6; i++) out.push({ id: "t", msg: { type: "agent_message", message: "x" } })
-  }
-  return out
-}
+const isEnd = (e: Event) => e.msg.type === "turn_complete"
 
-const time = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-  Effect.gen(function* () {
-    const start = performance.now()
-    const value = yield* effect
-    return { value, seconds: (performance.now() - start) / 1000 }
-  })
-
-/** (a) Every event offered into one bounded Queue and read back as a Stream. */
-const bare = (events: ReadonlyArray<Event>) =>
-  Effect.gen(function* () {
-    const queue = yield* Queue.bounded<Event>(1024)
-    yield* Effect.fork(Effect.forEach(events, (event) => Queue.offer(queue, event), { discard: true }))
-    return yield* Stream.fromQueue(queue).pipe(Stream.take(events.length), Stream.runCount)
-  })
-
-/** (b) The scripted agent's mailbox read directly until the turn completes. */
-const direct = Effect.gen(function* () {
+/** (b) The fair limit: the agent's batches filtered and offered whole into one Mailbox, read as a Stream. */
+const fairLimit = Effect.gen(function* () {
   const agent = yield* Scripted.spawn(script)
+  const out = yield* Mailbox.make<Event>({ capacity: 512 })
+  yield* Effect.forkScoped(
+    Effect.gen(function* () {
+      while (true) {
+        const [chunk, done] = yield* agent.events.takeAll
+        const kept: Array<Event> = []
+        for (const event of Chunk.toReadonlyArray(chunk)) if (Delegate.defaultEventFilter(event.msg)) kept.push(event)
+        yield* out.offerAll(kept)
+        if (done) return yield* out.end
+      }
+    })
+  )
   yield* agent.submit({ id: "t", op: userText("go") })
-  let count = 0
-  while (true) {
-    const [chunk] = yield* agent.events.takeAll
-    count += chunk.length
-    if (Chunk.some(chunk, (e) => e.msg.type === "turn_complete")) return count
-  }
-}).pipe(Effect.scoped)
+  return yield* Mailbox.toStream(out).pipe(Stream.takeUntil(isEnd), Stream.runCount)
+}).pipe(Effect.scoped, FairScheduler.withFairScheduler)
 
-/** (c) The same agent through Delegate.interactive; counts what the caller receives. */
+/** (a) The same agent through Delegate.interactive; counts what the caller receives. */
 const delegated = Effect.gen(function* () {
   const delegate = yield* Delegate.interactive(Scripted.spawn(script))
   yield* delegate.submit(userText("go"))
-  return yield* delegate.events.pipe(
-    Stream.takeUntil((e) => e.msg.type === "turn_complete"),
-    Stream.runCount
-  )
-}).pipe(Effect.scoped)
+  return yield* delegate.events.pipe(Stream.takeUntil(isEnd), Stream.runCount)
+}).pipe(Effect.scoped, FairScheduler.withFairScheduler)
 
 const gc = () => (globalThis as { gc?: () => void }).gc?.()
 const heapUsed = () => {
@@ -90,80 +75,152 @@ const heapUsed = () => {
 
 const idleScript: Script = { turns: [{ repeat: 1, steps: [{ type: "sleep", ms: 600_000 }] }] }
 
-/** Heap bytes per idle interactive sub-agent, with `ALIVE` of them alive at once. */
-const idleHeap = Effect.gen(function* () {
+/** Heap bytes per idle bare delegate, ALIVE alive at once. */
+const bareHeap = Effect.gen(function* () {
   const scope = yield* Scope.make()
   const before = heapUsed()
-  const delegates = yield* Effect.forEach(
+  yield* Effect.forEach(
     Array.from({ length: ALIVE }),
     () => Delegate.interactive(Scripted.spawn(idleScript, { threadId: newThreadId() })),
-    { concurrency: 1 }
+    { discard: true }
   ).pipe(Scope.extend(scope))
   const after = heapUsed()
   yield* Scope.close(scope, Exit.void)
-  return { perAgent: (after - before) / delegates.length, alive: delegates.length }
+  return (after - before) / ALIVE
 })
 
-/** Cancel-to-shutdown latency of each of `ALIVE` delegates in a turn, cancelled one by one while the rest live. */
-const cancelLatency = Effect.gen(function* () {
+/** Heap bytes per idle thread started through ThreadManager.start, ALIVE alive at once. */
+const managedHeap = Effect.gen(function* () {
+  const manager = yield* ThreadManager
+  const backend = Scripted.backend(idleScript)
+  const before = heapUsed()
+  const threads = yield* Effect.forEach(Array.from({ length: ALIVE }), () => manager.start({ backend }))
+  const after = heapUsed()
+  yield* Effect.forEach(threads, (t) => manager.remove(t.threadId), { discard: true })
+  return (after - before) / ALIVE
+})
+
+/** An idle agent that notes when it receives its shutdown op. */
+const watched = (received: { at: number }) =>
+  Effect.map(
+    Scripted.spawn(idleScript),
+    (agent): Agent => ({
+      ...agent,
+      submit: (submission) =>
+        submission.op.type === "shutdown"
+          ? Effect.zipRight(
+              Effect.sync(() => {
+                received.at = performance.now()
+              }),
+              agent.submit(submission)
+            )
+          : agent.submit(submission)
+    })
+  )
+
+const flood: Script = {
+  turns: [
+    { repeat: 10_000, steps: Array.from({ length: 1_000 }, () => ({ type: "message", text: "streaming", deltas: 2 })) }
+  ]
+}
+
+/** Cancel-to-shutdown-received latencies (ms) of CANCELS delegates, with ALIVE alive and STREAMING streaming. */
+const cancelUnderLoad = Effect.gen(function* () {
   const scope = yield* Scope.make()
-  const delegates = yield* Effect.forEach(
-    Array.from({ length: ALIVE }),
-    () =>
-      Effect.tap(Delegate.interactive(Scripted.spawn(idleScript)), (d) =>
-        Effect.zipRight(d.submit(userText("wait")), Stream.runDrain(Stream.take(d.events, 1)))
-      ),
-    { concurrency: 1 }
-  ).pipe(Scope.extend(scope))
+  for (let i = 0; i < STREAMING; i++) {
+    const d = yield* Delegate.interactive(Scripted.spawn(flood)).pipe(Scope.extend(scope))
+    yield* d.submit(userText("stream"))
+    yield* Effect.forkIn(Stream.runDrain(d.events), scope)
+  }
+  const marks = Array.from({ length: ALIVE }, () => ({ at: 0 }))
+  const delegates = yield* Effect.forEach(marks, (mark) =>
+    Effect.tap(Delegate.interactive(watched(mark)), (d) =>
+      Effect.zipRight(d.submit(userText("wait")), Stream.runDrain(Stream.take(d.events, 1)))
+    ).pipe(Scope.extend(scope))
+  )
   const millis: Array<number> = []
-  for (const delegate of delegates) {
+  for (let i = 0; i < Math.min(CANCELS, ALIVE); i++) {
     const start = performance.now()
-    yield* delegate.cancel
-    millis.push(performance.now() - start)
+    yield* delegates[i]!.cancel
+    millis.push(marks[i]!.at - start)
   }
   yield* Scope.close(scope, Exit.void)
-  millis.sort((x, y) => x - y)
-  const at = (q: number) => millis[Math.min(millis.length - 1, Math.floor(q * millis.length))]!
-  return { p50: at(0.5), p99: at(0.99), max: millis.at(-1)! }
+  return millis
 })
 
-const fmt = (n: number) => Math.round(n).toLocaleString("en-US")
+const figures = async (): Promise<ReadonlyArray<Figure>> => {
+  const layer = Layer.unwrapScoped(
+    Effect.gen(function* () {
+      const home = yield* (yield* FileSystem.FileSystem).makeTempDirectoryScoped({ prefix: "deputy-bench-" })
+      return ThreadManager.layer.pipe(Layer.provideMerge(RolloutStore.layer({ home })))
+    })
+  ).pipe(Layer.provideMerge(Parent.layerCallbacks({})), Layer.provideMerge(NodeContext.layer))
+  const runtime = ManagedRuntime.make(layer)
+  const run = <A, E>(effect: Effect.Effect<A, E, ThreadManager | Parent | RolloutStore | NodeContext.NodeContext>) =>
+    runtime.runPromise(effect)
+  if (!(globalThis as { gc?: unknown }).gc) console.error("(run with --expose-gc for heap figures)")
 
-const main = Effect.gen(function* () {
-  console.log(
-    `delegate benchmark: ${fmt(EVENTS)} events (30 % filtered deltas), best of ${ROUNDS}; node ${process.version}`
-  )
-  if (!(globalThis as { gc?: unknown }).gc) console.log("(run with --expose-gc for stable heap figures)")
-  const events = sameEvents()
-  const rates = { a: 0, b: 0, c: 0 }
-  for (let round = 0; round < ROUNDS; round++) {
-    const a = yield* time(bare(events))
-    const b = yield* time(direct)
-    const c = yield* time(delegated)
-    if (a.value !== EVENTS || b.value < EVENTS || c.value !== EVENTS * 0.7 + 2) {
-      throw new Error(`event counts off: bare ${a.value}, direct ${b.value}, delegated ${c.value}`)
+  const rate =
+    <E, R extends ThreadManager | Parent | RolloutStore | NodeContext.NodeContext>(
+      effect: Effect.Effect<number, E, R>
+    ) =>
+    async () => {
+      const start = performance.now()
+      const count = await run(effect)
+      if (count !== EXPECTED) throw new Error(`counted ${count} events, expected ${EXPECTED}`)
+      return EVENTS / ((performance.now() - start) / 1000)
     }
-    rates.a = Math.max(rates.a, EVENTS / a.seconds)
-    rates.b = Math.max(rates.b, EVENTS / b.seconds)
-    rates.c = Math.max(rates.c, EVENTS / c.seconds)
+  const forwarding = await paired(
+    ROUNDS,
+    [
+      ["limit", rate(fairLimit)],
+      ["delegate", rate(delegated)]
+    ],
+    { log: "delegate forwarding" }
+  )
+  const heap = await paired(
+    Math.max(3, Math.ceil(ROUNDS / 2)),
+    [
+      ["bare", () => run(bareHeap)],
+      ["managed", () => run(managedHeap)]
+    ],
+    { log: "delegate heap" }
+  )
+  const p50: Array<number> = []
+  const p99: Array<number> = []
+  const cancelRounds = CANCEL_ROUNDS
+  for (let round = 0; round < cancelRounds; round++) {
+    const millis = await run(cancelUnderLoad)
+    p50.push(quantile(millis, 0.5))
+    p99.push(quantile(millis, 0.99))
+    console.error(`delegate cancel round ${round + 1}/${cancelRounds}: p50 ${p50.at(-1)} p99 ${p99.at(-1)} ms`)
   }
-  console.log(`(a) bare Queue -> Stream       ${fmt(rates.a)} events/s`)
-  console.log(`(b) scripted agent, direct     ${fmt(rates.b)} events/s`)
-  console.log(`(c) through Delegate           ${fmt(rates.c)} events/s`)
-  console.log(`c/b = ${(rates.c / rates.b).toFixed(2)} (target >= 0.5)   c/a = ${(rates.c / rates.a).toFixed(2)}`)
-  const heap = yield* idleHeap
-  console.log(
-    `heap per idle interactive sub-agent (${fmt(heap.alive)} alive): ${fmt(heap.perAgent)} bytes (target <= 65,536)`
-  )
-  const latency = yield* cancelLatency
-  console.log(
-    `cancel-to-shutdown with ${fmt(ALIVE)} alive: p50 ${latency.p50.toFixed(2)} ms, p99 ${latency.p99.toFixed(2)} ms, max ${latency.max.toFixed(2)} ms (target p99 <= 10 ms)`
-  )
-})
+  await runtime.dispose()
+  const bench = "delegate"
+  const load = `${ALIVE.toLocaleString("en-US")} alive, ${STREAMING} streaming, ${CANCELS} cancels a round, ${CANCEL_ROUNDS} rounds`
+  return [
+    compare(
+      bench,
+      `forwarding ${EVENTS.toLocaleString("en-US")} events (30 % filtered)`,
+      "events/s",
+      forwarding.delegate,
+      { name: "bare Mailbox pipe, offerAll per batch, same filter", samples: forwarding.limit },
+      { text: "ratio ≥ 0.8", met: (r) => r >= 0.8 }
+    ),
+    compare(
+      bench,
+      `heap per idle thread through ThreadManager.start (${ALIVE.toLocaleString("en-US")} alive)`,
+      "bytes",
+      heap.managed,
+      { name: "idle bare delegate", samples: heap.bare },
+      { text: "≤ 49,152 bytes", met: (_, m) => m <= 49_152 }
+    ),
+    compare(bench, `cancel → shutdown received, p50 (${load})`, "ms", p50, undefined),
+    compare(bench, `cancel → shutdown received, p99 (${load})`, "ms", p99, undefined, {
+      text: "≤ 10 ms",
+      met: (_, m) => m <= 10
+    })
+  ]
+}
 
-Effect.runPromise(main.pipe(Effect.provide(Layer.merge(Parent.layerCallbacks({}), NodeContext.layer)))).catch(
-  (error: unknown) => {
-    console.error(error)
-    process.exitCode = 1
-  }
-)
+main(figures)

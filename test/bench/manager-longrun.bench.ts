@@ -1,5 +1,6 @@
 /**
- * The long-lived manager benchmark (issue 9, finding 6). One ThreadManager runs 20,000 threads one
+ * The long-lived manager benchmark (issue 9, finding 6). One ThreadManager runs THREADS (4,000; 20,000 in
+ * BENCHMARKS.md's first run) threads one
  * after another: 10,000 scripted trees of a root and one sub-agent, under per-tree, per-parent and
  * per-backend caps (so every tree gets slot pools), every root ended by `remove` or, one in two, by
  * `cancel`. After each block of 2,000 threads it prints the block's wall and CPU time (CPU time is
@@ -13,11 +14,12 @@ import { Parent, RolloutStore, ThreadManager } from "@deputy/core"
 import { type Script, userText } from "@deputy/protocol"
 import { Scripted } from "@deputy/scripted"
 import { FileSystem } from "@effect/platform"
-import { NodeContext, NodeRuntime } from "@effect/platform-node"
+import { NodeContext } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
+import { compare, type Figure, knob, main } from "./harness.js"
 
-const THREADS = Number(process.env.BENCH_THREADS ?? 20_000)
-const BLOCK = 2_000
+const THREADS = knob("BENCH_LONGRUN_THREADS", 4_000)
+const BLOCK = knob("BENCH_LONGRUN_BLOCK", 1_000)
 const TREE = 2 // a root and one sub-agent
 
 const leaf: Script = { turns: [{ repeat: 1, steps: [{ type: "message", text: "leaf done" }] }] }
@@ -68,26 +70,50 @@ const program = Effect.gen(function* () {
     cpuBlocks.push(cpuSeconds)
     const heap = block === 0 || block === THREADS / BLOCK - 1 ? heapMb() : undefined
     if (block === 0) firstHeap = heap ?? 0
-    console.log(
+    console.error(
       `threads ${(block + 1) * BLOCK}: block ${seconds.toFixed(2)} s wall, ${cpuSeconds.toFixed(2)} s CPU ` +
         `(${((cpuSeconds * 1000) / BLOCK).toFixed(3)} ms CPU/thread)` +
         (heap === undefined ? "" : `, heap ${heap.toFixed(1)} MB`)
     )
   }
   const lastHeap = heapMb()
-  console.log(
+  console.error(
     `heap after the first ${BLOCK}: ${firstHeap.toFixed(1)} MB; after the last ${BLOCK}: ${lastHeap.toFixed(1)} MB; ` +
       `ratio ${(lastHeap / firstHeap).toFixed(3)}`
   )
-  console.log(
+  console.error(
     `wall time of the first ${BLOCK}: ${blocks[0]!.toFixed(2)} s; of the last: ${blocks.at(-1)!.toFixed(2)} s; ` +
       `ratio ${(blocks.at(-1)! / blocks[0]!).toFixed(3)}`
   )
-  console.log(
+  console.error(
     `CPU time of the first ${BLOCK}: ${cpuBlocks[0]!.toFixed(2)} s; of the last: ${cpuBlocks.at(-1)!.toFixed(2)} s; ` +
       `ratio ${(cpuBlocks.at(-1)! / cpuBlocks[0]!).toFixed(3)}`
   )
-  console.log(`live threads ${(yield* manager.list).length}, op log entries ${(yield* manager.opLog).length}`)
+  const live = (yield* manager.list).length
+  const log = (yield* manager.opLog).length
+  console.error(`live threads ${live}, op log entries ${log}`)
+  const blocksText = `${THREADS.toLocaleString("en-US")} threads, blocks of ${BLOCK.toLocaleString("en-US")}`
+  return [
+    compare(
+      "longrun",
+      `heap after the last block (${blocksText})`,
+      "MB",
+      [lastHeap],
+      {
+        name: "after the first block",
+        samples: [firstHeap]
+      },
+      { text: "ratio ≤ 1.10", met: (r) => r <= 1.1 }
+    ),
+    compare("longrun", "CPU time of the last block", "s", [cpuBlocks.at(-1)!], {
+      name: "the first block",
+      samples: [cpuBlocks[0]!]
+    }),
+    compare("longrun", "op log entries at the end, no thread live", "entries", [log], undefined, {
+      text: "0",
+      met: (_, m) => m === 0 && live === 0
+    })
+  ] satisfies ReadonlyArray<Figure>
 })
 
 const layer = Layer.unwrapScoped(
@@ -99,4 +125,4 @@ const layer = Layer.unwrapScoped(
   })
 ).pipe(Layer.provideMerge(Parent.layerCallbacks({})), Layer.provideMerge(NodeContext.layer))
 
-program.pipe(Effect.provide(layer), NodeRuntime.runMain)
+main(() => Effect.runPromise(program.pipe(Effect.provide(layer))))

@@ -10,20 +10,16 @@
  */
 import { judgeExec, type Policy, policy, shellParser } from "@deputy/core"
 import { Effect } from "effect"
+import { compare, main, rounds } from "./harness.js"
 
-const ROUNDS = 21
+const ROUNDS = rounds(21)
 const PER_ROUND = 20
 const command = [`${"a".repeat(10_000)}!`]
 const catastrophic = policy({ exec: [{ regex: "^(a+)+$", decision: "denied" }], default: "approved" })
 const baseline = policy({ exec: [{ regex: "^cat ", decision: "denied" }], default: "approved" })
 const script = ["/bin/bash", "-lc", "cat src/add.ts && git diff --stat | head -n 20; git log --oneline -n 5"]
 
-const median = (xs: ReadonlyArray<number>) => {
-  const sorted = [...xs].sort((a, b) => a - b)
-  return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN
-}
-
-const main = async () => {
+const figures = async () => {
   const shell = await Effect.runPromise(shellParser)
   /** Milliseconds per decision, over PER_ROUND decisions. */
   const time = (rules: Policy, argv: ReadonlyArray<string>, expected: string) => {
@@ -40,7 +36,6 @@ const main = async () => {
   time(policy.readOnly, script, "approved")
   const slow: Array<number> = []
   const base: Array<number> = []
-  const ratios: Array<number> = []
   const parsed: Array<number> = []
   for (let round = 0; round < ROUNDS; round++) {
     const runs = [
@@ -49,20 +44,18 @@ const main = async () => {
       () => parsed.push(time(policy.readOnly, script, "approved"))
     ]
     for (let k = 0; k < runs.length; k++) runs[(round + k) % runs.length]?.()
-    ratios.push((slow.at(-1) ?? 0) / (base.at(-1) ?? 1))
   }
-  console.log(`policy benchmark, ${ROUNDS} paired rounds of ${PER_ROUND} decisions; node ${process.version}`)
-  console.log(
-    `^(a+)+$ on a 10,001-char command (no match): ${median(slow).toFixed(3)} ms per decision (target < 10 ms)`
-  )
-  console.log(`^cat    on the same command (baseline):      ${median(base).toFixed(3)} ms per decision`)
-  console.log(`ratio catastrophic/baseline, median of rounds: ${median(ratios).toFixed(2)}x`)
-  console.log(
-    `policy.readOnly on a 4-command bash -lc script (parse included): ${(median(parsed) * 1000).toFixed(0)} µs`
-  )
+  return [
+    compare(
+      "policy",
+      "^(a+)+$ on a 10,001-char command (no match), per decision",
+      "ms",
+      slow,
+      { name: "^cat on the same command", samples: base },
+      { text: "< 10 ms", met: (_, m) => m < 10 }
+    ),
+    compare("policy", "policy.readOnly on a 4-command bash -lc script, parse included", "ms", parsed, undefined)
+  ]
 }
 
-main().catch((error: unknown) => {
-  console.error(error)
-  process.exitCode = 1
-})
+main(figures)

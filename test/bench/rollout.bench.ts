@@ -1,7 +1,8 @@
 /**
- * The rollout benchmark (issue 3), in one run:
- *   - delegate forwarding of a scripted agent's 1,000,000 events with the rollout off, then on
- *     (every submission and event written through a RolloutStore writer); the ratio on/off;
+ * The rollout benchmark (issues 3 and 12), in paired rounds with the order rotated:
+ *   - delegate forwarding of a scripted agent's EVENTS events with the rollout off and on
+ *     (every submission and event written through a RolloutStore writer); the median of per-round
+ *     ratios of times on / off;
  *   - append throughput: 100 concurrent threads writing events into their rollouts;
  *   - the time to read back (resume) a 100,000-line rollout.
  *
@@ -12,24 +13,22 @@ import { type Event, newThreadId, type Script, userText } from "@deputy/protocol
 import { Scripted } from "@deputy/scripted"
 import { FileSystem } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
-import { Effect, Layer, Option, Stream } from "effect"
+import { Effect, Layer, Option, Runtime, Stream } from "effect"
+import { main as benchMain, compare, knob, paired, rounds } from "./harness.js"
 
-const EVENTS = Number(process.env.BENCH_EVENTS ?? 1_000_000)
+const EVENTS = knob("BENCH_EVENTS", 500_000)
 const THREADS = 100
-const PER_THREAD = Number(process.env.BENCH_PER_THREAD ?? 2_000)
+const PER_THREAD = knob("BENCH_PER_THREAD", 2_000)
 const RESUME_LINES = 100_000
-const ROUNDS = 3
+const ROUNDS = rounds(7)
 
+// Ten blocks of 10 events (3 deltas) a repetition: a script repeats at most 10,000 times.
+const block = [
+  { type: "message" as const, text: "abc", deltas: 3 },
+  ...Array.from({ length: 6 }, () => ({ type: "message" as const, text: "x" }))
+]
 const script: Script = {
-  turns: [
-    {
-      repeat: EVENTS / 10,
-      steps: [
-        { type: "message", text: "abc", deltas: 3 },
-        ...Array.from({ length: 6 }, () => ({ type: "message" as const, text: "x" }))
-      ]
-    }
-  ]
+  turns: [{ repeat: EVENTS / 100, steps: Array.from({ length: 10 }, () => block).flat() }]
 }
 
 const meta = (threadId = newThreadId()) => ({
@@ -104,30 +103,42 @@ const resumeLarge = Effect.gen(function* () {
   return read.seconds
 })
 
-const fmt = (n: number) => Math.round(n).toLocaleString("en-US")
-
 const main = Effect.gen(function* () {
-  console.log(`rollout benchmark, best of ${ROUNDS}; node ${process.version}`)
-  let off = 0
-  let on = 0
-  for (let round = 0; round < ROUNDS; round++) {
-    const a = yield* seconds(forward(false))
-    const b = yield* seconds(forward(true))
-    off = Math.max(off, EVENTS / a.seconds)
-    on = Math.max(on, EVENTS / b.seconds)
+  const time = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.map(seconds(effect), (r) => r.seconds * 1000)
+  const runtime = yield* Effect.runtime<RolloutStore | Parent | NodeContext.NodeContext>()
+  const run =
+    <A, E>(effect: Effect.Effect<A, E, RolloutStore | Parent | NodeContext.NodeContext>) =>
+    () =>
+      Runtime.runPromise(runtime)(time(effect))
+  const forwarding = yield* Effect.promise(() =>
+    paired(
+      ROUNDS,
+      [
+        ["off", run(forward(false))],
+        ["on", run(forward(true))]
+      ],
+      { log: "rollout forwarding" }
+    )
+  )
+  const append: Array<number> = []
+  const resume: Array<number> = []
+  for (let round = 0; round < Math.max(3, Math.ceil(ROUNDS / 2)); round++) {
+    const a = yield* seconds(appendConcurrently)
+    append.push(a.value / a.seconds)
+    resume.push((yield* resumeLarge) * 1000)
   }
-  console.log(`delegate forwarding, rollout off   ${fmt(off)} events/s`)
-  console.log(`delegate forwarding, rollout on    ${fmt(on)} events/s`)
-  console.log(`cost of the rollout: off/on = ${(off / on).toFixed(2)}x (target <= 2)`)
-  let append = 0
-  for (let round = 0; round < ROUNDS; round++) {
-    const run = yield* seconds(appendConcurrently)
-    append = Math.max(append, run.value / run.seconds)
-  }
-  console.log(`append, ${THREADS} concurrent threads     ${fmt(append)} events/s`)
-  let resume = Number.POSITIVE_INFINITY
-  for (let round = 0; round < ROUNDS; round++) resume = Math.min(resume, yield* resumeLarge)
-  console.log(`resume (read) a ${fmt(RESUME_LINES)}-line rollout: ${(resume * 1000).toFixed(0)} ms`)
+  return [
+    compare(
+      "rollout",
+      `delegate forwarding ${EVENTS.toLocaleString("en-US")} events, rollout on`,
+      "ms",
+      forwarding.on,
+      { name: "rollout off", samples: forwarding.off },
+      { text: "ratio ≤ 2.0", met: (r) => r <= 2 }
+    ),
+    compare("rollout", `append, ${THREADS} concurrent threads`, "events/s", append, undefined),
+    compare("rollout", `read back a ${RESUME_LINES.toLocaleString("en-US")}-line rollout`, "ms", resume, undefined)
+  ]
 })
 
 const layer = Layer.unwrapScoped(
@@ -137,7 +148,4 @@ const layer = Layer.unwrapScoped(
   })
 ).pipe(Layer.provideMerge(NodeContext.layer))
 
-Effect.runPromise(main.pipe(Effect.provide(layer))).catch((error: unknown) => {
-  console.error(error)
-  process.exitCode = 1
-})
+benchMain(() => Effect.runPromise(main.pipe(Effect.provide(layer))))

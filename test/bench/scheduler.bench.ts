@@ -12,8 +12,9 @@ import { Script } from "@deputy/protocol"
 import { Scripted } from "@deputy/scripted"
 import { NodeContext } from "@effect/platform-node"
 import { Effect, Layer, Scheduler, Stream } from "effect"
+import { compare, type Figure, main, paired, rounds } from "./harness.js"
 
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 9)
+const ROUNDS = rounds(7)
 const flood = Script.parse({
   turns: [{ repeat: 1000, steps: [{ type: "message", text: "x".repeat(499), deltas: 499 }] }]
 })
@@ -36,36 +37,42 @@ const runOnce = (scheduler: Scheduler.Scheduler) =>
     return { ms, ticks }
   }).pipe(Effect.scoped)
 
-const median = (xs: ReadonlyArray<number>) => {
-  const sorted = [...xs].sort((a, b) => a - b)
-  return sorted[Math.floor(sorted.length / 2)]!
+const figures = async (): Promise<ReadonlyArray<Figure>> => {
+  const ticks = { default: [] as Array<number>, fair: [] as Array<number> }
+  const measure = (name: "default" | "fair", scheduler: Scheduler.Scheduler) => async () => {
+    const result = await Effect.runPromise(runOnce(scheduler).pipe(Effect.provide(layer)))
+    ticks[name].push(result.ticks)
+    return result.ms
+  }
+  const times = await paired(
+    ROUNDS,
+    variants.map(([name, scheduler]) => [name as "default" | "fair", measure(name as "default" | "fair", scheduler)]),
+    { log: "scheduler" }
+  )
+  const counted = ticks.fair.slice(-ROUNDS)
+  return [
+    compare(
+      "scheduler",
+      "a delegate turn of 500,000 events on the fair scheduler",
+      "ms",
+      times.fair,
+      { name: "Effect's default scheduler", samples: times.default },
+      { text: "ratio ≤ 1.10", met: (r) => r <= 1.1 }
+    ),
+    compare(
+      "scheduler",
+      "1 ms setInterval ticks during that turn, fair",
+      "ticks",
+      counted,
+      {
+        name: "default",
+        samples: ticks.default.slice(-ROUNDS)
+      },
+      { text: "≥ 100", met: (_, m) => m >= 100 }
+    )
+  ]
 }
 
-const main = Effect.gen(function* () {
-  yield* runOnce(Scheduler.defaultScheduler) // warm-up
-  const results = new Map<string, Array<{ ms: number; ticks: number }>>(variants.map(([name]) => [name, []]))
-  const ratios: Array<number> = []
-  for (let round = 0; round < ROUNDS; round++) {
-    const order = round % 2 === 0 ? variants : [...variants].reverse()
-    const times = new Map<string, number>()
-    for (const [name, scheduler] of order) {
-      const result = yield* runOnce(scheduler)
-      results.get(name)!.push(result)
-      times.set(name, result.ms)
-    }
-    ratios.push(times.get("fair")! / times.get("default")!)
-  }
-  for (const [name, rs] of results) {
-    const ms = rs.map((r) => r.ms)
-    console.log(
-      `${name.padEnd(8)} median ${median(ms).toFixed(0)} ms (min ${Math.min(...ms).toFixed(0)}, max ${Math.max(...ms).toFixed(0)}), ` +
-        `1 ms ticks during the turn: median ${median(rs.map((r) => r.ticks))}`
-    )
-  }
-  console.log(
-    `fair / default: median of ${ROUNDS} per-round ratios ${median(ratios).toFixed(3)} ` +
-      `(min ${Math.min(...ratios).toFixed(3)}, max ${Math.max(...ratios).toFixed(3)}); target ≤ 1.10`
-  )
-}).pipe(Effect.provide(Layer.merge(Parent.layerCallbacks({}), NodeContext.layer)))
+const layer = Layer.merge(Parent.layerCallbacks({}), NodeContext.layer)
 
-Effect.runPromise(main)
+main(figures)

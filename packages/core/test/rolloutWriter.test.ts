@@ -3,7 +3,7 @@ import { newThreadId, type RolloutMeta, userText } from "@deputy/protocol"
 import { FileSystem, Path } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { assert, layer } from "@effect/vitest"
-import { Effect, Exit, Scope } from "effect"
+import { Effect, Exit, Fiber, Scope } from "effect"
 import { makeRolloutWriter, newState } from "../src/internal/rolloutWriter.js"
 
 layer(NodeContext.layer, { excludeTestServices: true })("rolloutWriter", (it) => {
@@ -23,15 +23,24 @@ layer(NodeContext.layer, { excludeTestServices: true })("rolloutWriter", (it) =>
       }
       const file = `${home}/sessions/rollout.jsonl`
       const scope = yield* Scope.make()
+      const state = newState({ started: false })
       const { writer } = yield* makeRolloutWriter({ fs, path, liveDir: `${home}/live`, flushThreshold })(
         threadId,
         file,
         { meta },
-        newState({ started: false }),
+        state,
         (error) => Effect.die(error)
       ).pipe(Scope.extend(scope))
       const lines = Effect.map(fs.readFileString(file), (text) => text.split("\n").filter((l) => l !== "").length)
-      return { fs, file, writer, lines, marker: `${home}/live/${threadId}.json`, close: Scope.close(scope, Exit.void) }
+      return {
+        fs,
+        file,
+        writer,
+        state,
+        lines,
+        marker: `${home}/live/${threadId}.json`,
+        close: Scope.close(scope, Exit.void)
+      }
     })
 
   it.scoped(
@@ -55,10 +64,13 @@ layer(NodeContext.layer, { excludeTestServices: true })("rolloutWriter", (it) =>
 
   it.scoped("past the threshold it flushes without a boundary, appending after what others wrote", () =>
     Effect.gen(function* () {
-      const { fs, file, writer, lines, close } = yield* setUp(10)
+      const { fs, file, writer, state, lines, close } = yield* setUp(10)
       yield* writer.submission({ id: "t1", op: userText("hi") })
       yield* fs.writeFileString(file, '{"type":"written elsewhere"}\n', { flag: "a" })
       yield* writer.event({ id: "t1", msg: { type: "agent_message", message: "past ten characters" } })
+      // The write goes on in the background (the forwarder does not wait for the disk): one is under way.
+      assert.isDefined(state.background)
+      yield* Fiber.await(state.background!)
       assert.strictEqual(yield* lines, 4)
       assert.include((yield* fs.readFileString(file)).split("\n")[2], "written elsewhere")
       yield* close

@@ -10,6 +10,7 @@ import {
   type CancelReport,
   Delegate,
   type ExecApprovalRequest,
+  FairScheduler,
   type ForkSnapshot,
   policy as makePolicy,
   Parent,
@@ -263,7 +264,8 @@ export class Deputy {
       Layer.provide(store)
     )
     const parent = ApprovalRegistry.layer.pipe(Layer.provide(this.#parentLayer()))
-    this.#runtime = ManagedRuntime.make(Layer.mergeAll(manager, store, parent, NodeContext.layer))
+    // §37: every fiber of the runtime on the fair scheduler, so streaming never starves timers and I/O.
+    this.#runtime = ManagedRuntime.make(Layer.mergeAll(manager, store, parent, NodeContext.layer, FairScheduler.layer))
   }
 
   /** Starts a thread on a backend. Rejects with a DeputyError (`SpawnFailed`, `DuplicateThreadId`, `InvalidInput`, …). */

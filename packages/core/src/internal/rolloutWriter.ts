@@ -9,12 +9,13 @@ import { constants as FsConstants } from "node:fs"
 import * as FsPromises from "node:fs/promises"
 import type { RolloutMeta, TerminalState, ThreadId } from "@deputy/protocol"
 import { FileSystem, Path } from "@effect/platform"
-import { Effect, Option } from "effect"
+import { Effect, Fiber, Option } from "effect"
 import { acquireLiveMarker, type LiveMarker, liveMarkerName, ownProcessStart } from "../Crashes.js"
 import { writePointer } from "../Pointer.js"
 import type { RolloutWriter } from "../Rollout.js"
 import { ioFailed, isAlreadyExists, RolloutIoFailed } from "./rolloutErrors.js"
 import { encodeUtf8, jsonLine, type RolloutWarning } from "./rolloutFile.js"
+import { eventLine, NOT_PERSISTED } from "./rolloutLines.js"
 
 const TURN_BOUNDARIES: ReadonlySet<string> = new Set(["turn_complete", "turn_aborted", "shutdown_complete"])
 
@@ -175,8 +176,22 @@ export const makeRolloutWriter =
       const flush = lock.withPermits(1)(Effect.uninterruptible(write)).pipe(Effect.withSpan("RolloutWriter.flush"))
       // onError runs outside the lock, so it may record an `error` event through this writer.
       const autoFlush = Effect.catchAll(flush, onError)
+      // Past the threshold the write goes on in the background, so the forwarder is not held by the disk
+      // (issue 12); one at a time: a second threshold while one is under way waits for it (backpressure).
+      // Turn boundaries, `terminal` and closing still wait for every line to be on disk.
+      const scope = yield* Effect.scope
+      const flushInBackground = Effect.suspend(() => {
+        const running = state.background
+        if (running !== undefined) return Effect.asVoid(Fiber.await(running))
+        return Effect.map(Effect.forkIn(autoFlush, scope), (fiber) => {
+          state.background = fiber
+          fiber.addObserver(() => {
+            if (state.background === fiber) state.background = undefined
+          })
+        })
+      })
       const maybeFlush = (boundary: boolean) =>
-        boundary || state.closed || state.pendingChars >= flushThreshold ? autoFlush : Effect.void
+        boundary || state.closed ? autoFlush : state.pendingChars >= flushThreshold ? flushInBackground : Effect.void
       yield* Effect.addFinalizer(() =>
         Effect.suspend(() => {
           state.closed = true
@@ -201,19 +216,24 @@ export const makeRolloutWriter =
           }),
         event: (event) =>
           Effect.suspend(() => {
-            append(`{"type":"event","at":"${now()}","event":${JSON.stringify(event)}}\n`)
+            // §2: streaming deltas are not persisted (Codex's rollout policy); the completed item is.
+            if (NOT_PERSISTED.has(event.msg.type)) return Effect.void
+            append(eventLine(now(), event))
             return maybeFlush(TURN_BOUNDARIES.has(event.msg.type))
           }),
         events: (events) =>
           Effect.suspend(() => {
             // One timestamp per batch: formatting a date costs as much as serialising the event.
             // One string per batch: a line at a time costs an array slot and a length update each.
-            const prefix = `{"type":"event","at":"${now()}","event":`
+            // Per event type, a hand-built line (rolloutLines.ts): JSON.stringify of the whole line was the cost.
+            const at = now()
             let lines = ""
             let boundary = false
             for (const event of events) {
-              lines += `${prefix}${JSON.stringify(event)}}\n`
-              if (TURN_BOUNDARIES.has(event.msg.type)) boundary = true
+              const type = event.msg.type
+              if (NOT_PERSISTED.has(type)) continue // §2
+              lines += eventLine(at, event)
+              if (TURN_BOUNDARIES.has(type)) boundary = true
             }
             if (lines !== "") append(lines)
             return maybeFlush(boundary)
@@ -256,6 +276,8 @@ export interface WriterState {
   /** A failed append may have left a partial line past `size`. */
   dirty: boolean
   closed: boolean
+  /** The write started past the threshold, while it runs (the forwarder does not wait for it). */
+  background: Fiber.RuntimeFiber<void> | undefined
 }
 
 /** A fresh writer state. */
@@ -270,5 +292,6 @@ export const newState = (options: { readonly started: boolean }): WriterState =>
   ownsFile: false,
   size: 0,
   dirty: false,
-  closed: false
+  closed: false,
+  background: undefined
 })

@@ -1,0 +1,92 @@
+// The rollout's line builders (internal/rolloutLines.ts) and what a rollout persists (§2).
+import { type Event, newThreadId, type RolloutMeta, userText } from "@deputy/protocol"
+import { FileSystem, Path } from "@effect/platform"
+import { NodeContext } from "@effect/platform-node"
+import { assert, describe, expect, it, layer } from "@effect/vitest"
+import { Effect, Exit, FastCheck as fc, Scope } from "effect"
+import { eventLine } from "../src/internal/rolloutLines.js"
+import { makeRolloutWriter, newState } from "../src/internal/rolloutWriter.js"
+
+/** Any string, including quotes, backslashes, control characters and lone surrogates. */
+const text = fc.oneof(
+  fc.string(),
+  fc.fullUnicodeString(),
+  fc.string({ unit: "binary" }),
+  fc.constantFrom('"', "\\", "\u0000", "\ud800", "\u2028")
+)
+const hotEvents: fc.Arbitrary<Event> = fc.oneof(
+  fc.record({ id: text, msg: fc.record({ type: fc.constant("agent_message" as const), message: text }) }),
+  fc.record({ id: text, msg: fc.record({ type: fc.constant("agent_reasoning" as const), text }) }),
+  fc.record({ id: text, msg: fc.record({ type: fc.constant("turn_started" as const), turnId: text }) }),
+  fc.record({
+    id: text,
+    msg: fc.record(
+      { type: fc.constant("turn_complete" as const), turnId: text, lastAgentMessage: text },
+      { requiredKeys: ["type", "turnId"] }
+    )
+  })
+) as fc.Arbitrary<Event>
+
+describe("rollout lines", () => {
+  it.prop(
+    "each hand-written line builder writes exactly what JSON.stringify writes for the same line",
+    [hotEvents, fc.date({ noInvalidDate: true }).map((d) => d.toISOString())],
+    ([event, at]) => {
+      expect(eventLine(at, event)).toBe(`${JSON.stringify({ type: "event", at, event })}\n`)
+    },
+    { fastCheck: { numRuns: 2_000 } }
+  )
+
+  it("an event of another type, or with fields the builder does not know, falls back to JSON.stringify", () => {
+    const at = "2026-11-30T00:00:00.000Z"
+    const odd = { id: "t", msg: { type: "agent_message", message: "m", extra: [1, { a: "\n" }] } } as unknown as Event
+    const other: Event = { id: "t", msg: { type: "error", message: "boom" } }
+    for (const event of [odd, other]) {
+      expect(eventLine(at, event)).toBe(`${JSON.stringify({ type: "event", at, event })}\n`)
+    }
+  })
+})
+
+layer(NodeContext.layer, { excludeTestServices: true })("rollout persistence", (it) => {
+  it.scoped("§2 streaming deltas are not persisted; the completed message and reasoning are", () =>
+    Effect.gen(function* () {
+      const fs = yield* FileSystem.FileSystem
+      const path = yield* Path.Path
+      const home = yield* fs.makeTempDirectoryScoped({ prefix: "deputy-lines-" })
+      const threadId = newThreadId()
+      const meta: RolloutMeta = {
+        type: "meta",
+        threadId,
+        createdAt: "2026-11-22T01:14:33.000Z",
+        backend: "scripted",
+        cwd: "/work",
+        source: { type: "top_level" }
+      }
+      const file = `${home}/sessions/rollout.jsonl`
+      const scope = yield* Scope.make()
+      const { writer } = yield* makeRolloutWriter({ fs, path, liveDir: `${home}/live`, flushThreshold: 1 << 20 })(
+        threadId,
+        file,
+        { meta },
+        newState({ started: false }),
+        (error) => Effect.die(error)
+      ).pipe(Scope.extend(scope))
+      yield* writer.submission({ id: "t1", op: userText("hi") })
+      yield* writer.events([
+        { id: "t1", msg: { type: "agent_message_delta", delta: "he" } },
+        { id: "t1", msg: { type: "agent_reasoning_delta", delta: "th" } },
+        { id: "t1", msg: { type: "agent_reasoning", text: "think" } },
+        { id: "t1", msg: { type: "agent_message", message: "hello" } }
+      ])
+      yield* writer.event({ id: "t1", msg: { type: "agent_message_delta", delta: "x" } })
+      yield* writer.event({ id: "t1", msg: { type: "turn_complete", turnId: "t1" } })
+      yield* Scope.close(scope, Exit.void)
+      const types = (yield* fs.readFileString(file))
+        .split("\n")
+        .filter((line) => line !== "")
+        .map((line) => JSON.parse(line) as { type: string; event?: Event })
+        .map((line) => line.event?.msg.type ?? line.type)
+      assert.deepStrictEqual(types, ["meta", "submission", "agent_reasoning", "agent_message", "turn_complete"])
+    })
+  )
+})

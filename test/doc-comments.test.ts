@@ -3,7 +3,7 @@
  * and the members of the namespaces it exports (`export * as Delegate`), read with the TypeScript
  * compiler over the same sources TypeDoc documents (`pnpm run docs`).
  */
-import { readdirSync } from "node:fs"
+import { readdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import ts from "typescript"
@@ -51,7 +51,11 @@ describe("doc comments", () => {
       }
     )
     assert.isDefined(config)
-    const entries = packages.map((name) => join(repo, "packages", name, "src/index.ts"))
+    // Each package's public entry, as its package.json names it for the source condition.
+    const entries = packages.map((name) => {
+      const manifest = JSON.parse(readFileSync(join(repo, "packages", name, "package.json"), "utf8"))
+      return join(repo, "packages", name, manifest.exports["."]["@deputy/source"])
+    })
     const program = ts.createProgram({ rootNames: entries, options: config?.options ?? {} })
     const checker = program.getTypeChecker()
     const missing = entries.flatMap((entry, i) => {

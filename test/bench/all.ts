@@ -15,13 +15,14 @@ import { cpus, loadavg, totalmem } from "node:os"
 import { createInterface } from "node:readline"
 import { FIGURE_LINE, type Figure, table } from "./harness.js"
 
-const BENCHES = ["delegate", "rollout", "scheduler", "policy", "codex", "longrun"] as const
+const BENCHES = ["delegate", "rollout", "scheduler", "policy", "codex", "spawn", "longrun"] as const
 const FILES: Record<(typeof BENCHES)[number], string> = {
   delegate: "delegate.bench.ts",
   rollout: "rollout.bench.ts",
   scheduler: "scheduler.bench.ts",
   policy: "policy.bench.ts",
   codex: "codex.bench.ts",
+  spawn: "spawn.bench.ts",
   longrun: "manager-longrun.bench.ts"
 }
 

@@ -602,7 +602,8 @@ describe("§27 property, against real bash: an approved script runs only the app
         for (const ran of ranBy(text))
           expect(allowed, `${JSON.stringify(text)} ran ${JSON.stringify(ran)}`).toContain(ran)
       }),
-      { numRuns: 60 }
+      // A fixed seed: the share of generated scripts that are approved (and so checked) must not vary.
+      { numRuns: 60, seed: 20261130 }
     )
     expect(approved).toBeGreaterThan(10)
   }, 60_000)

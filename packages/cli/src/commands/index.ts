@@ -6,7 +6,8 @@ import { chat } from "./chat.js"
 import { mockModel } from "./mockModel.js"
 import { pipeline } from "./pipeline.js"
 import { run } from "./run.js"
+import { stress } from "./stress.js"
 import { threads } from "./threads.js"
 
 /** Every subcommand. */
-export const commands = [run, chat, pipeline, threads, mockModel] as const
+export const commands = [run, chat, pipeline, threads, stress, mockModel] as const

@@ -1,0 +1,34 @@
+/**
+ * `deputy stress`, the built bin as a child process: a seeded run reports with every invariant held
+ * (exit 0, the JSON report on stdout), and a bad flag is one line naming it (exit 2).
+ */
+import { afterAll, assert, beforeAll, describe, it } from "vitest"
+import { build, deputy, scratch } from "./support.js"
+
+let box: Awaited<ReturnType<typeof scratch>>
+
+beforeAll(async () => {
+  await build()
+  box = await scratch()
+}, 180_000)
+afterAll(() => box.remove())
+
+describe("deputy stress", () => {
+  it("a seeded run of 40 agents holds every invariant: exit 0 and a JSON report", async () => {
+    const ran = await deputy(["stress", "--agents", "40", "--seed", "7", "--json"], { cwd: box.dir, env: box.env })
+    assert.strictEqual(ran.code, 0, ran.stderr)
+    const report = JSON.parse(ran.stdout.trim().split("\n").at(-1) ?? "{}")
+    assert.strictEqual(report.seed, 7)
+    assert.strictEqual(report.agents, 40)
+    assert.deepStrictEqual(report.violations, [])
+    assert.isAbove(report.threads, 0)
+  }, 120_000)
+
+  it("--agents 0 is bad usage: one line naming the flag, exit 2", async () => {
+    const ran = await deputy(["stress", "--agents", "0"], { cwd: box.dir, env: box.env })
+    assert.strictEqual(ran.code, 2)
+    const lines = ran.stderr.trim().split("\n")
+    assert.lengthOf(lines, 1)
+    assert.include(lines[0], "--agents 0")
+  }, 60_000)
+})

@@ -39,7 +39,7 @@ export interface StressOptions {
   readonly cancelShare?: number
   /** How long a thread may take to end before it breaks the `thread_ends` invariant. Default 30 s. */
   readonly boundMs?: number
-  /** Top-level agents running at once; the rest start as others end. Default 200. */
+  /** Top-level agents running at once (their nested sub-agents come on top); the rest start as others end. Default 50. */
   readonly concurrency?: number
   /** Live sub-agents one thread may have at once (the manager's `perParent` cap). Default 2. */
   readonly perParent?: number
@@ -223,6 +223,7 @@ const childScript = (r: Rng, name: string, depth: number, failing: Set<string>):
   return { script: { turns: [{ repeat: 1, steps }] }, fails }
 }
 
+/** What top-level agent `index` of a run with `seed` plays (its thread id included): tests reproduce a violation from it. */
 export const planFor = (seed: number, index: number, cancelShare: number): Plan => {
   const r = rng(hash(seed, `agent:${index}`))
   const threadId = uuidFrom(r)
@@ -672,7 +673,7 @@ export const stress = async (options: StressOptions = {}): Promise<StressReport>
     cancelShare: options.cancelShare ?? 0.3,
     boundMs: options.boundMs ?? 30_000,
     perParent: options.perParent ?? 2,
-    concurrency: options.concurrency ?? 200,
+    concurrency: options.concurrency ?? 50,
     ...(options.wrapAgent === undefined ? {} : { wrapAgent: options.wrapAgent }),
     ...(options.onProgress === undefined ? {} : { onProgress: options.onProgress })
   }

@@ -720,9 +720,11 @@ const spawnOn = (
       Effect.suspend(() => {
         if (st.ended || st.shuttingDown) return Effect.void
         const message = reason.message
-        const turnId = currentTurn()
+        // §25: a turn whose turn/start was still in flight when the process died ends too, under its own id.
+        const starting = st.activeCodexTurn === undefined ? st.waitingTurnIds[0] : undefined
+        const turnId = starting ?? currentTurn()
         const last: Array<Event> = [{ id: turnId, msg: { type: "error", message } }]
-        if (st.activeCodexTurn !== undefined) {
+        if (st.activeCodexTurn !== undefined || starting !== undefined) {
           last.push(...closeOpenItems(), {
             id: turnId,
             msg: { type: "turn_aborted", turnId, reason: "backend_exited" }
@@ -794,8 +796,9 @@ const spawnOn = (
               if (!endedFirst) st.activeCodexTurn ??= codexTurnId
               return
             }
+            // §25: the exit ends the thread, this turn included (it is still waiting, so it gets its turn_aborted).
+            if (started.left._tag === "BackendExited") return yield* onExited(started.left)
             if (waiting !== -1) st.waitingTurnIds.splice(waiting, 1)
-            if (started.left._tag === "BackendExited") return // the exit ends the thread
             yield* emitAll([
               { id, msg: { type: "error", message: `turn/start failed: ${started.left.message}` } },
               { id, msg: { type: "turn_complete", turnId: id } }

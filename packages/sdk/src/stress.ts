@@ -27,7 +27,7 @@ import type { Event, Op, Script, ScriptStep, ThreadId } from "@deputy/protocol"
 import { Scripted } from "@deputy/scripted"
 import { FileSystem } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
-import { Duration, Effect, Fiber, Layer, Mailbox, Option, Stream, Supervisor } from "effect"
+import { Duration, Effect, Layer, Mailbox, Option, Stream, Supervisor } from "effect"
 
 /** How a stress run is set up. Every field has a default. */
 export interface StressOptions {
@@ -39,8 +39,12 @@ export interface StressOptions {
   readonly cancelShare?: number
   /** How long a thread may take to end before it breaks the `thread_ends` invariant. Default 30 s. */
   readonly boundMs?: number
+  /** Top-level agents running at once (their nested sub-agents come on top); the rest start as others end. Default 50. */
+  readonly concurrency?: number
   /** Live sub-agents one thread may have at once (the manager's `perParent` cap). Default 2. */
   readonly perParent?: number
+  /** Called each time a top-level agent's run ends, with how many have ended and how many there are (a progress line). */
+  readonly onProgress?: (ended: number, total: number) => void
   /**
    * Test only: wraps each top-level agent between the delegate and the recording of what the agent
    * receives, so a test can inject a fault (a backend that runs after a cancel, one that drops the
@@ -219,6 +223,7 @@ const childScript = (r: Rng, name: string, depth: number, failing: Set<string>):
   return { script: { turns: [{ repeat: 1, steps }] }, fails }
 }
 
+/** What top-level agent `index` of a run with `seed` plays (its thread id included): tests reproduce a violation from it. */
 export const planFor = (seed: number, index: number, cancelShare: number): Plan => {
   const r = rng(hash(seed, `agent:${index}`))
   const threadId = uuidFrom(r)
@@ -404,6 +409,8 @@ interface Outcome {
   readonly seen: Array<Event>
   readonly recording: Recording
   ended: "turn_complete" | "turn_aborted" | "shutdown" | "timeout" | "start_failed"
+  /** Where the run of this agent is (or was when its bound passed). */
+  stage: string
   cancelledAt?: number
   rolloutPath?: string
   startError?: string
@@ -411,7 +418,9 @@ interface Outcome {
 
 const sleep = (ms: number) => (ms <= 0 ? Effect.yieldNow() : Effect.sleep(Duration.millis(ms)))
 
-const runAll = (options: Required<Omit<StressOptions, "wrapAgent">> & Pick<StressOptions, "wrapAgent">) =>
+const runAll = (
+  options: Required<Omit<StressOptions, "wrapAgent" | "onProgress">> & Pick<StressOptions, "wrapAgent" | "onProgress">
+) =>
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
     const workspace = yield* fs.makeTempDirectoryScoped({ prefix: "deputy-stress-work-" })
@@ -540,55 +549,59 @@ const runAll = (options: Required<Omit<StressOptions, "wrapAgent">> & Pick<Stres
         }
       }
 
+      /** One top-level agent, from its start to its confirmed shutdown, all within the bound. */
       const runOne = (p: Plan) =>
         Effect.gen(function* () {
           const record: Recording = { ops: [], asked: [], ran: [] }
-          const outcome: Outcome = { plan: p, seen: [], recording: record, ended: "timeout" }
-          const started = yield* Effect.either(
-            manager.start({
-              backend: backendFor(record),
-              threadId: p.threadId,
-              cwd: workspace,
-              delegate: { capacity: p.capacity }
+          const outcome: Outcome = { plan: p, seen: [], recording: record, ended: "timeout", stage: "start" }
+          const body = Effect.gen(function* () {
+            const started = yield* Effect.either(
+              manager.start({
+                backend: backendFor(record),
+                threadId: p.threadId,
+                cwd: workspace,
+                delegate: { capacity: p.capacity }
+              })
+            )
+            if (started._tag === "Left") {
+              outcome.ended = "start_failed"
+              outcome.startError = started.left.message
+              return
+            }
+            const thread: Thread = started.right
+            const cancel = Effect.gen(function* () {
+              if (outcome.cancelledAt !== undefined) return
+              outcome.cancelledAt = performance.now()
+              const stage = outcome.stage
+              outcome.stage = `cancel (during ${stage})`
+              yield* Effect.ignore(manager.cancel(thread.threadId))
+              outcome.stage = stage
             })
-          )
-          if (started._tag === "Left") {
-            outcome.ended = "start_failed"
-            outcome.startError = started.left.message
-            return outcome
-          }
-          const thread: Thread = started.right
-          const cancel = Effect.gen(function* () {
-            if (outcome.cancelledAt !== undefined) return
-            outcome.cancelledAt = performance.now()
-            yield* Effect.ignore(manager.cancel(thread.threadId))
-          })
-          const cancelPlan = Option.getOrUndefined(p.cancel)
-          const pendingCancel = yield* Effect.makeLatch(false)
-          if (cancelPlan?.moment === "approval_pending") {
-            onFirstRequest.set(p.threadId, () => Effect.runSync(pendingCancel.open))
-          }
-          const canceller =
-            cancelPlan?.moment === "approval_pending"
-              ? yield* Effect.fork(Effect.zipRight(pendingCancel.await, cancel))
-              : undefined
-          if (cancelPlan?.moment === "before_first_event") yield* cancel
-          else yield* Effect.ignore(thread.submit({ type: "user_input", items: [{ type: "text", text: "go" }] }))
+            const cancelPlan = Option.getOrUndefined(p.cancel)
+            const pendingCancel = yield* Effect.makeLatch(false)
+            if (cancelPlan?.moment === "approval_pending") {
+              onFirstRequest.set(p.threadId, () => Effect.runSync(pendingCancel.open))
+            }
+            if (cancelPlan?.moment === "approval_pending") {
+              yield* Effect.forkScoped(Effect.zipRight(pendingCancel.await, cancel))
+            }
+            if (cancelPlan?.moment === "before_first_event") yield* cancel
+            else yield* Effect.ignore(thread.submit({ type: "user_input", items: [{ type: "text", text: "go" }] }))
 
-          const read = Effect.gen(function* () {
-            while (true) {
+            outcome.stage = "read"
+            let turnEnded = false
+            while (!turnEnded) {
               const next = yield* Effect.option(thread.delegate.take)
               if (Option.isNone(next)) {
                 outcome.ended = "shutdown"
-                return
+                break
               }
               outcome.seen.push(next.value)
               const type = next.value.msg.type
               if (type === "turn_complete" || type === "turn_aborted") {
                 outcome.ended = type
-                return
-              }
-              if (cancelPlan !== undefined && outcome.seen.length > cancelPlan.afterEvents) {
+                turnEnded = true
+              } else if (cancelPlan !== undefined && outcome.seen.length > cancelPlan.afterEvents) {
                 if (cancelPlan.moment === "mid_stream") yield* cancel
                 if (cancelPlan.moment === "not_reading") {
                   // The consumer stops reading; the agent fills the mailbox; then the cancel comes.
@@ -598,26 +611,39 @@ const runAll = (options: Required<Omit<StressOptions, "wrapAgent">> & Pick<Stres
               }
               if (p.slowConsumerMs > 0) yield* sleep(p.slowConsumerMs)
             }
+            onFirstRequest.delete(p.threadId)
+            // A cancelled thread whose turn ended first is still cancelled as planned (its moment came too late).
+            outcome.stage = "late cancel"
+            if (cancelPlan !== undefined && outcome.cancelledAt === undefined) yield* cancel
+            const path = yield* thread.rolloutPath
+            if (Option.isSome(path)) outcome.rolloutPath = path.value
+            outcome.stage = "remove"
+            yield* Effect.ignore(manager.remove(thread.threadId))
+            // The rollout's last lines are written by the shutdown: wait for it before reading.
+            outcome.stage = "await shutdown"
+            yield* thread.delegate.awaitShutdown
+            outcome.stage = "done"
+            if (outcome.rolloutPath === undefined) {
+              const later = yield* thread.rolloutPath
+              if (Option.isSome(later)) outcome.rolloutPath = later.value
+            }
           })
-          const inTime = yield* Effect.timeoutOption(read, Duration.millis(options.boundMs))
+          const inTime = yield* Effect.timeoutOption(Effect.scoped(body), Duration.millis(options.boundMs))
           if (Option.isNone(inTime)) outcome.ended = "timeout"
-          if (canceller) yield* Fiber.interrupt(canceller)
           onFirstRequest.delete(p.threadId)
-          // A cancelled thread whose turn ended first is still cancelled as planned (its moment came too late).
-          if (cancelPlan !== undefined && outcome.cancelledAt === undefined) yield* cancel
-          const path = yield* thread.rolloutPath
-          if (Option.isSome(path)) outcome.rolloutPath = path.value
-          yield* Effect.ignore(manager.remove(thread.threadId))
-          // The rollout's last lines are written by the shutdown: wait for it before reading.
-          yield* thread.delegate.awaitShutdown
-          if (outcome.rolloutPath === undefined) {
-            const later = yield* thread.rolloutPath
-            if (Option.isSome(later)) outcome.rolloutPath = later.value
-          }
           return outcome
         })
 
-      const outcomes = yield* Effect.forEach(plans, runOne, { concurrency: "unbounded" })
+      let ended = 0
+      const progress = (o: Outcome) =>
+        Effect.sync(() => {
+          ended++
+          options.onProgress?.(ended, plans.length)
+          return o
+        })
+      const outcomes = yield* Effect.forEach(plans, (p) => Effect.flatMap(runOne(p), progress), {
+        concurrency: options.concurrency
+      })
       const leftThreads = (yield* manager.list).length
       const leftPending = (yield* registry.pending).map((p) => p.requestId)
       const metas = yield* Effect.orElseSucceed(store.allMetas, () => [])
@@ -647,7 +673,9 @@ export const stress = async (options: StressOptions = {}): Promise<StressReport>
     cancelShare: options.cancelShare ?? 0.3,
     boundMs: options.boundMs ?? 30_000,
     perParent: options.perParent ?? 2,
-    ...(options.wrapAgent === undefined ? {} : { wrapAgent: options.wrapAgent })
+    concurrency: options.concurrency ?? 50,
+    ...(options.wrapAgent === undefined ? {} : { wrapAgent: options.wrapAgent }),
+    ...(options.onProgress === undefined ? {} : { onProgress: options.onProgress })
   }
   const seed = settings.seed
   const violations: Array<StressViolation> = []
@@ -702,7 +730,7 @@ export const stress = async (options: StressOptions = {}): Promise<StressReport>
         const ops = rec.ops.map((s) => s.op.type).join(", ")
         who(
           "thread_ends",
-          `no turn_complete, turn_aborted or shutdown within ${settings.boundMs} ms (last event seen: ${last}; ops the agent received: ${ops}; cancelled: ${o.cancelledAt !== undefined})`
+          `not ended and shut down within ${settings.boundMs} ms: stuck in ${o.stage} (last event seen: ${last}; ops the agent received: ${ops || "none"}; cancelled: ${o.cancelledAt !== undefined})`
         )
       }
 
@@ -788,8 +816,9 @@ export const stress = async (options: StressOptions = {}): Promise<StressReport>
         }
       }
 
-      // Every rollout parses and holds every event the caller saw, in order.
-      if (o.seen.length > 0) {
+      // Every rollout parses and holds every event the caller saw, in order (a thread past its bound is
+      // reported above, and its rollout may still be closing).
+      if (o.seen.length > 0 && o.ended !== "timeout") {
         const rollout = rollouts.get(p.threadId)
         if (rollout === undefined)
           who("rollout_complete", `the caller saw ${o.seen.length} events but no rollout exists`)

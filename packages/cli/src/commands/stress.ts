@@ -10,23 +10,6 @@ import { body, jsonOption } from "./shared.js"
 
 const MAX_AGENTS = 100_000
 
-const ms = (p: { readonly p50: number; readonly p99: number; readonly max: number }) =>
-  `p50 ${p.p50.toFixed(1)} / p99 ${p.p99.toFixed(1)} / max ${p.max.toFixed(1)} ms`
-
-/** The report as lines a person reads. */
-const describe = (report: StressReport): string =>
-  [
-    `deputy stress: ${report.agents} agents (${report.threads} threads, ${report.cancelled} cancelled), seed ${report.seed}`,
-    `  ${report.seconds.toFixed(1)} s: ${report.threadsPerSecond.toFixed(0)} threads/s, ${report.eventsPerSecond.toFixed(0)} events/s, ${report.approvals} approvals`,
-    `  approval round trip ${ms(report.approvalRoundTripMs)}`,
-    `  cancel → shutdown received ${ms(report.cancelToShutdownMs)}`,
-    `  event-loop delay ${ms(report.eventLoopDelayMs)}, peak RSS ${(report.peakRssBytes / 2 ** 20).toFixed(0)} MiB`,
-    report.violations.length === 0 ? "  every invariant held" : `  ${report.violations.length} invariant(s) broken:`,
-    ...report.violations.map(
-      (v) => `    ${v.invariant}: ${v.detail} (seed ${v.seed}, agent ${v.agent}, thread ${v.threadId || "-"})`
-    )
-  ].join("\n")
-
 /** The `stress` command. */
 export const stress = Command.make(
   "stress",
@@ -53,8 +36,18 @@ export const stress = Command.make(
       if (!(args.cancelShare >= 0 && args.cancelShare <= 1)) {
         throw usage(`--cancel-share ${args.cancelShare}: expected a number from 0 to 1`)
       }
-      const report = await runStress({ agents: args.agents, seed: args.seed, cancelShare: args.cancelShare })
-      process.stdout.write(args.json ? `${JSON.stringify(report)}\n` : `${describe(report)}\n`)
+      // A live progress line on a terminal (stderr), redrawn in place.
+      const live = process.stderr.isTTY === true
+      const report = await runStress({
+        agents: args.agents,
+        seed: args.seed,
+        cancelShare: args.cancelShare,
+        ...(live
+          ? { onProgress: (ended: number, total: number) => process.stderr.write(`\r${ended}/${total} agents ended`) }
+          : {})
+      })
+      if (live) process.stderr.write("\n")
+      process.stdout.write(args.json ? `${JSON.stringify(report)}\n` : `${formatStressReport(report)}\n`)
       if (report.violations.length > 0) {
         throw new CliError({
           code: ExitCode.failed,

@@ -3,7 +3,7 @@
  * (a seeded share cancelled at random moments), checks the invariants, prints the report, and exits
  * 1 when any invariant broke (each violation names the seed and thread that reproduce it).
  */
-import { stress as runStress, type StressReport } from "@deputy/sdk"
+import { formatStressReport, stress as runStress } from "@deputy/sdk"
 import { Command, Options } from "@effect/cli"
 import { CliError, ExitCode, usage } from "../errors.js"
 import { body, jsonOption } from "./shared.js"

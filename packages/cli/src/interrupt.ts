@@ -28,12 +28,12 @@ export const listenForInterrupts = (onSecond: () => void = () => undefined): Int
     controller.abort(reason)
   }
   const onCtrlC = () => {
-    if (why === "interrupted") {
+    // Already cancelling (a Ctrl-C, or the timeout): this one ends the process without waiting.
+    if (why !== undefined) {
       onSecond()
       process.stderr.write("deputy: interrupted again: exiting now\n")
       process.exit(130)
     }
-    why = undefined
     cancel("interrupted")
     process.stderr.write("deputy: interrupted: cancelling (Ctrl-C again to exit at once)\n")
   }

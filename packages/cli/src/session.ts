@@ -63,7 +63,7 @@ export const openSession = async (
   const deputy = new Deputy({
     ...approvals,
     backend,
-    onWarning: (message) => process.stderr.write(`deputy: warning: ${message}\n`)
+    onWarning: (message) => process.stderr.write(`deputy: warning: ${message.replace(/^deputy: /, "")}\n`)
   })
   try {
     const cwd = options.cwd === undefined ? {} : { cwd: options.cwd }

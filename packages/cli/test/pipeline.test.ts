@@ -143,7 +143,7 @@ describe("deputy pipeline: failures", () => {
     ["absent.yaml", /^deputy: pipeline file absent\.yaml: no such file$/]
   ]
   for (const [file, expected] of bad) {
-    it(`${file}: one error line naming the file, line and field; exit 2`, async () => {
+    it.concurrent(`${file}: one error line naming the file, line and field; exit 2`, async () => {
       const r = await pipeline([file])
       assert.strictEqual(r.code, 2, r.stderr)
       assert.strictEqual(r.stdout, "")

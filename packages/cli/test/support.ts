@@ -4,7 +4,7 @@
  * pseudo-terminal made by util-linux `script`.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process"
-import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises"
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -19,10 +19,26 @@ export const bin = join(repoRoot, "packages/cli/bin/deputy.js")
 
 /** Builds the CLI and what it needs (`tsc -b`; quick when nothing changed). */
 export const build = async () => {
-  await execFileAsync(process.execPath, [join(repoRoot, "node_modules/typescript/bin/tsc"), "-b", "packages/cli"], {
-    cwd: repoRoot,
-    timeout: 120_000
-  })
+  // Test files run in parallel: one build at a time (a lock folder), so no two write dist together.
+  const lock = join(repoRoot, ".tsbuild/cli-test-build.lock")
+  await mkdir(join(repoRoot, ".tsbuild"), { recursive: true })
+  for (let i = 0; ; i++) {
+    try {
+      await mkdir(lock)
+      break
+    } catch (error) {
+      if ((error as { code?: string }).code !== "EEXIST" || i > 1200) throw error
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+  }
+  try {
+    await execFileAsync(process.execPath, [join(repoRoot, "node_modules/typescript/bin/tsc"), "-b", "packages/cli"], {
+      cwd: repoRoot,
+      timeout: 120_000
+    })
+  } finally {
+    await rm(lock, { recursive: true, force: true })
+  }
 }
 
 /** A scratch folder with `files` written in it, and DEPUTY_HOME inside it. */

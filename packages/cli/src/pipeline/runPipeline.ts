@@ -105,7 +105,7 @@ export const runPipeline = async (
         onWaiting: (_, request) =>
           update(step.name, { approval: request === undefined ? undefined : describe(request) })
       }),
-      onWarning: (message) => observer.warning(`${step.name}: ${message}`)
+      onWarning: (message) => observer.warning(`${step.name}: ${message.replace(/^deputy: /, "")}`)
     })
     const prompt = substitute(step.prompt, outputs)
     update(step.name, { state: "running", startedAt: Date.now(), prompt })

@@ -40,9 +40,9 @@ describe("README: the two commands", () => {
           (_, stdout) => resolve({ code: child.exitCode, stdout })
         )
       })
-      assert.strictEqual(result.code, 1)
+      assert.strictEqual(result.code, 0)
       assert.include(result.stdout, "worker-b: $ rm -rf build: denied by policy")
-      assert.include(result.stdout, "4 of 5 steps succeeded; worker-c timed out after 1s\n")
+      assert.include(result.stdout, "4 of 5 steps succeeded; worker-c timed out after 1s (optional)\n")
     } finally {
       await box.remove()
     }

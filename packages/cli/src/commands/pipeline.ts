@@ -4,7 +4,7 @@ import { terminalAsk } from "../approvals.js"
 import { CliError, ExitCode } from "../errors.js"
 import { listenForInterrupts } from "../interrupt.js"
 import { loadPipeline } from "../pipeline/Pipeline.js"
-import { runPipeline } from "../pipeline/runPipeline.js"
+import { pipelineSucceeded, runPipeline } from "../pipeline/runPipeline.js"
 import { jsonView, liveView, plainView } from "../pipeline/views.js"
 import { body, jsonOption, verboseOption } from "./shared.js"
 
@@ -29,14 +29,14 @@ export const pipeline = Command.make(
         if (interrupts.reason() === "interrupted") {
           throw new CliError({ code: ExitCode.cancelled, message: "cancelled: every running step was shut down" })
         }
-        if (!steps.every((s) => s.state === "done")) throw new CliError({ code: ExitCode.failed, message: "" })
+        if (!pipelineSucceeded(steps)) throw new CliError({ code: ExitCode.failed, message: "" })
       } finally {
         interrupts.dispose()
       }
     })
 ).pipe(
   Command.withDescription(
-    "Run a pipeline of sub-agents: named steps with needs, timeouts and policies. Exit 0 when every step succeeded, 1 otherwise.\n" +
+    "Run a pipeline of sub-agents: named steps with needs, timeouts and policies. Exit 0 when every step succeeded (optional ones aside), 1 otherwise.\n" +
       "Example: deputy pipeline examples/pipeline/pipeline.yaml"
   )
 )

@@ -29,6 +29,8 @@ const StepSchema = z.strictObject({
   script: z.union([z.string().min(1), z.record(z.string(), z.unknown())]).optional(),
   needs: z.array(z.string().min(1)).default([]),
   timeout: duration.optional(),
+  /** An optional step may fail or time out without failing the pipeline (its dependents still do not run). */
+  optional: z.boolean().default(false),
   policy: z.unknown().optional(),
   cwd: z.string().min(1).optional()
 })
@@ -50,6 +52,8 @@ export interface Step {
   readonly needs: ReadonlyArray<string>
   readonly timeoutMs: number | undefined
   readonly timeout: string | undefined
+  /** Its failure does not fail the pipeline. */
+  readonly optional: boolean
   readonly policy: Policy
   readonly cwd: string | undefined
 }
@@ -134,6 +138,7 @@ export const loadPipeline = async (path: string): Promise<Pipeline> => {
       needs: raw.needs,
       timeoutMs,
       timeout: raw.timeout === undefined ? undefined : String(raw.timeout),
+      optional: raw.optional,
       policy: raw.policy === undefined ? shared : decodePolicyIn(file, raw.policy, `steps.${name}.policy`),
       cwd: raw.cwd === undefined ? undefined : resolve(base, raw.cwd)
     })

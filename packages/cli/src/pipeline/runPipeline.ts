@@ -18,6 +18,8 @@ export type StepState = "waiting" | "running" | "done" | "failed" | "timed_out" 
 export interface StepStatus {
   readonly name: string
   state: StepState
+  /** The step is optional: its failure does not fail the pipeline. */
+  readonly optional?: boolean
   startedAt?: number
   endedAt?: number
   /** What the step waits for a person to approve, while it does. */
@@ -68,7 +70,7 @@ export const runPipeline = async (
 ): Promise<ReadonlyArray<StepStatus>> => {
   const { observer, signal } = options
   const statuses = new Map<string, StepStatus>(
-    pipeline.steps.map((s) => [s.name, { name: s.name, state: "waiting" as StepState }])
+    pipeline.steps.map((s) => [s.name, { name: s.name, state: "waiting" as StepState, optional: s.optional }])
   )
   const update = (name: string, change: Partial<StepStatus>) => {
     const status = statuses.get(name) as StepStatus
@@ -175,3 +177,7 @@ export const runPipeline = async (
   await Promise.all(finished.values())
   return pipeline.steps.map((s) => statuses.get(s.name) as StepStatus).filter((s) => ended(s.state))
 }
+
+/** Whether the pipeline succeeded: every step done, optional ones aside. */
+export const pipelineSucceeded = (steps: ReadonlyArray<StepStatus>): boolean =>
+  steps.every((s) => s.state === "done" || s.optional === true)

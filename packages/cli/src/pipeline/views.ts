@@ -5,7 +5,7 @@
  */
 import type { Ask } from "../approvals.js"
 import { decidedBy } from "../output.js"
-import type { PipelineObserver, StepState, StepStatus } from "./runPipeline.js"
+import { type PipelineObserver, pipelineSucceeded, type StepState, type StepStatus } from "./runPipeline.js"
 
 /** A view: what it observes, what it prints at the end, and how it lets a question through. */
 export interface PipelineView extends PipelineObserver {
@@ -45,7 +45,9 @@ const ending = (s: StepStatus) =>
 /** The last line: how many succeeded, and why the others did not. */
 export const summary = (steps: ReadonlyArray<StepStatus>): string => {
   const ok = steps.filter((s) => s.state === "done").length
-  const others = steps.filter((s) => s.state !== "done").map((s) => `${s.name} ${ending(s)}`)
+  const others = steps
+    .filter((s) => s.state !== "done")
+    .map((s) => `${s.name} ${ending(s)}${s.optional === true ? " (optional)" : ""}`)
   return `${ok} of ${steps.length} steps succeeded${others.length === 0 ? "" : `; ${others.join("; ")}`}`
 }
 
@@ -94,7 +96,7 @@ export const jsonView = (): PipelineView => {
     finish: (steps) =>
       emit({
         type: "pipeline",
-        ok: steps.every((s) => s.state === "done"),
+        ok: pipelineSucceeded(steps),
         steps: Object.fromEntries(steps.map((s) => [s.name, s.state]))
       }),
     wrapAsk: (ask) => ask

@@ -4,7 +4,7 @@
  * cancelled mid-flight. Afterwards it checks what must hold: no thread left, no request pending, no
  * child process left behind, every cancel reported. Prints throughput and the cancel reports.
  *
- *   pnpm stress -- --trees 50 --fanout 3 --depth 2 --cancel 0.3 --cap 4
+ *   pnpm stress --trees 50 --fanout 3 --depth 2 --cancel 0.3 --cap 4
  */
 import { parseArgs } from "node:util"
 import { ApprovalRegistry, type CancelReport, Parent, policy, RolloutStore, ThreadManager } from "@deputy/core"
@@ -169,7 +169,10 @@ export const stressLayer = (cap: number) =>
   ).pipe(Layer.provideMerge(NodeContext.layer))
 
 if (import.meta.url === `file://${process.argv[1]}`) {
+  // `npm run stress -- …` passes a leading `--` through; parseArgs would read it as the end of options.
+  const argv = process.argv.slice(2)
   const { values } = parseArgs({
+    args: argv[0] === "--" ? argv.slice(1) : argv,
     options: {
       trees: { type: "string", default: "20" },
       fanout: { type: "string", default: "3" },

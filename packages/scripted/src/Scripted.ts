@@ -9,6 +9,7 @@
  * answers gives the same events. Steps that need no waiting are batched into one `offerAll`, so a
  * long run of deltas costs about one Effect per mailbox-full of events.
  */
+import { resolve } from "node:path"
 import {
   type Agent,
   AgentClosed,
@@ -41,7 +42,7 @@ import {
 import type { CommandExecutor, FileSystem } from "@effect/platform"
 import { Cause, Deferred, Effect, Either, Exit, Mailbox, type Scope, SubscriptionRef } from "effect"
 import { runCommand } from "./internal/exec.js"
-import { applyChanges, resolvePath } from "./internal/patch.js"
+import { applyChanges } from "./internal/patch.js"
 import { callIdOf, NO_SPAWN_CHILD, type Progress, progressOf, unfinishedOf } from "./internal/resume.js"
 import { fill, hasTemplate } from "./internal/template.js"
 import { validateScript } from "./Script.js"
@@ -414,7 +415,7 @@ const player = (config: {
               const callId = callIdOf(index, stepIndex, round, turn.repeat)
               const [program, ...args] = step.command
               if (program === undefined) break // the schema requires a program
-              const commandCwd = resolvePath(cwd, step.cwd ?? ".")
+              const commandCwd = resolve(cwd, step.cwd ?? ".")
               const sessionKey = JSON.stringify(step.command)
               const decision: ReviewDecision =
                 step.needsApproval && !sessionCommands.has(sessionKey)

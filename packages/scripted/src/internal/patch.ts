@@ -4,7 +4,7 @@
  * real path, so nothing lands outside even if an approval was given for it. Every change is worked
  * out in memory first (reads, diffs), so a diff that does not apply changes no file at all.
  */
-import { dirname, isAbsolute, resolve } from "node:path"
+import { dirname } from "node:path"
 import { confinePatch, type Workspace } from "@deputy/core"
 import type { FileChanges } from "@deputy/protocol"
 import { FileSystem } from "@effect/platform"
@@ -17,9 +17,6 @@ export interface PatchResult {
   readonly stdout: string
   readonly stderr: string
 }
-
-/** Where a path of a patch lands. */
-export const resolvePath = (cwd: string, path: string): string => (isAbsolute(path) ? path : resolve(cwd, path))
 
 type Write =
   | { readonly kind: "write"; readonly path: string; readonly content: string }

@@ -73,7 +73,7 @@ describe("deputy pipeline: the example", () => {
     assert.isTrue(lines.some((l) => /^reviewer: done in [\d.]+s: LGTM/.test(l)))
     assert.strictEqual(lines.at(-1), "4 of 5 steps succeeded; worker-c timed out after 1s (optional)")
     assert.strictEqual(r.stderr, "")
-    assert.deepStrictEqual(await processesWith("30"), [], "worker-c's sleep 30 was killed")
+    assert.deepStrictEqual(await processesWith("30", box.dir), [], "worker-c's sleep 30 was killed")
   })
 
   it("--json: step lines with the filled-in prompts, events and approvals by step, a summary", async () => {

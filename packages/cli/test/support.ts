@@ -4,7 +4,7 @@
  * pseudo-terminal made by util-linux `script`.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process"
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises"
+import { mkdir, mkdtemp, readdir, readFile, readlink, realpath, rm, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -113,13 +113,19 @@ export const waitFor = (child: ChildProcess, read: () => string, pattern: RegExp
     check()
   })
 
-/** The pids of live processes whose command line contains `marker`. */
-export const processesWith = async (marker: string): Promise<Array<number>> => {
+/**
+ * The pids of live processes whose command line contains `marker` (and, given `cwd`, that run in that
+ * folder: other test files run their own `sleep 30` in parallel workers, each in its own folder).
+ */
+export const processesWith = async (marker: string, cwd?: string): Promise<Array<number>> => {
   const pids = (await readdir("/proc")).filter((p) => /^\d+$/.test(p))
+  const folder = cwd === undefined ? undefined : await realpath(cwd)
   const found: Array<number> = []
   for (const pid of pids) {
     const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "")
-    if (cmdline.split("\0").includes(marker)) found.push(Number(pid))
+    if (!cmdline.split("\0").includes(marker)) continue
+    if (folder !== undefined && (await readlink(`/proc/${pid}/cwd`).catch(() => undefined)) !== folder) continue
+    found.push(Number(pid))
   }
   return found
 }

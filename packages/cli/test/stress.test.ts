@@ -1,6 +1,7 @@
 /**
  * `deputy stress`, the built bin as a child process: a seeded run reports with every invariant held
- * (exit 0, the JSON report on stdout), and a bad flag is one line naming it (exit 2).
+ * (exit 0, the JSON report on stdout), on the scripted backend and on the real Codex app-server against
+ * deputy's mock model; a bad flag is one line naming it (exit 2).
  */
 import { afterAll, assert, beforeAll, describe, it } from "vitest"
 import { build, deputy, scratch } from "./support.js"
@@ -30,5 +31,30 @@ describe("deputy stress", () => {
     const lines = ran.stderr.trim().split("\n")
     assert.lengthOf(lines, 1)
     assert.include(lines[0], "--agents 0")
+  }, 60_000)
+
+  it("--backend codex: 6 agents on the real Codex app-server and the mock model hold every invariant, exit 0", async () => {
+    const ran = await deputy(
+      ["stress", "--backend", "codex", "--agents", "6", "--seed", "1", "--cancel-share", "0.5", "--json"],
+      {
+        cwd: box.dir,
+        env: box.env
+      }
+    )
+    assert.strictEqual(ran.code, 0, ran.stderr)
+    const report = JSON.parse(ran.stdout.trim().split("\n").at(-1) ?? "{}")
+    assert.strictEqual(report.backend, "codex")
+    assert.strictEqual(report.agents, 6)
+    assert.deepStrictEqual(report.violations, [])
+    assert.isAbove(report.cancelled, 0)
+    assert.isAbove(report.approvals, 0)
+  }, 120_000)
+
+  it("--backend nope is bad usage: one line naming the flag and the choices, exit 2", async () => {
+    const ran = await deputy(["stress", "--backend", "nope"], { cwd: box.dir, env: box.env })
+    assert.strictEqual(ran.code, 2)
+    const lines = ran.stderr.trim().split("\n")
+    assert.lengthOf(lines, 1)
+    assert.include(lines[0], "--backend nope: expected scripted or codex")
   }, 60_000)
 })

@@ -49,6 +49,8 @@ export { DeputyError, RunAborted, RunStalled } from "./errors.js"
 export {
   formatStressReport,
   type Percentiles,
+  STRESS_BACKENDS,
+  type StressBackend,
   type StressInvariant,
   type StressOptions,
   type StressReport,

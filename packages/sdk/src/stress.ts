@@ -12,6 +12,7 @@
  */
 
 import { monitorEventLoopDelay } from "node:perf_hooks"
+import { CodexAppServer } from "@deputy/codex"
 import {
   type Agent,
   ApprovalRegistry,
@@ -27,19 +28,26 @@ import type { Event, Op, Script, ScriptStep, ThreadId } from "@deputy/protocol"
 import { Scripted } from "@deputy/scripted"
 import { FileSystem } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
-import { Duration, Effect, Layer, Mailbox, Option, Stream, Supervisor } from "effect"
+import { Duration, Effect, Layer, Logger, LogLevel, Mailbox, Option, Stream, Supervisor } from "effect"
+import { DeputyError } from "./errors.js"
+import { type CodexPlay, codexPlay, codexSetup } from "./stressCodex.js"
 
 /** How a stress run is set up. Every field has a default. */
 export interface StressOptions {
-  /** Top-level sub-agents (their nested sub-agents come on top). Default 1,000. */
+  /**
+   * What plays the sub-agents: `scripted` (in process; default), or `codex`: the real Codex app-server
+   * (the installed `@openai/codex`) against deputy's mock model on 127.0.0.1, offline.
+   */
+  readonly backend?: StressBackend
+  /** Top-level sub-agents (their nested sub-agents come on top). Default 1,000 scripted, 20 on Codex. */
   readonly agents?: number
   /** Seeds the PRNG: the same seed plays the same scripts, parents, consumers and cancels. Default 1. */
   readonly seed?: number
   /** Share of top-level agents cancelled at a random moment, 0 to 1. Default 0.3. */
   readonly cancelShare?: number
-  /** How long a thread may take to end before it breaks the `thread_ends` invariant. Default 30 s. */
+  /** How long a thread may take to end before it breaks the `thread_ends` invariant. Default 30 s (Codex: 60 s). */
   readonly boundMs?: number
-  /** Top-level agents running at once (their nested sub-agents come on top); the rest start as others end. Default 50. */
+  /** Top-level agents running at once (their nested sub-agents come on top); the rest start as others end. Default 50 (Codex: 10). */
   readonly concurrency?: number
   /** Live sub-agents one thread may have at once (the manager's `perParent` cap). Default 2. */
   readonly perParent?: number
@@ -52,6 +60,12 @@ export interface StressOptions {
    */
   readonly wrapAgent?: (agent: Agent) => Agent
 }
+
+/** What plays the sub-agents of a stress run. */
+export type StressBackend = "scripted" | "codex"
+
+/** The backends `stress` runs on. */
+export const STRESS_BACKENDS: ReadonlyArray<StressBackend> = ["scripted", "codex"]
 
 /** The invariants a run checks. */
 export type StressInvariant =
@@ -86,6 +100,7 @@ export interface Percentiles {
 
 /** What a stress run measured and found. */
 export interface StressReport {
+  readonly backend: StressBackend
   readonly seed: number
   readonly agents: number
   /** Top-level and nested threads started. */
@@ -153,7 +168,10 @@ type CancelMoment = "before_first_event" | "mid_stream" | "approval_pending" | "
 interface Plan {
   readonly index: number
   readonly threadId: ThreadId
+  /** What the scripted backend plays (empty on Codex). */
   readonly script: Script
+  /** What the mock model plays for this agent on Codex. */
+  readonly codex?: CodexPlay
   /** Names of nested sub-agents (at any depth below this one) whose turn must end `failed`. */
   readonly failingChildren: ReadonlySet<string>
   readonly cancel: Option.Option<{
@@ -224,9 +242,34 @@ const childScript = (r: Rng, name: string, depth: number, failing: Set<string>):
 }
 
 /** What top-level agent `index` of a run with `seed` plays (its thread id included): tests reproduce a violation from it. */
-export const planFor = (seed: number, index: number, cancelShare: number): Plan => {
+export const planFor = (
+  seed: number,
+  index: number,
+  cancelShare: number,
+  backend: StressBackend = "scripted"
+): Plan => {
   const r = rng(hash(seed, `agent:${index}`))
   const threadId = uuidFrom(r)
+  if (backend === "codex") {
+    const play = codexPlay(r, seed, index)
+    const cancelled = r.next() < cancelShare
+    const moment = r.pick<CancelMoment>(
+      play.tools.length > 0
+        ? ["before_first_event", "mid_stream", "approval_pending", "approval_pending", "not_reading"]
+        : ["before_first_event", "mid_stream", "not_reading"]
+    )
+    const slow = r.next() < 0.2
+    return {
+      index,
+      threadId,
+      script: { turns: [] },
+      codex: play,
+      failingChildren: new Set(),
+      cancel: cancelled ? Option.some({ moment, afterEvents: r.int(0, 4), waitMs: r.int(0, 10) }) : Option.none(),
+      slowConsumerMs: slow ? r.int(1, 3) : 0,
+      capacity: slow ? r.int(1, 4) : 512
+    }
+  }
   const prefix = `a${index}`
   const steps = leafSteps(r, prefix, true)
   const failing = new Set<string>()
@@ -424,7 +467,9 @@ const runAll = (
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
     const workspace = yield* fs.makeTempDirectoryScoped({ prefix: "deputy-stress-work-" })
-    const plans = Array.from({ length: options.agents }, (_, i) => planFor(options.seed, i, options.cancelShare))
+    const plans = Array.from({ length: options.agents }, (_, i) =>
+      planFor(options.seed, i, options.cancelShare, options.backend)
+    )
     const byThread = new Map(plans.map((p) => [p.threadId as string, p]))
     const parentRecords = new Map<string, ParentRecord>()
     /** Top-level threads whose first request makes the harness cancel them (moment `approval_pending`). */
@@ -501,6 +546,16 @@ const runAll = (
       Layer.provideMerge(registryLayer)
     )
 
+    // On Codex: the mock model, Codex's home and the shared app-server, for the whole run.
+    const codex =
+      options.backend === "codex"
+        ? yield* codexSetup(
+            plans.flatMap((p) => (p.codex === undefined ? [] : [p.codex])),
+            workspace,
+            yield* fs.makeTempDirectoryScoped({ prefix: "deputy-stress-codex-home-" })
+          )
+        : undefined
+
     return yield* Effect.gen(function* () {
       const manager = yield* ThreadManager
       const registry = yield* ApprovalRegistry
@@ -538,11 +593,15 @@ const runAll = (
 
       const backendFor = (record: Recording): Backend<Scripted.Requirements> => {
         return {
-          name: Scripted.name,
+          name: codex === undefined ? Scripted.name : CodexAppServer.name,
           spawn: (spawnOptions) =>
             Effect.gen(function* () {
               const p = byThread.get(spawnOptions.threadId as string)!
-              const agent = yield* Scripted.backend(p.script, { cwd: workspace }).spawn(spawnOptions)
+              const agent = yield* (
+                codex !== undefined && p.codex !== undefined
+                  ? codex.backendFor(p.codex)
+                  : Scripted.backend(p.script, { cwd: workspace })
+              ).spawn(spawnOptions)
               const recorded = yield* recording(agent, record)
               return options.wrapAgent ? options.wrapAgent(recorded) : recorded
             })
@@ -586,7 +645,10 @@ const runAll = (
               yield* Effect.forkScoped(Effect.zipRight(pendingCancel.await, cancel))
             }
             if (cancelPlan?.moment === "before_first_event") yield* cancel
-            else yield* Effect.ignore(thread.submit({ type: "user_input", items: [{ type: "text", text: "go" }] }))
+            else {
+              const text = p.codex?.prompt ?? "go"
+              yield* Effect.ignore(thread.submit({ type: "user_input", items: [{ type: "text", text }] }))
+            }
 
             outcome.stage = "read"
             let turnEnded = false
@@ -658,7 +720,9 @@ const runAll = (
             : { lines: [], warnings: 0, error: read.left.message }
         )
       }
-      return { outcomes, leftThreads, leftPending, threads: metas.length, rollouts, parentRecords }
+      // What the agents' execs and patches wrote (Codex): read from the disk before the workspace goes.
+      const written = new Set(yield* fs.readDirectory(workspace).pipe(Effect.orElseSucceed(() => [] as Array<string>)))
+      return { outcomes, leftThreads, leftPending, threads: metas.length, rollouts, parentRecords, written }
     }).pipe(Effect.provide(layer))
   })
 
@@ -667,13 +731,22 @@ const runAll = (
  * `violations`, with the seed and thread id that reproduce it.
  */
 export const stress = async (options: StressOptions = {}): Promise<StressReport> => {
+  const backend = options.backend ?? "scripted"
+  if (!STRESS_BACKENDS.includes(backend)) {
+    throw new DeputyError(
+      "InvalidInput",
+      `backend ${JSON.stringify(backend)}: expected one of ${STRESS_BACKENDS.join(", ")}`
+    )
+  }
+  const onCodex = backend === "codex"
   const settings = {
-    agents: options.agents ?? 1000,
+    backend,
+    agents: options.agents ?? (onCodex ? 20 : 1000),
     seed: options.seed ?? 1,
     cancelShare: options.cancelShare ?? 0.3,
-    boundMs: options.boundMs ?? 30_000,
+    boundMs: options.boundMs ?? (onCodex ? 60_000 : 30_000),
     perParent: options.perParent ?? 2,
-    concurrency: options.concurrency ?? 50,
+    concurrency: options.concurrency ?? (onCodex ? 10 : 50),
     ...(options.wrapAgent === undefined ? {} : { wrapAgent: options.wrapAgent }),
     ...(options.onProgress === undefined ? {} : { onProgress: options.onProgress })
   }
@@ -693,7 +766,12 @@ export const stress = async (options: StressOptions = {}): Promise<StressReport>
   const startedAt = performance.now()
   const supervisor = await Effect.runPromise(Supervisor.track)
   const exit = await Effect.runPromiseExit(
-    Effect.scoped(runAll(settings)).pipe(Effect.supervised(supervisor), Effect.provide(NodeContext.layer))
+    Effect.scoped(runAll(settings)).pipe(
+      Effect.supervised(supervisor),
+      // The report is the output: Codex's config warnings (no bubblewrap, an untrusted project) would drown it.
+      Logger.withMinimumLogLevel(LogLevel.Error),
+      Effect.provide(NodeContext.layer)
+    )
   )
   const seconds = (performance.now() - startedAt) / 1000
   clearInterval(sampler)
@@ -710,7 +788,7 @@ export const stress = async (options: StressOptions = {}): Promise<StressReport>
   if (exit._tag === "Failure") {
     violate("harness", -1, "", `the run itself failed: ${String(exit.cause)}`)
   } else {
-    const { outcomes, leftThreads, leftPending, rollouts, parentRecords } = exit.value
+    const { outcomes, leftThreads, leftPending, rollouts, parentRecords, written } = exit.value
     threads = exit.value.threads
     approvals = parentRecords.size
     if (leftThreads > 0) violate("nothing_outlives_run", -1, "", `${leftThreads} threads still live in the manager`)
@@ -779,7 +857,12 @@ export const stress = async (options: StressOptions = {}): Promise<StressReport>
             parentRecord?.answered?.approving === true &&
             (parentRecord.withdrawnAt === undefined || parentRecord.answered.at <= parentRecord.withdrawnAt)
           if (!approvedInTime) {
-            const ran = rec.ran.some((run) => run.key === asked.key && run.opsBefore > answer.index)
+            const ran =
+              p.codex === undefined
+                ? rec.ran.some((run) => run.key === asked.key && run.opsBefore > answer.index)
+                : p.codex.tools.some(
+                    (t) => t.type !== "ask" && `${t.type}:${t.callId}` === asked.key && written.has(t.file)
+                  )
             const why =
               parentRecord?.withdrawnAt !== undefined
                 ? "which the cancel had withdrawn"
@@ -798,10 +881,31 @@ export const stress = async (options: StressOptions = {}): Promise<StressReport>
         }
       })
       for (const run of rec.ran) {
+        // The app-server starts a command's or file change's item before it asks: on Codex the disk says what ran (below).
+        if (p.codex !== undefined) continue
         const given = (answeredKeys.get(run.key) ?? []).filter((a) => a.index < run.opsBefore)
         if (!given.some((a) => isApprovingOp(a.op))) who("no_run_after_cancel", `${run.key} ran without an approval`)
         else if (interruptAt >= 0 && interruptAt < run.opsBefore && given.every((a) => a.index > interruptAt)) {
           who("no_run_after_cancel", `${run.key} ran on an approval that came after the interrupt`)
+        }
+      }
+
+      // On Codex, what ran is on the disk: a file an exec or patch wrote had an approving answer before any interrupt.
+      for (const tool of p.codex?.tools ?? []) {
+        if (tool.type === "ask" || !written.has(tool.file)) continue
+        const key = `${tool.type}:${tool.callId}`
+        const given = answeredKeys.get(key) ?? []
+        const approving = given.filter((a) => isApprovingOp(a.op))
+        if (approving.length === 0) {
+          who(
+            "no_run_after_cancel",
+            `${tool.type} ${tool.callId} wrote ${tool.file} without an approval reaching the agent`
+          )
+        } else if (interruptAt >= 0 && approving.every((a) => a.index > interruptAt)) {
+          who(
+            "no_run_after_cancel",
+            `${tool.type} ${tool.callId} wrote ${tool.file} on an approval that came after the interrupt`
+          )
         }
       }
 
@@ -867,6 +971,7 @@ export const stress = async (options: StressOptions = {}): Promise<StressReport>
 
   const ms = (ns: number) => Math.round((ns / 1e6) * 100) / 100
   return {
+    backend,
     seed,
     agents: settings.agents,
     threads,
@@ -887,7 +992,7 @@ export const stress = async (options: StressOptions = {}): Promise<StressReport>
 /** The report as a few lines of text, for a terminal (the CLI's `deputy stress` without `--json`). */
 export const formatStressReport = (report: StressReport): string => {
   const lines = [
-    `deputy stress: ${report.agents} agents (${report.threads} threads with nested ones), seed ${report.seed}`,
+    `deputy stress: ${report.agents} agents on ${report.backend} (${report.threads} threads with nested ones), seed ${report.seed}`,
     `${report.seconds} s: ${report.threadsPerSecond} threads/s, ${report.eventsPerSecond} events/s; ${report.cancelled} cancelled, ${report.approvals} approvals`,
     `approval round trip p50 ${report.approvalRoundTripMs.p50} ms, p99 ${report.approvalRoundTripMs.p99} ms`,
     `cancel → shutdown p50 ${report.cancelToShutdownMs.p50} ms, p99 ${report.cancelToShutdownMs.p99} ms`,

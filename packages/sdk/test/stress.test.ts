@@ -76,3 +76,45 @@ describe("stress", () => {
     ).toEqual(caught.map((v) => v.threadId).sort())
   })
 })
+
+describe("stress on Codex: the real app-server against deputy mock model on 127.0.0.1", () => {
+  it("6 agents, seed 1, half cancelled: every invariant holds", { timeout: 120_000 }, async () => {
+    const report = await stress({ backend: "codex", agents: 6, seed: 1, cancelShare: 0.5 })
+    console.log(formatStressReport(report))
+    expect(report.violations).toEqual([])
+    expect(report.backend).toBe("codex")
+    expect(report.agents).toBe(6)
+    expect(report.cancelled).toBeGreaterThan(0)
+    expect(report.approvals).toBeGreaterThan(0)
+    expect(report.approvalRoundTripMs.count).toBeGreaterThan(0)
+    expect(report.cancelToShutdownMs.count).toBe(report.cancelled)
+  })
+
+  it(
+    "catches a build that approves what a cancel aborted (Codex then may run it), naming seed and thread",
+    { timeout: 120_000 },
+    async () => {
+      const report = await stress({
+        backend: "codex",
+        agents: 12,
+        seed: 3,
+        cancelShare: 1,
+        wrapAgent: approvesAfterCancel
+      })
+      console.log(formatStressReport(report))
+      const caught = report.violations.filter((v) => v.invariant === "no_run_after_cancel")
+      expect(caught.length).toBeGreaterThan(0)
+      expect(caught.some((v) => v.detail.includes("withdrawn"))).toBe(true)
+      for (const v of caught) {
+        expect(v.seed).toBe(3)
+        expect(v.threadId).toBe(planFor(3, v.agent, 1, "codex").threadId)
+      }
+    }
+  )
+
+  it("an unknown backend is refused, naming it", async () => {
+    await expect(stress({ backend: "nope" as "codex" })).rejects.toThrow(
+      /backend "nope": expected one of scripted, codex/
+    )
+  })
+})

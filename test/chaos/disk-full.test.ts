@@ -1,90 +1,122 @@
 /**
- * Chaos for the disk (issue 13): a rollout written onto a 64 KiB tmpfs that fills part-way through a
- * thread's turns. The thread goes on and ends (nothing hangs), the caller is told the rollout could not
- * be written, and every line that reached the disk stays readable, in order, a prefix of what the caller
- * saw. Needs root to mount the tmpfs (the test machine runs as root; elsewhere the mount is refused
- * and the test says so rather than pass quietly).
+ * Chaos for the disk (issue 13): a deputy process (test/chaos/fixtures/disk-full-child.ts) writes a
+ * rollout that cannot fit, part-way through a thread's turns. Either the disk is full — a 64 KiB tmpfs,
+ * which needs root to mount — or the file may not grow: a 64 KiB file-size limit (`ulimit -f`, with
+ * SIGXFSZ ignored so the write fails with EFBIG instead of killing the process), which needs nothing.
+ * The first case takes the tmpfs when root and the limit otherwise; the second always takes the limit.
+ * Either way every turn still ends (nothing hangs: the process exits on its own, within a bound), the
+ * caller is told why the rollout could not be written, and every line that reached the disk stays
+ * readable, in order, a prefix of what the caller saw.
  * A failed flush at close (the disk refusing every write) is covered in packages/core/test/Crashes.test.ts.
  */
-import { execFileSync } from "node:child_process"
+import { execFileSync, spawn } from "node:child_process"
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { Parent, policy, RolloutStore, ThreadManager } from "@deputy/core"
-import { type Event, userText } from "@deputy/protocol"
-import { Scripted } from "@deputy/scripted"
+import { RolloutStore } from "@deputy/core"
+import type { Event } from "@deputy/protocol"
 import { NodeContext } from "@effect/platform-node"
-import { Effect, Layer, Option } from "effect"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { Effect } from "effect"
+import { afterEach, describe, expect, it } from "vitest"
 
-let dir = ""
-let home = ""
-beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), "deputy-chaos-disk-"))
-  home = join(dir, "home")
-  mkdirSync(home)
-  execFileSync("mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", home]) // throws (and fails the file) unless root
-})
-afterAll(() => {
-  if (home !== "") execFileSync("umount", [home])
-  rmSync(dir, { recursive: true, force: true })
-})
-
+const CHILD = join(import.meta.dirname, "fixtures", "disk-full-child.ts")
+const TSX = join(import.meta.dirname, "..", "..", "node_modules", "tsx", "dist", "cli.mjs")
 const TURNS = 8
 const PER_TURN = 10
-const TEXT = "x".repeat(2000) // 8 turns × 10 × 2 KB: about 160 KB of rollout for a 64 KB disk
+const SIZE = 2000 // 8 turns × 10 × 2 KB: about 160 KB of rollout for 64 KiB of room
+/** `ulimit -f` counts 512-byte blocks (POSIX sh): 64 KiB. */
+const LIMIT_BLOCKS = 128
+const isRoot = process.getuid?.() === 0
+
+const dirs: Array<() => void> = []
+afterEach(() => {
+  for (const remove of dirs.splice(0).reverse()) remove()
+})
+
+/** A fresh directory with a deputy home in it; on a 64 KiB tmpfs when `tmpfs`. */
+const scratch = (tmpfs: boolean) => {
+  const dir = mkdtempSync(join(tmpdir(), "deputy-chaos-disk-"))
+  const home = join(dir, "home")
+  mkdirSync(home)
+  dirs.push(() => rmSync(dir, { recursive: true, force: true }))
+  if (tmpfs) {
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", home])
+    dirs.push(() => execFileSync("umount", [home]))
+  }
+  return { dir, home }
+}
+
+/** Runs the child (under the file-size limit when `limitBlocks` is given); it must exit 0 within 30 s. */
+const runChild = (home: string, cwd: string, limitBlocks?: number) =>
+  new Promise<{ seen: Array<Event>; rolloutPath: string }>((resolve, reject) => {
+    const node = [process.execPath, TSX, "--conditions=@deputy/source", CHILD, home, cwd, TURNS, PER_TURN, SIZE]
+    const quoted = node.map((word) => `'${String(word).replaceAll("'", "'\\''")}'`).join(" ")
+    // SIGXFSZ ignored before exec stays ignored in node: a write past the limit fails with EFBIG.
+    const script =
+      limitBlocks === undefined ? `exec ${quoted}` : `trap '' XFSZ; ulimit -f ${limitBlocks}; exec ${quoted}`
+    const child = spawn("sh", ["-c", script], { stdio: ["ignore", "pipe", "pipe"] })
+    let stdout = ""
+    let stderr = ""
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+      stdout += chunk
+    })
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
+      stderr += chunk
+    })
+    const hung = setTimeout(() => child.kill("SIGKILL"), 30_000)
+    child.on("close", (code, signal) => {
+      clearTimeout(hung)
+      if (code !== 0) return reject(new Error(`the child exited ${code ?? signal}: ${stderr}${stdout}`))
+      const last = stdout.trim().split("\n").at(-1) ?? ""
+      resolve(JSON.parse(last) as { seen: Array<Event>; rolloutPath: string })
+    })
+  })
+
+const readRollout = (home: string, path: string) =>
+  Effect.runPromise(
+    Effect.flatMap(RolloutStore, (store) => store.read(path)).pipe(
+      Effect.provide(RolloutStore.layer({ home })),
+      Effect.provide(NodeContext.layer)
+    )
+  )
+
+/** Every turn ended, the caller was told `reason`, and the disk holds a readable in-order prefix of what it saw. */
+const expectKeptAndTold = async (home: string, run: { seen: Array<Event>; rolloutPath: string }, reason: RegExp) => {
+  const { seen } = run
+  expect(seen.filter((e) => e.msg.type === "turn_complete")).toHaveLength(TURNS)
+  const told = seen.flatMap((e) => (e.msg.type === "error" || e.msg.type === "warning" ? [e.msg.message] : []))
+  expect(told.length).toBeGreaterThan(0)
+  // Only the disk went wrong: every error names the rollout and the reason.
+  for (const message of told) expect(message).toMatch(reason)
+  const said = seen.flatMap((e) => (e.msg.type === "agent_message" ? [e.msg.message] : []))
+  expect(said).toHaveLength(TURNS * PER_TURN)
+  const rollout = await readRollout(home, run.rolloutPath)
+  const written = rollout.lines.flatMap((l) =>
+    l.type === "event" && l.event.msg.type === "agent_message" ? [l.event.msg.message] : []
+  )
+  expect(written.length).toBeGreaterThan(0)
+  expect(written.length).toBeLessThan(said.length) // the disk did fill
+  expect(said.slice(0, written.length)).toEqual(written)
+}
 
 describe("chaos: the disk fills while a rollout is written", () => {
-  it("§20 the thread ends, the caller hears of it, and every line on disk is kept in order", async () => {
-    const seen: Array<Event> = []
-    const rollout = await Effect.runPromise(
-      Effect.gen(function* () {
-        const manager = yield* ThreadManager
-        const store = yield* RolloutStore
-        const backend = Scripted.backend({
-          turns: [
-            {
-              repeat: TURNS,
-              steps: Array.from({ length: PER_TURN }, (_, i) => ({ type: "message" as const, text: `${i} ${TEXT}` }))
-            }
-          ]
-        })
-        const thread = yield* manager.start({ backend, cwd: dir })
-        for (let turn = 0; turn < TURNS; turn++) {
-          yield* thread.submit(userText(`turn ${turn}`))
-          while (true) {
-            const event = yield* thread.delegate.take
-            seen.push(event)
-            if (event.msg.type === "turn_complete" || event.msg.type === "turn_aborted") break
-          }
-        }
-        const path = Option.getOrThrow(yield* thread.rolloutPath)
-        yield* manager.remove(thread.threadId)
-        yield* thread.delegate.awaitShutdown
-        return yield* store.read(path)
-      }).pipe(
-        Effect.provide(
-          ThreadManager.layerHome({ home }).pipe(
-            Layer.provideMerge(Parent.layerPolicy(policy({}))),
-            Layer.provideMerge(NodeContext.layer)
-          )
-        ),
-        Effect.scoped,
-        Effect.timeout("20 seconds")
-      )
-    )
-    // Every turn ended: a full disk stops the record, not the work.
-    expect(seen.filter((e) => e.msg.type === "turn_complete")).toHaveLength(TURNS)
-    // The caller was told, with the reason.
-    const told = seen.flatMap((e) => (e.msg.type === "error" || e.msg.type === "warning" ? [e.msg.message] : []))
-    expect(told.join("\n")).toMatch(/ENOSPC|no space/i)
-    // What reached the disk is a readable prefix of what the caller saw, in order; the disk did fill.
-    const written = rollout.lines.flatMap((l) =>
-      l.type === "event" && l.event.msg.type === "agent_message" ? [l.event.msg.message] : []
-    )
-    const said = seen.flatMap((e) => (e.msg.type === "agent_message" ? [e.msg.message] : []))
-    expect(written.length).toBeGreaterThan(0)
-    expect(written.length).toBeLessThan(said.length)
-    expect(said.slice(0, written.length)).toEqual(written)
-  })
+  it(
+    `§20 ${isRoot ? "a 64 KiB tmpfs (root)" : "a 64 KiB file-size limit (not root)"}: the thread ends, the caller hears of it, every line on disk is kept in order`,
+    { timeout: 60_000 },
+    async () => {
+      const { dir, home } = scratch(isRoot)
+      const run = await runChild(home, dir, isRoot ? undefined : LIMIT_BLOCKS)
+      await expectKeptAndTold(home, run, isRoot ? /rollout .*(ENOSPC|no space)/i : /rollout .*(EFBIG|file too large)/i)
+    }
+  )
+
+  it(
+    "§20 a 64 KiB file-size limit (ulimit -f, SIGXFSZ ignored): the write fails with EFBIG, the thread ends, the lines on disk are kept in order",
+    { timeout: 60_000 },
+    async () => {
+      const { dir, home } = scratch(false)
+      const run = await runChild(home, dir, LIMIT_BLOCKS)
+      await expectKeptAndTold(home, run, /rollout append failed .*EFBIG: file too large/)
+    }
+  )
 })

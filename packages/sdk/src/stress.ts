@@ -21,6 +21,7 @@ import {
   type ParentRequest,
   type PendingRequest,
   RolloutStore,
+  type SpawnOptions,
   type Thread,
   ThreadManager
 } from "@deputy/core"
@@ -76,6 +77,7 @@ export type StressInvariant =
   | "failed_child_reported"
   | "nothing_outlives_run"
   | "rollout_complete"
+  | "cancel_reported"
   | "harness"
 
 /** One broken invariant, with what reproduces it. */
@@ -349,6 +351,8 @@ interface Recording {
   readonly asked: Array<{ readonly key: string; readonly at: number; readonly requestId: string }>
   /** Call ids of exec / patch work that started, with when, and the ops received before. */
   readonly ran: Array<{ readonly key: string; readonly at: number; readonly opsBefore: number }>
+  /** Nested sub-agents (any depth) that started, with when. */
+  readonly nested: Array<{ readonly threadId: string; readonly at: number }>
 }
 
 const answerKeyOfOp = (op: Op): string | undefined =>
@@ -455,6 +459,8 @@ interface Outcome {
   /** Where the run of this agent is (or was when its bound passed). */
   stage: string
   cancelledAt?: number
+  /** The threads the cancel's report names (§35), when it returned one. */
+  cancelReported?: ReadonlySet<string>
   rolloutPath?: string
   startError?: string
 }
@@ -591,6 +597,25 @@ const runAll = (
         )
       )
 
+      /** Spawn options whose nested sub-agents, at any depth, are noted in `record` as they start. */
+      const noteNested = (spawnOptions: SpawnOptions, record: Recording): SpawnOptions => {
+        const spawnChild = spawnOptions.spawnChild
+        if (spawnChild === undefined) return spawnOptions
+        return {
+          ...spawnOptions,
+          spawnChild: (request) =>
+            spawnChild({
+              ...request,
+              backend: { name: request.backend.name, spawn: (o) => request.backend.spawn(noteNested(o, record)) },
+              onStarted: (threadId) =>
+                Effect.zipRight(
+                  Effect.sync(() => record.nested.push({ threadId, at: performance.now() })),
+                  request.onStarted?.(threadId) ?? Effect.void
+                )
+            })
+        }
+      }
+
       const backendFor = (record: Recording): Backend<Scripted.Requirements> => {
         return {
           name: codex === undefined ? Scripted.name : CodexAppServer.name,
@@ -601,7 +626,7 @@ const runAll = (
                 codex !== undefined && p.codex !== undefined
                   ? codex.backendFor(p.codex)
                   : Scripted.backend(p.script, { cwd: workspace })
-              ).spawn(spawnOptions)
+              ).spawn(noteNested(spawnOptions, record))
               const recorded = yield* recording(agent, record)
               return options.wrapAgent ? options.wrapAgent(recorded) : recorded
             })
@@ -611,7 +636,7 @@ const runAll = (
       /** One top-level agent, from its start to its confirmed shutdown, all within the bound. */
       const runOne = (p: Plan) =>
         Effect.gen(function* () {
-          const record: Recording = { ops: [], asked: [], ran: [] }
+          const record: Recording = { ops: [], asked: [], ran: [], nested: [] }
           const outcome: Outcome = { plan: p, seen: [], recording: record, ended: "timeout", stage: "start" }
           const body = Effect.gen(function* () {
             const started = yield* Effect.either(
@@ -633,7 +658,8 @@ const runAll = (
               outcome.cancelledAt = performance.now()
               const stage = outcome.stage
               outcome.stage = `cancel (during ${stage})`
-              yield* Effect.ignore(manager.cancel(thread.threadId))
+              const report = yield* Effect.option(manager.cancel(thread.threadId))
+              if (Option.isSome(report)) outcome.cancelReported = new Set(report.value.threads.map((t) => t.threadId))
               outcome.stage = stage
             })
             const cancelPlan = Option.getOrUndefined(p.cancel)
@@ -906,6 +932,19 @@ export const stress = async (options: StressOptions = {}): Promise<StressReport>
             "no_run_after_cancel",
             `${tool.type} ${tool.callId} wrote ${tool.file} on an approval that came after the interrupt`
           )
+        }
+      }
+
+      // A cancel's report names every thread of the tree live while it ran: a sub-agent that started after
+      // the cancel began (its start past the "tree being cancelled" check) is named, however it ended.
+      if (o.cancelledAt !== undefined && o.cancelReported !== undefined) {
+        for (const n of rec.nested) {
+          if (n.at >= o.cancelledAt && !o.cancelReported.has(n.threadId)) {
+            who(
+              "cancel_reported",
+              `sub-agent ${n.threadId} started while its tree was being cancelled, but the cancel's report does not name it`
+            )
+          }
         }
       }
 

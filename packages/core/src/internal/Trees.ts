@@ -59,6 +59,9 @@ export const make = (deps: {
   const { registry, caps, store } = deps
   // Roots of trees being cancelled right now: no sub-agent starts in them.
   const cancelling = new Set<ThreadId>()
+  // Per root being cancelled: sub-agents whose start had passed the check before the cancel began and
+  // that registered while it ran. One may end on its own between two rounds, unseen by both (§35).
+  const joinedLate = new Map<ThreadId, Array<Thread>>()
 
   /** Runs one nested sub-agent for one turn under `parent`; interrupting the wait cancels its subtree. */
   const spawnChild =
@@ -86,6 +89,9 @@ export const make = (deps: {
           })
           .pipe(Effect.provide(parent.context), Effect.mapError(asSpawnFailed))
         isStarted = true
+        yield* Effect.sync(() => {
+          for (const id of [...parent.ancestors, parent.threadId]) joinedLate.get(id)?.push(child)
+        })
         if (request.onStarted) yield* request.onStarted(child.threadId)
         yield* Effect.mapError(
           child.submit({ type: "user_input", items: [{ type: "text", text: request.input }] }),
@@ -108,14 +114,24 @@ export const make = (deps: {
         // While the tree is cancelling no sub-agent may start in it; one already starting is caught next round.
         const owner = !cancelling.has(root)
         cancelling.add(root)
-        return yield* cancelRounds(root).pipe(Effect.ensuring(Effect.sync(() => owner && cancelling.delete(root))))
+        if (owner) joinedLate.set(root, [])
+        return yield* cancelRounds(root).pipe(
+          Effect.ensuring(
+            Effect.sync(() => {
+              if (!owner) return
+              cancelling.delete(root)
+              joinedLate.delete(root)
+            })
+          )
+        )
       })
     )
 
   /**
    * Cancels the live subtree children first, again and again until none of it is left. Each round
    * keeps the entries it saw: a thread that ends on its own while an earlier one is being cancelled
-   * (a parent whose child was just aborted) is still reported, with how it ended (§35).
+   * (a parent whose child was just aborted) is still reported, with how it ended (§35). So is one that
+   * registered after a round looked and was gone before the next one did: it joined `joinedLate`.
    */
   const cancelRounds = (root: ThreadId) =>
     Effect.gen(function* () {
@@ -126,15 +142,18 @@ export const make = (deps: {
         const byId = new Map(entries.map((entry) => [entry.thread.threadId, entry]))
         const live = firstSeenDescendants(root, childrenMap(entries.map((e) => e.thread.meta))).flatMap((id) => {
           const entry = byId.get(id)
-          return entry === undefined || reported.has(id) ? [] : [entry]
+          return entry === undefined || reported.has(id) ? [] : [entry.thread]
         })
-        if (live.length === 0) return report satisfies CancelReport
-        for (const entry of live.reverse()) {
-          const id = entry.thread.threadId
+        // Late joiners no longer registered (still registered ones are in `live` already).
+        const gone = (joinedLate.get(root) ?? []).filter((t) => !reported.has(t.threadId) && !byId.has(t.threadId))
+        if (live.length === 0 && gone.length === 0) return report satisfies CancelReport
+        for (const thread of [...gone, ...live.reverse()]) {
+          const id = thread.threadId
           reported.add(id)
           // Cancelling a delegate that already shut down only waits for (and returns) how it ended.
-          const shutdown = yield* entry.thread.delegate.cancel
-          yield* registry.drop(id, entry)
+          const shutdown = yield* thread.delegate.cancel
+          const entry = byId.get(id)
+          if (entry !== undefined) yield* registry.drop(id, entry)
           report.threads.push({ threadId: id, outcome: shutdown.outcome })
           report.withdrawn.push(...shutdown.withdrawn)
         }

@@ -734,21 +734,28 @@ const runAll = (
       })
       const leftThreads = (yield* manager.list).length
       const leftPending = (yield* registry.pending).map((p) => p.requestId)
-      const metas = yield* Effect.orElseSucceed(store.allMetas, () => [])
+      // Threads started: the top-level ones and every nested one the recordings saw start (no walk of the store).
+      const threads = outcomes.reduce((n, o) => n + (o.ended === "start_failed" ? 0 : 1) + o.recording.nested.length, 0)
+      // Reading a file overlaps with decoding another: a few at a time.
       const rollouts = new Map<string, { lines: ReadonlyArray<unknown>; warnings: number; error?: string }>()
-      for (const o of outcomes) {
-        if (o.rolloutPath === undefined) continue
-        const read = yield* Effect.either(store.read(o.rolloutPath))
-        rollouts.set(
-          o.plan.threadId,
-          read._tag === "Right"
-            ? { lines: read.right.lines, warnings: read.right.warnings.length }
-            : { lines: [], warnings: 0, error: read.left.message }
-        )
-      }
+      yield* Effect.forEach(
+        outcomes,
+        (o) =>
+          o.rolloutPath === undefined
+            ? Effect.void
+            : Effect.map(Effect.either(store.read(o.rolloutPath)), (read) =>
+                rollouts.set(
+                  o.plan.threadId,
+                  read._tag === "Right"
+                    ? { lines: read.right.lines, warnings: read.right.warnings.length }
+                    : { lines: [], warnings: 0, error: read.left.message }
+                )
+              ),
+        { concurrency: 8, discard: true }
+      )
       // What the agents' execs and patches wrote (Codex): read from the disk before the workspace goes.
       const written = new Set(yield* fs.readDirectory(workspace).pipe(Effect.orElseSucceed(() => [] as Array<string>)))
-      return { outcomes, leftThreads, leftPending, threads: metas.length, rollouts, parentRecords, written }
+      return { outcomes, leftThreads, leftPending, threads, rollouts, parentRecords, written }
     }).pipe(Effect.provide(layer))
   })
 
@@ -788,7 +795,7 @@ export const stress = async (options: StressOptions = {}): Promise<StressReport>
   let peakRss = process.memoryUsage.rss()
   const sampler = setInterval(() => {
     peakRss = Math.max(peakRss, process.memoryUsage.rss())
-  }, 25)
+  }, 100)
   const startedAt = performance.now()
   const supervisor = await Effect.runPromise(Supervisor.track)
   const exit = await Effect.runPromiseExit(

@@ -1038,7 +1038,7 @@ export const stress = async (options: StressOptions = {}): Promise<StressReport>
 /** The report as a few lines of text, for a terminal (the CLI's `deputy stress` without `--json`). */
 export const formatStressReport = (report: StressReport): string => {
   const lines = [
-    `deputy stress: ${report.agents} agents on ${report.backend} (${report.threads} threads with nested ones), seed ${report.seed}`,
+    `deputy stress: ${report.agents} agents on ${report.backend} (${report.threads} threads started, nested ones included), seed ${report.seed}`,
     `${report.seconds} s: ${report.threadsPerSecond} threads/s, ${report.eventsPerSecond} events/s; ${report.cancelled} cancelled, ${report.approvals} approvals`,
     `approval round trip p50 ${report.approvalRoundTripMs.p50} ms, p99 ${report.approvalRoundTripMs.p99} ms`,
     `cancel → shutdown p50 ${report.cancelToShutdownMs.p50} ms, p99 ${report.cancelToShutdownMs.p99} ms`,

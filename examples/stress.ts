@@ -7,7 +7,15 @@
  *   pnpm stress --trees 50 --fanout 3 --depth 2 --cancel 0.3 --cap 4
  */
 import { parseArgs } from "node:util"
-import { ApprovalRegistry, type CancelReport, Parent, policy, RolloutStore, ThreadManager } from "@deputy/core"
+import {
+  ApprovalRegistry,
+  type CancelReport,
+  Parent,
+  ProcessSupervisor,
+  policy,
+  RolloutStore,
+  ThreadManager
+} from "@deputy/core"
 import type { Script } from "@deputy/protocol"
 import { Scripted } from "@deputy/scripted"
 import { FileSystem } from "@effect/platform"
@@ -88,7 +96,9 @@ const childProcesses = Effect.gen(function* () {
     const stat = yield* fs.readFileString(`/proc/${entry}/stat`).pipe(Effect.orElseSucceed(() => ""))
     // Field 4 is the parent pid; field 2 (the name in parentheses) may hold spaces, so split after it.
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-    if (Number(fields[1]) === process.pid && fields[0] !== "Z") pids.add(entry)
+    // deputy's process supervisor lives as long as this process: not a leftover.
+    if (Number(fields[1]) === process.pid && fields[0] !== "Z" && Number(entry) !== ProcessSupervisor.processId())
+      pids.add(entry)
   }
   return pids
 })

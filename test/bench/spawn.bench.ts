@@ -1,13 +1,15 @@
 /**
- * What supervision costs a command (issue 12, item 2): the wall time of starting `true` and seeing it
- * exit, plainly (`child_process.spawn`) and under deputy's watchdog (`Watchdog.spawn`, a Node process
- * per command that marks and sweeps the command's descendants), PER_ROUND commands one after another
- * per round, paired rounds with the order rotated. Target: no more than a plain spawn plus a few ms.
+ * What supervision costs a command (issue 12, item 2): the wall time of starting `true`, seeing it
+ * exit and, supervised, ending what it left (`ProcessSupervisor.spawn` then its `end`: the supervisor scans
+ * for the command's marked descendants and answers), against a plain `child_process.spawn` to exit.
+ * PER_ROUND commands one after another per round, paired rounds with the order rotated. Target: no
+ * more than a plain spawn plus a few ms.
  *
  *   node --conditions=@deputy/source --import tsx test/bench/spawn.bench.ts
  */
 import { type ChildProcess, spawn } from "node:child_process"
-import { Watchdog } from "@deputy/core"
+import { ProcessSupervisor } from "@deputy/core"
+import { Effect } from "effect"
 import { compare, knob, main, median, paired, rounds } from "./harness.js"
 
 const PER_ROUND = knob("BENCH_SPAWNS", 20)
@@ -20,28 +22,34 @@ const exited = (child: ChildProcess) =>
   })
 
 /** Milliseconds per command, over PER_ROUND commands. */
-const perCommand = (start: () => ChildProcess) => async () => {
+const perCommand = (run: () => Promise<void>) => async () => {
   const t0 = performance.now()
-  for (let i = 0; i < PER_ROUND; i++) await exited(start())
+  for (let i = 0; i < PER_ROUND; i++) await run()
   return (performance.now() - t0) / PER_ROUND
+}
+
+const supervised = async () => {
+  const { child, end } = ProcessSupervisor.spawn("true", [], { stdio: ["ignore", "ignore", "ignore"] })
+  await exited(child)
+  await Effect.runPromise(end)
 }
 
 main(async () => {
   const samples = await paired(
     ROUNDS,
     [
-      ["plain", perCommand(() => spawn("true", [], { stdio: "ignore" }))],
-      ["watchdog", perCommand(() => Watchdog.spawn("true", [], { stdio: ["ignore", "ignore", "ignore"] }))]
+      ["plain", perCommand(() => exited(spawn("true", [], { stdio: "ignore" })))],
+      ["supervised", perCommand(supervised)]
     ],
     { log: "spawn" }
   )
-  const extra = median(samples.watchdog) - median(samples.plain)
+  const extra = median(samples.supervised) - median(samples.plain)
   return [
     compare(
       "spawn",
-      `a command (\`true\`) under the watchdog, start to exit (${PER_ROUND} a round)`,
+      `a command (\`true\`) supervised, start to exit and swept (${PER_ROUND} a round)`,
       "ms",
-      samples.watchdog,
+      samples.supervised,
       { name: "plain child_process.spawn", samples: samples.plain },
       { text: "≤ plain + 5 ms", met: () => extra <= 5 }
     )

@@ -7,7 +7,7 @@
  *
  * Already covered elsewhere, not repeated here: garbage and unknown JSON-RPC lines at the JsonRpc level
  * (packages/codex/test/JsonRpc.test.ts), a line past the bound for `codex exec` (execProcess.test.ts),
- * SIGTERM-ignoring and group-leaving commands under the Watchdog (packages/core/test/Watchdog.test.ts,
+ * SIGTERM-ignoring and group-leaving commands under the supervisor (packages/core/test/ProcessSupervisor.test.ts,
  * packages/scripted/test/noEscape.test.ts), a SIGKILLed deputy taking its app-server's group along
  * (packages/codex/test/AppServer.test.ts), and two deputy processes on one home (§34,
  * packages/core/test/Crashes.test.ts).

@@ -30,7 +30,7 @@ import {
   type ThreadId,
   type UserInputItem
 } from "@deputy/protocol"
-import { Deferred, Duration, Effect, Mailbox, Option, type Scope, SubscriptionRef } from "effect"
+import { Deferred, Duration, Effect, Mailbox, type Scope, SubscriptionRef } from "effect"
 import { BackendExited, type JsonRpcError } from "./errors.js"
 import * as Wire from "./internal/appServerWire.js"
 import { type Child, spawnChild } from "./internal/childProcess.js"
@@ -211,17 +211,7 @@ export const startProcess = (options: ProcessOptions = {}): Effect.Effect<AppSer
           duration: INITIALIZE_TIMEOUT,
           onTimeout: () => new BackendExited({ backend: PROCESS_NAME, code: null })
         }),
-        Effect.catchAll((error) =>
-          Effect.gen(function* () {
-            // A binary that cannot start is the watchdog's exit 127: fail as spawning it directly did.
-            const failure = rpc.isClosed()
-              ? Option.flatten(yield* Effect.timeoutOption(started.startFailure, Duration.seconds(2)))
-              : Option.none<string>()
-            return yield* Option.isSome(failure)
-              ? new SpawnFailed({ backend: name, reason: failure.value, cause: error })
-              : fail(`initialize failed: ${error.message}`)(error)
-          })
-        )
+        Effect.catchAll((error) => fail(`initialize failed: ${error.message}`)(error))
       )
     yield* rpc.notify("initialized")
 

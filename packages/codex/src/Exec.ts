@@ -388,11 +388,6 @@ const open = (config: TurnConfig, what: string, args: ReadonlyArray<string>, pro
     while (true) {
       const line = yield* nextLine(child)
       if (Option.isNone(line)) {
-        // A binary that cannot start is the watchdog's exit 127: the same words as a failed spawn.
-        const failure = yield* child.startFailure
-        if (Option.isSome(failure)) {
-          return yield* new ExecFailed({ reason: `${what} could not start: ${failure.value}` })
-        }
         const code = yield* child.exitCode
         return yield* new ExecFailed({ reason: exitReason(what, code, yield* child.stderrTail) })
       }

@@ -406,8 +406,8 @@ layer(NodeContext.layer, { excludeTestServices: true })("CodexExec", (it) => {
       Effect.gen(function* () {
         const box = yield* sandbox([[]])
         const deputy = yield* startCrashDeputy("exec", box.root)
-        // The watchdog, the fake codex and its grandchild.
-        assert.strictEqual(groupMembers(deputy.group).length, 3)
+        // The fake codex and its grandchild.
+        assert.strictEqual(groupMembers(deputy.group).length, 2)
         yield* deputy.crash
         assert.deepStrictEqual(yield* untilGroupGone(deputy.group), [])
       }),
@@ -545,7 +545,7 @@ layer(NodeContext.layer, { excludeTestServices: true })("CodexExec", (it) => {
       yield* started(agent)
       yield* turn(agent, "t1")
       const [call] = box.invocations()
-      // The watchdog adds its own marker (§33), which every descendant inherits; nothing of the parent's.
+      // The supervisor's marker (§33), which every descendant inherits; nothing of the parent's.
       const all = Object.keys(call?.env ?? {})
       assert.strictEqual(all.filter((name) => name.startsWith("DEPUTY_WATCH_")).length, 1)
       const names = all.filter((name) => !name.startsWith("DEPUTY_WATCH_")).sort()

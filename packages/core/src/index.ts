@@ -73,6 +73,7 @@ export {
   policyUserInputAnswers,
   RuleDecision
 } from "./Policy.js"
+export * as ProcessSupervisor from "./ProcessSupervisor.js"
 export { type ResumeOutcome, resumeWithFallback } from "./Resume.js"
 export {
   ARCHIVED_SESSIONS_DIR,
@@ -124,7 +125,6 @@ export {
 } from "./ThreadManager.js"
 /** One turn at a time for a backend's driver: queued inputs, late-TurnDone checks, status-then-last-event order. */
 export * as TurnRunner from "./TurnRunner.js"
-export * as Watchdog from "./Watchdog.js"
 export {
   type ConfinedPatch,
   type ConfinedPath,

@@ -39,7 +39,7 @@ import {
   type ThreadId,
   type UserInputResponse
 } from "@deputy/protocol"
-import type { CommandExecutor, FileSystem } from "@effect/platform"
+import type { FileSystem } from "@effect/platform"
 import { Cause, Deferred, Effect, Either, Exit, Mailbox, type Scope, SubscriptionRef } from "effect"
 import { runCommand } from "./internal/exec.js"
 import { applyChanges } from "./internal/patch.js"
@@ -50,8 +50,8 @@ import { validateScript } from "./Script.js"
 /** The backend's name, in `session_configured` and rollouts. */
 export const name = "scripted"
 
-/** What a scripted agent needs from its context: real processes (exec steps) and real files (patch steps). */
-export type Requirements = CommandExecutor.CommandExecutor | FileSystem.FileSystem
+/** What a scripted agent needs from its context: real files (patch steps); exec steps spawn through core's supervisor. */
+export type Requirements = FileSystem.FileSystem
 
 /** Settings shared by every agent of a scripted backend. */
 export interface Options {

@@ -1,7 +1,7 @@
 // §33 no process outlives its thread: a scripted command that backgrounds a SIGTERM-ignoring child
 // and one that calls `setsid` leaves nothing running after its turn, after a cancel, or after the
 // deputy process is SIGKILLed. Checked through /proc by unique `sleep` arguments, 20 rounds each,
-// the rounds side by side (each waits out the watchdog's 2 s grace for the SIGTERM-ignoring sleep).
+// the rounds side by side (each waits out the supervisor's 2 s grace for the SIGTERM-ignoring sleep).
 import { spawn as spawnNode } from "node:child_process"
 import { existsSync } from "node:fs"
 import { join } from "node:path"
@@ -104,7 +104,7 @@ describe.skipIf(process.platform !== "linux")("§33 no escape", () => {
           assert.isTrue(yield* untilStarted(cwd, sleeps))
           assert.isAtLeast(runningWith(sleeps).length, 2 * ROUNDS) // every command's two escapees, and its shell
           child.kill("SIGKILL")
-          // The watchdogs notice their lifelines close, wait out the grace, then SIGKILL what is left.
+          // The supervisor sees its lifeline close, waits out the grace, then SIGKILLs what is left.
           const left = yield* Effect.promise(async () => {
             const deadline = Date.now() + 10_000
             while (runningWith(sleeps).length > 0 && Date.now() < deadline) {

@@ -20,6 +20,7 @@ import {
   Parent,
   type ParentRequest,
   type PendingRequest,
+  ProcessSupervisor,
   RolloutStore,
   type SpawnOptions,
   type Thread,
@@ -430,7 +431,9 @@ const childPids = Effect.gen(function* () {
     const stat = yield* fs.readFileString(`/proc/${entry}/stat`).pipe(Effect.orElseSucceed(() => ""))
     // Field 2 (the name, in parentheses) may hold spaces: split after it. Then state, parent pid.
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-    if (Number(fields[1]) === process.pid && fields[0] !== "Z") pids.add(entry)
+    // deputy's process supervisor lives as long as this process: not a leftover.
+    if (Number(fields[1]) === process.pid && fields[0] !== "Z" && Number(entry) !== ProcessSupervisor.processId())
+      pids.add(entry)
   }
   return pids
 })

@@ -7,15 +7,13 @@
  * close → SIGTERM → SIGKILL with bounded waits; wrapping `spawn` in `acquireRelease` gives all three
  * without putting a CommandExecutor in every agent's requirements.
  *
- * No orphans: the child runs under core's watchdog (`Watchdog.spawn`, lifeline on fd 3). Its pid is the
- * watchdog's, the leader of a new process group that holds Codex; every signal goes to the whole group
- * (`kill(-pid)`), so the commands Codex runs die with it, and if this process dies (even SIGKILL) the
- * watchdog ends the group. Stdin, stdout and stderr are Codex's own; the exit is Codex's, mirrored.
- * A binary that cannot start shows as exit 127 with the watchdog's stderr line (`startFailure`).
+ * No orphans: the child is spawned under core's supervisor (`ProcessSupervisor.spawn`), the leader of a new
+ * process group; every signal goes to the whole group (`kill(-pid)`), so the commands Codex runs die
+ * with it, what they left outside the group goes once Codex is gone (§33), and if this process dies
+ * (even SIGKILL) the supervisor ends it all.
  */
-import type { ChildProcess } from "node:child_process"
-import { Watchdog } from "@deputy/core"
-import { Deferred, Duration, Effect, type Option, type Scope, Stream } from "effect"
+import { ProcessSupervisor } from "@deputy/core"
+import { Deferred, Duration, Effect, type Scope, Stream } from "effect"
 
 /** How a child ended. */
 export interface ChildExit {
@@ -36,15 +34,10 @@ export interface Child {
   readonly exitNow: () => ChildExit | undefined
   /** Sends `signal` to the child's whole process group. Never fails. */
   readonly signal: (signal: NodeJS.Signals) => Effect.Effect<void>
-  /** Closes stdin, then SIGTERM after `grace`, then SIGKILL after another `grace` and 1 s (the watchdog SIGKILLs first); done when the child is gone. */
+  /** Closes stdin, then SIGTERM after `grace`, then SIGKILL after another `grace`; done when the child and what it left are gone. */
   readonly terminate: Effect.Effect<void>
   /** The last few KB of stderr (for error messages). */
   readonly stderrTail: () => string
-  /**
-   * Waits for the exit (and, briefly, stderr's end): the reason when the command could not start at all
-   * (no such binary, not executable), none for any other exit.
-   */
-  readonly startFailure: Effect.Effect<Option.Option<string>>
 }
 
 /** The child could not be started (no such binary, bad cwd, …). */
@@ -54,7 +47,6 @@ export interface SpawnError {
 }
 
 const STDERR_TAIL = 8 * 1024
-const STDERR_WAIT = Duration.seconds(1)
 
 /** Starts `file args…` in the caller's scope; closing the scope runs `terminate`. */
 export const spawnChild = (config: {
@@ -74,18 +66,18 @@ const start = (config: {
 }): Effect.Effect<Child, SpawnError> =>
   Effect.gen(function* () {
     const exited = yield* Deferred.make<ChildExit>()
-    const stderrEnded = yield* Deferred.make<void>()
-    const proc = yield* Effect.async<ChildProcess, SpawnError>((resume) => {
-      // The watchdog's own env is the child's: node needs none of the parent's (no NODE_OPTIONS).
-      const proc = Watchdog.spawn(config.file, config.args, {
-        cwd: config.cwd,
-        env: { ...config.env },
-        grace: config.grace,
-        stdio: ["pipe", "pipe", "pipe"]
-      })
-      proc.once("spawn", () => resume(Effect.succeed(proc)))
-      proc.once("error", (cause) => resume(Effect.fail({ reason: cause.message, cause })))
-    })
+    const { child: proc, end } = yield* Effect.async<ReturnType<typeof ProcessSupervisor.spawn>, SpawnError>(
+      (resume) => {
+        const spawned = ProcessSupervisor.spawn(config.file, config.args, {
+          cwd: config.cwd,
+          env: config.env,
+          grace: config.grace,
+          stdio: ["pipe", "pipe", "pipe"]
+        })
+        spawned.child.once("spawn", () => resume(Effect.succeed(spawned)))
+        spawned.child.once("error", (cause) => resume(Effect.fail({ reason: cause.message, cause })))
+      }
+    )
     let exit: ChildExit | undefined
     proc.once("exit", (code, signal) => {
       exit = { code, signal }
@@ -98,7 +90,6 @@ const start = (config: {
     proc.stderr?.on("data", (chunk: string) => {
       tail = (tail + chunk).slice(-STDERR_TAIL)
     })
-    proc.stderr?.once("close", () => Deferred.unsafeDone(stderrEnded, Effect.void))
     const stdout = proc.stdout
     if (stdout === null || proc.stdin === null || proc.pid === undefined) {
       return yield* Effect.fail<SpawnError>({ reason: "the child has no stdio pipes", cause: undefined })
@@ -121,15 +112,15 @@ const start = (config: {
         proc.stdin?.end()
         if ((yield* waitExit(config.grace))._tag === "None") {
           yield* signal("SIGTERM")
-          // Past the watchdog's own grace: it must live to SIGKILL what left the group (§33).
-          if ((yield* waitExit(Duration.sum(config.grace, Duration.seconds(1))))._tag === "None") {
+          if ((yield* waitExit(config.grace))._tag === "None") {
             yield* signal("SIGKILL")
             yield* waitExit(Duration.seconds(5))
           }
         }
       }
-      // Whatever Codex started in its group (a command it ran) goes with it.
+      // Whatever Codex started, in its group (a command it ran) or not, goes with it.
       yield* signal("SIGKILL")
+      yield* end
     })
 
     return {
@@ -143,11 +134,7 @@ const start = (config: {
       exitNow: () => exit,
       signal,
       terminate,
-      stderrTail: () => tail,
-      startFailure: Deferred.await(exited).pipe(
-        Effect.zipLeft(Deferred.await(stderrEnded).pipe(Effect.timeoutOption(STDERR_WAIT))),
-        Effect.map((exit) => Watchdog.spawnFailure(exit.code, tail))
-      )
+      stderrTail: () => tail
     }
   })
 

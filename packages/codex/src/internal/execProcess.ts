@@ -5,15 +5,14 @@
  * bounded mailbox (a slow reader holds the child back); stderr is always drained, each line logged
  * at debug level and the last few kept for error messages.
  *
- * No orphans: the child runs under core's watchdog (`Watchdog.command`, lifeline `parent`, since
- * its stdin carries the prompt), which leads the group and ends it within ~100 ms of this process
- * dying, even by SIGKILL. A binary that cannot start shows as exit 127 with the watchdog's stderr
- * line (`startFailure`).
+ * No orphans: the child runs under core's supervisor (`ProcessSupervisor.supervise`): after the group is
+ * killed, whatever Codex started outside it goes too (§33), and if this process dies, even by
+ * SIGKILL, the supervisor ends it all.
  */
-import { Watchdog } from "@deputy/core"
+import { ProcessSupervisor } from "@deputy/core"
 import { Command, type CommandExecutor } from "@effect/platform"
 import type { PlatformError } from "@effect/platform/Error"
-import { Duration, Effect, Fiber, Mailbox, type Option, type Scope, Stream } from "effect"
+import { Duration, Effect, Fiber, Mailbox, type Scope, Stream } from "effect"
 import { type LineTooLong, splitLinesBounded } from "./lines.js"
 
 /** What starting a child needs. */
@@ -42,11 +41,6 @@ export interface ExecProcess {
   readonly stderrTail: Effect.Effect<ReadonlyArray<string>>
   /** Kills the process group: SIGTERM, SIGKILL after the grace. Never fails; done when the child is gone. */
   readonly kill: Effect.Effect<void>
-  /**
-   * Waits for the exit and stderr's end: the reason when the binary could not start at all (no such
-   * file, not executable), none for any other exit.
-   */
-  readonly startFailure: Effect.Effect<Option.Option<string>>
 }
 
 const STDOUT_CAPACITY = 64
@@ -58,10 +52,7 @@ const STDERR_WAIT = Duration.seconds(1)
 const killEscalating = (child: CommandExecutor.Process, grace: Duration.DurationInput) =>
   Effect.gen(function* () {
     if (yield* child.isRunning) {
-      // Past the watchdog's own grace: it must live to SIGKILL what left the group (§33).
-      const stopped = yield* child
-        .kill("SIGTERM")
-        .pipe(Effect.interruptible, Effect.timeoutOption(Duration.sum(grace, Duration.seconds(1))))
+      const stopped = yield* child.kill("SIGTERM").pipe(Effect.interruptible, Effect.timeoutOption(grace))
       if (stopped._tag === "None") yield* child.kill("SIGKILL").pipe(Effect.interruptible, Effect.timeout(grace))
     }
     yield* child.kill("SIGKILL").pipe(Effect.ignore) // fails (ignored) once the group is empty
@@ -72,15 +63,15 @@ export const startExecProcess = (
   config: ExecProcessConfig
 ): Effect.Effect<ExecProcess, PlatformError, Scope.Scope | CommandExecutor.CommandExecutor> =>
   Effect.gen(function* () {
-    // The watchdog (node) gets the child's env alone, no NODE_OPTIONS of ours; the prompt reaches Codex
-    // through its stdin, so the lifeline is the watchdog's parent pid.
-    const command = Watchdog.command(config.binary, config.args, { lifeline: "parent", grace: config.killGrace }).pipe(
+    const supervision = ProcessSupervisor.supervise(config.env, { grace: config.killGrace })
+    const command = Command.make(config.binary, ...config.args).pipe(
       Command.workingDirectory(config.cwd),
-      Command.env(config.env, { extendEnv: false }),
+      Command.env(supervision.env, { extendEnv: false }),
       Command.stdin(Stream.make(new TextEncoder().encode(config.stdin)))
     )
-    // The platform spawns every child detached: the watchdog leads a process group that holds Codex.
+    // The platform spawns every child detached: Codex leads a process group of its own.
     const child = yield* Command.start(command)
+    supervision.watch(child.pid)
     const kill = killEscalating(child, config.killGrace)
 
     const tail: Array<string> = []
@@ -95,9 +86,13 @@ export const startExecProcess = (
       Effect.ignore,
       Effect.forkScoped
     )
-    // Killed first, then its last stderr lines logged (the pipe ends with the group), bounded.
+    // Killed first (and what it left outside its group), then its last stderr lines logged (the pipe
+    // ends with the group), bounded.
     yield* Effect.addFinalizer(() =>
-      kill.pipe(Effect.zipRight(Fiber.await(stderr).pipe(Effect.interruptible, Effect.timeoutOption(STDERR_WAIT))))
+      kill.pipe(
+        Effect.zipRight(supervision.end),
+        Effect.zipRight(Fiber.await(stderr).pipe(Effect.interruptible, Effect.timeoutOption(STDERR_WAIT)))
+      )
     )
     // §36: a line past the bound (default 64 MiB) fails the stream with LineTooLong and kills the child.
     const lines = yield* Mailbox.fromStream(
@@ -125,7 +120,6 @@ export const startExecProcess = (
       lines,
       exitCode,
       stderrTail,
-      kill,
-      startFailure: Effect.zipWith(exitCode, stderrTail, (code, lines) => Watchdog.spawnFailure(code, lines.join("\n")))
+      kill
     }
   })

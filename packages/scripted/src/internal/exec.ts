@@ -1,12 +1,12 @@
 /**
- * Runs one real command for an `exec` step and collects its output. The child lives in a scope of
- * its own: interrupting the caller closes it, which kills the child's process group, escalating
- * from SIGTERM to SIGKILL so nothing outlives the turn. It runs under core's watchdog (stdin
- * lifeline), so it dies with its group even if this process is SIGKILLed.
+ * Runs one real command for an `exec` step and collects its output. The command is core's
+ * supervised spawn (`ProcessSupervisor.spawn`: its own process group, marked, §33) with stdin on /dev/null
+ * and exactly the given environment. Interrupting the caller kills the group, escalating from
+ * SIGTERM to SIGKILL; then, however it ended, the supervisor ends whatever the command left running,
+ * in its group or not, so nothing outlives the step, nor this process if it is SIGKILLed.
  */
-import { Watchdog } from "@deputy/core"
-import { Command, type CommandExecutor } from "@effect/platform"
-import { Data, Duration, Effect, Option, Stream } from "effect"
+import { ProcessSupervisor } from "@deputy/core"
+import { Data, Duration, Effect } from "effect"
 
 /** How a command ended: `exitCode` null when it was killed by a signal or could not start (then `stderr` says why). */
 export interface CommandResult {
@@ -15,8 +15,8 @@ export interface CommandResult {
   readonly stderr: string
 }
 
-// Past the watchdog's own 2 s grace: the watchdog must live to SIGKILL what left its group (§33).
-const KILL_GRACE = Duration.seconds(3)
+// How long the command's group gets between SIGTERM and SIGKILL.
+const KILL_GRACE = Duration.seconds(2)
 
 /** The most a command may print on one stream (§36): 64 MiB. Past it the command is killed. */
 export const MAX_OUTPUT = 64 * 1024 * 1024
@@ -31,58 +31,82 @@ export class OutputTooLong extends Data.TaggedError("OutputTooLong")<{
   }
 }
 
-// §36: gathering stops at the bound (the scope then kills the command), so memory stays bounded.
-const text = <E>(bytes: Stream.Stream<Uint8Array, E>, stream: "stdout" | "stderr", limit: number) =>
-  Stream.decodeText(bytes).pipe(
-    Stream.runFoldEffect("", (gathered, chunk) =>
-      gathered.length + chunk.length > limit
-        ? Effect.fail(new OutputTooLong({ stream, limit }))
-        : Effect.succeed(gathered + chunk)
-    )
-  )
+/** A started command: its result once it has ended and its pipes closed, and how to stop it. */
+interface Running {
+  readonly result: Effect.Effect<CommandResult>
+  readonly stop: Effect.Effect<void>
+}
 
-// Scope close alone sends SIGTERM and waits forever (STYLE: things that bite), so escalate to SIGKILL.
-const killEscalating = (process: CommandExecutor.Process) =>
-  Effect.gen(function* () {
-    if (!(yield* process.isRunning)) return
-    const stopped = yield* process.kill("SIGTERM").pipe(Effect.interruptible, Effect.timeoutOption(KILL_GRACE))
-    if (stopped._tag === "None") yield* process.kill("SIGKILL").pipe(Effect.interruptible, Effect.timeout(KILL_GRACE))
-  }).pipe(Effect.ignore)
+const start = (
+  [program, ...args]: readonly [string, ...Array<string>],
+  cwd: string,
+  env: Readonly<Record<string, string>>,
+  maxOutput: number
+): Running => {
+  const { child, end } = ProcessSupervisor.spawn(program, args, { cwd, env, stdio: ["ignore", "pipe", "pipe"] })
+  const signal = (name: NodeJS.Signals) => {
+    try {
+      if (child.pid !== undefined) process.kill(-child.pid, name)
+    } catch {
+      // the group is gone
+    }
+  }
+  const gathered = { stdout: "", stderr: "" }
+  let failure: string | undefined
+  // §36: gathering stops at the bound and the group is killed, so memory stays bounded.
+  for (const stream of ["stdout", "stderr"] as const) {
+    child[stream]?.setEncoding("utf8")
+    child[stream]?.on("data", (chunk: string) => {
+      if (failure !== undefined) return
+      if (gathered[stream].length + chunk.length > maxOutput) {
+        failure = new OutputTooLong({ stream, limit: maxOutput }).message
+        signal("SIGKILL")
+      } else gathered[stream] += chunk
+    })
+  }
+  const closed = new Promise<{ readonly code: number | null }>((resolve) => {
+    child.once("error", (error) => {
+      // It could not start (no such program, or no such cwd: node says ENOENT for both); no "close" follows.
+      failure ??= `cannot start ${program} in ${cwd}: ${error.message}`
+      resolve({ code: null })
+    })
+    child.once("close", (code) => resolve({ code }))
+  })
+  const exited = Effect.async<void>((resume) => {
+    if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) resume(Effect.void)
+    else child.once("exit", () => resume(Effect.void))
+  })
+  return {
+    result: Effect.promise(() => closed).pipe(
+      Effect.map(({ code }) =>
+        failure === undefined ? { exitCode: code, ...gathered } : { exitCode: null, stdout: "", stderr: failure }
+      )
+    ),
+    // SIGTERM alone may never end it (STYLE: things that bite): SIGKILL after the grace.
+    stop: Effect.gen(function* () {
+      signal("SIGTERM")
+      if ((yield* exited.pipe(Effect.timeoutOption(KILL_GRACE)))._tag === "None") {
+        signal("SIGKILL")
+        yield* exited.pipe(Effect.timeoutOption(KILL_GRACE))
+      }
+    }).pipe(Effect.zipRight(end))
+  }
+}
 
 /**
- * Runs `argv` (no shell) in `cwd` with an empty stdin (/dev/null) and exactly `env` as its environment
+ * Runs `argv` (no shell) in `cwd` with stdin on /dev/null and exactly `env` as its environment
  * (nothing inherited, §32); waits for it to end. Never fails: a command that prints more than
  * `maxOutput` characters (default 64 MiB) on a stream is killed and ends with exit code null and
- * `stderr` saying so.
+ * `stderr` saying so; one that cannot start ends the same way.
  */
 export const runCommand = (
   argv: readonly [string, ...Array<string>],
   cwd: string,
   env: Readonly<Record<string, string>>,
   maxOutput: number = MAX_OUTPUT
-): Effect.Effect<CommandResult, never, CommandExecutor.CommandExecutor> =>
-  Effect.scoped(
-    Effect.gen(function* () {
-      const [program, ...args] = argv
-      // The watchdog's stdin is its lifeline (left open, fed nothing); the command reads /dev/null.
-      const command = Watchdog.command(program, args).pipe(
-        Command.workingDirectory(cwd),
-        Command.env(env, { extendEnv: false })
-      )
-      const process = yield* Command.start(command)
-      yield* Effect.addFinalizer(() => killEscalating(process))
-      const [stdout, stderr, exitCode] = yield* Effect.all(
-        [
-          text(process.stdout, "stdout", maxOutput),
-          text(process.stderr, "stderr", maxOutput),
-          process.exitCode.pipe(
-            Effect.map((code): number | null => code),
-            Effect.orElseSucceed(() => null) // killed by a signal
-          )
-        ],
-        { concurrency: "unbounded" }
-      )
-      // A program that could not start is a null exit code, as when spawning it directly fails.
-      return { exitCode: Option.isSome(Watchdog.spawnFailure(exitCode, stderr)) ? null : exitCode, stdout, stderr }
-    })
-  ).pipe(Effect.catchAll((error) => Effect.succeed({ exitCode: null, stdout: "", stderr: error.message })))
+): Effect.Effect<CommandResult> =>
+  Effect.acquireUseRelease(
+    Effect.sync(() => start(argv, cwd, env, maxOutput)),
+    (running) => running.result,
+    (running) => running.stop
+  )

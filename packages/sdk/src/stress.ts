@@ -11,6 +11,7 @@
  * order (a recording wrapper around every top-level agent), and the requests as the parent sees them.
  */
 
+import { join } from "node:path"
 import { monitorEventLoopDelay } from "node:perf_hooks"
 import { CodexAppServer } from "@deputy/codex"
 import {
@@ -30,7 +31,7 @@ import type { Event, Op, Script, ScriptStep, ThreadId } from "@deputy/protocol"
 import { Scripted } from "@deputy/scripted"
 import { FileSystem } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
-import { Duration, Effect, Layer, Logger, LogLevel, Mailbox, Option, Stream, Supervisor } from "effect"
+import { Duration, Effect, Either, Layer, Logger, LogLevel, Mailbox, Option, Stream, Supervisor } from "effect"
 import { DeputyError } from "./errors.js"
 import { type CodexPlay, codexPlay, codexSetup } from "./stressCodex.js"
 
@@ -470,8 +471,20 @@ interface Outcome {
 
 const sleep = (ms: number) => (ms <= 0 ? Effect.yieldNow() : Effect.sleep(Duration.millis(ms)))
 
+/** A rollout as the checks need it. */
+type RolloutRead = { readonly lines: ReadonlyArray<unknown>; readonly warnings: number; readonly error?: string }
+
+/** Checks one agent's outcome: its rollout (when it has one to check), the parent's records, the files on disk. */
+type Check = (
+  o: Outcome,
+  rollout: RolloutRead | undefined,
+  parentRecords: ReadonlyMap<string, ParentRecord>,
+  onDisk: ReadonlySet<string>
+) => void
+
 const runAll = (
-  options: Required<Omit<StressOptions, "wrapAgent" | "onProgress">> & Pick<StressOptions, "wrapAgent" | "onProgress">
+  options: Required<Omit<StressOptions, "wrapAgent" | "onProgress">> &
+    Pick<StressOptions, "wrapAgent" | "onProgress"> & { readonly check: Check }
 ) =>
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
@@ -722,43 +735,48 @@ const runAll = (
           const inTime = yield* Effect.timeoutOption(Effect.scoped(body), Duration.millis(options.boundMs))
           if (Option.isNone(inTime)) outcome.ended = "timeout"
           onFirstRequest.delete(p.threadId)
-          return outcome
+          // Checked now, then let go. A thread past its bound is reported as such; its rollout may still be closing.
+          const path = outcome.rolloutPath
+          const rollout: RolloutRead | undefined =
+            path === undefined || outcome.ended === "timeout" || outcome.seen.length === 0
+              ? undefined
+              : Either.match(yield* Effect.either(store.read(path)), {
+                  onLeft: (error) => ({ lines: [], warnings: 0, error: error.message }),
+                  onRight: (read) => ({ lines: read.lines, warnings: read.warnings.length })
+                })
+          // On Codex, which of this agent's execs and patches wrote their file.
+          const onDisk = new Set<string>()
+          for (const tool of p.codex?.tools ?? []) {
+            if (
+              tool.type !== "ask" &&
+              (yield* fs.exists(join(workspace, tool.file)).pipe(Effect.orElseSucceed(() => false)))
+            )
+              onDisk.add(tool.file)
+          }
+          options.check(outcome, rollout, parentRecords, onDisk)
+          return { threads: (outcome.ended === "start_failed" ? 0 : 1) + record.nested.length }
         })
 
       let ended = 0
-      const progress = (o: Outcome) =>
+      const progress = (_: unknown) =>
         Effect.sync(() => {
           ended++
           options.onProgress?.(ended, plans.length)
-          return o
         })
-      const outcomes = yield* Effect.forEach(plans, (p) => Effect.flatMap(runOne(p), progress), {
-        concurrency: options.concurrency
-      })
+      // Threads started: the top-level ones and every nested one the recordings saw start (no walk of the store).
+      let threads = 0
+      yield* Effect.forEach(
+        plans,
+        (p) =>
+          Effect.flatMap(runOne(p), (o) => {
+            threads += o.threads
+            return progress(o)
+          }),
+        { concurrency: options.concurrency, discard: true }
+      )
       const leftThreads = (yield* manager.list).length
       const leftPending = (yield* registry.pending).map((p) => p.requestId)
-      // Threads started: the top-level ones and every nested one the recordings saw start (no walk of the store).
-      const threads = outcomes.reduce((n, o) => n + (o.ended === "start_failed" ? 0 : 1) + o.recording.nested.length, 0)
-      // Reading a file overlaps with decoding another: a few at a time.
-      const rollouts = new Map<string, { lines: ReadonlyArray<unknown>; warnings: number; error?: string }>()
-      yield* Effect.forEach(
-        outcomes,
-        (o) =>
-          o.rolloutPath === undefined
-            ? Effect.void
-            : Effect.map(Effect.either(store.read(o.rolloutPath)), (read) =>
-                rollouts.set(
-                  o.plan.threadId,
-                  read._tag === "Right"
-                    ? { lines: read.right.lines, warnings: read.right.warnings.length }
-                    : { lines: [], warnings: 0, error: read.left.message }
-                )
-              ),
-        { concurrency: 8, discard: true }
-      )
-      // What the agents' execs and patches wrote (Codex): read from the disk before the workspace goes.
-      const written = new Set(yield* fs.readDirectory(workspace).pipe(Effect.orElseSucceed(() => [] as Array<string>)))
-      return { outcomes, leftThreads, leftPending, threads, rollouts, parentRecords, written }
+      return { leftThreads, leftPending, threads, approvals: parentRecords.size }
     }).pipe(Effect.provide(layer))
   })
 
@@ -791,6 +809,182 @@ export const stress = async (options: StressOptions = {}): Promise<StressReport>
   const violate = (invariant: StressInvariant, agent: number, threadId: string, detail: string) =>
     violations.push({ invariant, seed, agent, threadId, detail })
 
+  const cancelToShutdown: Array<number> = []
+  const roundTrips: Array<number> = []
+  let events = 0
+  let cancelled = 0
+
+  /**
+   * Checks one top-level agent's run as soon as it is over (its thread shut down, its rollout read), so
+   * what it saw, received and wrote is let go at once: a long run holds only the agents still running.
+   */
+  const checkOutcome: Check = (o, rollout, parentRecords, onDisk) => {
+    const { plan: p, recording: rec } = o
+    const who = (invariant: StressInvariant, detail: string) => violate(invariant, p.index, p.threadId, detail)
+    events += o.seen.length
+    if (o.cancelledAt !== undefined) cancelled++
+    if (o.ended === "start_failed") {
+      who("thread_ends", `could not start: ${o.startError}`)
+      return
+    }
+    if (o.ended === "timeout") {
+      const last = o.seen.at(-1)?.msg.type ?? "nothing"
+      const ops = rec.ops.map((s) => s.op.type).join(", ")
+      who(
+        "thread_ends",
+        `not ended and shut down within ${settings.boundMs} ms: stuck in ${o.stage} (last event seen: ${last}; ops the agent received: ${ops || "none"}; cancelled: ${o.cancelledAt !== undefined})`
+      )
+    }
+
+    // After a cancel the agent received interrupt, then shutdown.
+    const interruptAt = rec.ops.findIndex((s) => s.op.type === "interrupt")
+    const shutdownAt = rec.ops.findIndex((s) => s.op.type === "shutdown")
+    if (o.cancelledAt !== undefined) {
+      if (interruptAt < 0) who("interrupt_then_shutdown", "cancelled, but the agent never received interrupt")
+      if (shutdownAt < 0) who("interrupt_then_shutdown", "cancelled, but the agent never received shutdown")
+      if (interruptAt >= 0 && shutdownAt >= 0 && shutdownAt < interruptAt) {
+        who("interrupt_then_shutdown", "the agent received shutdown before interrupt")
+      }
+      if (shutdownAt >= 0) cancelToShutdown.push(Math.max(0, rec.ops[shutdownAt]!.at - o.cancelledAt))
+    }
+
+    // Every request: one answer reaches the agent at most (each answer goes to the oldest request it can
+    // answer); a request the parent was asked gets one. Answers to nothing pending are counted too.
+    const answers = new Map<number, Array<{ op: Op; at: number; index: number }>>()
+    const answeredKeys = new Map<string, Array<{ op: Op; index: number }>>()
+    rec.ops.forEach((s, index) => {
+      const key = answerKeyOfOp(s.op)
+      if (key === undefined) return
+      const keyed = answeredKeys.get(key) ?? []
+      keyed.push({ op: s.op, index })
+      answeredKeys.set(key, keyed)
+      const open = rec.asked.findIndex((a, i) => a.key === key && a.at <= s.at && !answers.has(i))
+      if (open < 0) {
+        const last = rec.asked.map((a) => a.key).lastIndexOf(key)
+        if (last < 0) who("answered_once", `the agent received ${JSON.stringify(s.op)}, an answer to no request`)
+        else who("answered_once", `request ${rec.asked[last]!.requestId} was answered more than once`)
+        return
+      }
+      answers.set(open, [{ op: s.op, at: s.at, index }])
+    })
+    rec.asked.forEach((asked, i) => {
+      const given = answers.get(i) ?? []
+      const parentRecord = parentRecords.get(asked.requestId)
+      if (parentRecord !== undefined && given.length === 0) {
+        who("answered_once", `request ${asked.requestId} reached the parent but the agent got no answer`)
+      }
+      if (given[0] !== undefined) roundTrips.push(given[0].at - asked.at)
+      // Nothing the parent did not approve, or approved after the request was withdrawn, is approved to the agent.
+      for (const answer of given) {
+        if (!isApprovingOp(answer.op)) continue
+        const approvedInTime =
+          parentRecord?.answered?.approving === true &&
+          (parentRecord.withdrawnAt === undefined || parentRecord.answered.at <= parentRecord.withdrawnAt)
+        if (!approvedInTime) {
+          const ran =
+            p.codex === undefined
+              ? rec.ran.some((run) => run.key === asked.key && run.opsBefore > answer.index)
+              : p.codex.tools.some(
+                  (t) => t.type !== "ask" && `${t.type}:${t.callId}` === asked.key && onDisk.has(t.file)
+                )
+          const why =
+            parentRecord?.withdrawnAt !== undefined
+              ? "which the cancel had withdrawn"
+              : `which the parent did not approve (${parentRecord?.answered === undefined ? "no answer" : "it refused"})`
+          who(
+            "no_run_after_cancel",
+            `the agent received ${JSON.stringify(answer.op)} for ${asked.requestId}, ${why}${ran ? ", and ran it" : ""}`
+          )
+        }
+        if (interruptAt >= 0 && answer.index > interruptAt) {
+          who(
+            "no_run_after_cancel",
+            `the agent received an approving answer for ${asked.requestId} after its interrupt`
+          )
+        }
+      }
+    })
+    for (const run of rec.ran) {
+      // The app-server starts a command's or file change's item before it asks: on Codex the disk says what ran (below).
+      if (p.codex !== undefined) continue
+      const given = (answeredKeys.get(run.key) ?? []).filter((a) => a.index < run.opsBefore)
+      if (!given.some((a) => isApprovingOp(a.op))) who("no_run_after_cancel", `${run.key} ran without an approval`)
+      else if (interruptAt >= 0 && interruptAt < run.opsBefore && given.every((a) => a.index > interruptAt)) {
+        who("no_run_after_cancel", `${run.key} ran on an approval that came after the interrupt`)
+      }
+    }
+
+    // On Codex, what ran is on the disk: a file an exec or patch wrote had an approving answer before any interrupt.
+    for (const tool of p.codex?.tools ?? []) {
+      if (tool.type === "ask" || !onDisk.has(tool.file)) continue
+      const key = `${tool.type}:${tool.callId}`
+      const given = answeredKeys.get(key) ?? []
+      const approving = given.filter((a) => isApprovingOp(a.op))
+      if (approving.length === 0) {
+        who(
+          "no_run_after_cancel",
+          `${tool.type} ${tool.callId} wrote ${tool.file} without an approval reaching the agent`
+        )
+      } else if (interruptAt >= 0 && approving.every((a) => a.index > interruptAt)) {
+        who(
+          "no_run_after_cancel",
+          `${tool.type} ${tool.callId} wrote ${tool.file} on an approval that came after the interrupt`
+        )
+      }
+    }
+
+    // A cancel's report names every thread of the tree live while it ran: a sub-agent that started after
+    // the cancel began (its start past the "tree being cancelled" check) is named, however it ended.
+    if (o.cancelledAt !== undefined && o.cancelReported !== undefined) {
+      for (const n of rec.nested) {
+        if (n.at >= o.cancelledAt && !o.cancelReported.has(n.threadId)) {
+          who(
+            "cancel_reported",
+            `sub-agent ${n.threadId} started while its tree was being cancelled, but the cancel's report does not name it`
+          )
+        }
+      }
+    }
+
+    // A failed child is reported failed by its parent (unless the tree was cancelled under it).
+    if (o.cancelledAt === undefined && o.ended === "turn_complete") {
+      for (const e of o.seen) {
+        if (e.msg.type !== "sub_agent_ended" || e.msg.name === undefined) continue
+        const mustFail = p.failingChildren.has(e.msg.name)
+        if (mustFail && e.msg.status !== "failed") {
+          who("failed_child_reported", `${e.msg.name} failed but its parent reported it ${e.msg.status}`)
+        }
+      }
+    }
+
+    // Every rollout parses and holds every event the caller saw, in order (a thread past its bound is
+    // reported above, and its rollout may still be closing).
+    if (o.seen.length > 0 && o.ended !== "timeout") {
+      if (rollout === undefined) who("rollout_complete", `the caller saw ${o.seen.length} events but no rollout exists`)
+      else if (rollout.error !== undefined) who("rollout_complete", `the rollout does not read: ${rollout.error}`)
+      else {
+        if (rollout.warnings > 0) who("rollout_complete", `${rollout.warnings} rollout lines did not parse`)
+        const written = rollout.lines.flatMap((line) => {
+          const item = line as { type: string; event?: Event }
+          return item.type === "event" && item.event ? [JSON.stringify(item.event)] : []
+        })
+        let at = 0
+        for (const e of o.seen) {
+          const wanted = JSON.stringify(e)
+          while (at < written.length && written[at] !== wanted) at++
+          if (at === written.length) {
+            who(
+              "rollout_complete",
+              `the caller saw ${e.msg.type} (id ${e.id}) but the rollout lacks it, or holds it out of order`
+            )
+            break
+          }
+          at++
+        }
+      }
+    }
+  }
+
   const childrenBefore = await Effect.runPromise(childPids.pipe(Effect.provide(NodeContext.layer)))
   const resourcesBefore = activeResources()
   const delay = monitorEventLoopDelay({ resolution: 10 })
@@ -802,7 +996,7 @@ export const stress = async (options: StressOptions = {}): Promise<StressReport>
   const startedAt = performance.now()
   const supervisor = await Effect.runPromise(Supervisor.track)
   const exit = await Effect.runPromiseExit(
-    Effect.scoped(runAll(settings)).pipe(
+    Effect.scoped(runAll({ ...settings, check: checkOutcome })).pipe(
       Effect.supervised(supervisor),
       // The report is the output: Codex's config warnings (no bubblewrap, an untrusted project) would drown it.
       Logger.withMinimumLogLevel(LogLevel.Error),
@@ -814,190 +1008,18 @@ export const stress = async (options: StressOptions = {}): Promise<StressReport>
   delay.disable()
   peakRss = Math.max(peakRss, process.memoryUsage.rss())
 
-  const cancelToShutdown: Array<number> = []
-  const roundTrips: Array<number> = []
-  let events = 0
-  let cancelled = 0
   let threads = 0
   let approvals = 0
 
   if (exit._tag === "Failure") {
     violate("harness", -1, "", `the run itself failed: ${String(exit.cause)}`)
   } else {
-    const { outcomes, leftThreads, leftPending, rollouts, parentRecords, written } = exit.value
+    const { leftThreads, leftPending } = exit.value
     threads = exit.value.threads
-    approvals = parentRecords.size
+    approvals = exit.value.approvals
     if (leftThreads > 0) violate("nothing_outlives_run", -1, "", `${leftThreads} threads still live in the manager`)
     for (const requestId of leftPending)
       violate("answered_once", -1, "", `request ${requestId} still pending at the end`)
-    for (const o of outcomes) {
-      const { plan: p, recording: rec } = o
-      const who = (invariant: StressInvariant, detail: string) => violate(invariant, p.index, p.threadId, detail)
-      events += o.seen.length
-      if (o.cancelledAt !== undefined) cancelled++
-      if (o.ended === "start_failed") {
-        who("thread_ends", `could not start: ${o.startError}`)
-        continue
-      }
-      if (o.ended === "timeout") {
-        const last = o.seen.at(-1)?.msg.type ?? "nothing"
-        const ops = rec.ops.map((s) => s.op.type).join(", ")
-        who(
-          "thread_ends",
-          `not ended and shut down within ${settings.boundMs} ms: stuck in ${o.stage} (last event seen: ${last}; ops the agent received: ${ops || "none"}; cancelled: ${o.cancelledAt !== undefined})`
-        )
-      }
-
-      // After a cancel the agent received interrupt, then shutdown.
-      const interruptAt = rec.ops.findIndex((s) => s.op.type === "interrupt")
-      const shutdownAt = rec.ops.findIndex((s) => s.op.type === "shutdown")
-      if (o.cancelledAt !== undefined) {
-        if (interruptAt < 0) who("interrupt_then_shutdown", "cancelled, but the agent never received interrupt")
-        if (shutdownAt < 0) who("interrupt_then_shutdown", "cancelled, but the agent never received shutdown")
-        if (interruptAt >= 0 && shutdownAt >= 0 && shutdownAt < interruptAt) {
-          who("interrupt_then_shutdown", "the agent received shutdown before interrupt")
-        }
-        if (shutdownAt >= 0) cancelToShutdown.push(Math.max(0, rec.ops[shutdownAt]!.at - o.cancelledAt))
-      }
-
-      // Every request: one answer reaches the agent at most (each answer goes to the oldest request it can
-      // answer); a request the parent was asked gets one. Answers to nothing pending are counted too.
-      const answers = new Map<number, Array<{ op: Op; at: number; index: number }>>()
-      const answeredKeys = new Map<string, Array<{ op: Op; index: number }>>()
-      rec.ops.forEach((s, index) => {
-        const key = answerKeyOfOp(s.op)
-        if (key === undefined) return
-        const keyed = answeredKeys.get(key) ?? []
-        keyed.push({ op: s.op, index })
-        answeredKeys.set(key, keyed)
-        const open = rec.asked.findIndex((a, i) => a.key === key && a.at <= s.at && !answers.has(i))
-        if (open < 0) {
-          const last = rec.asked.map((a) => a.key).lastIndexOf(key)
-          if (last < 0) who("answered_once", `the agent received ${JSON.stringify(s.op)}, an answer to no request`)
-          else who("answered_once", `request ${rec.asked[last]!.requestId} was answered more than once`)
-          return
-        }
-        answers.set(open, [{ op: s.op, at: s.at, index }])
-      })
-      rec.asked.forEach((asked, i) => {
-        const given = answers.get(i) ?? []
-        const parentRecord = parentRecords.get(asked.requestId)
-        if (parentRecord !== undefined && given.length === 0) {
-          who("answered_once", `request ${asked.requestId} reached the parent but the agent got no answer`)
-        }
-        if (given[0] !== undefined) roundTrips.push(given[0].at - asked.at)
-        // Nothing the parent did not approve, or approved after the request was withdrawn, is approved to the agent.
-        for (const answer of given) {
-          if (!isApprovingOp(answer.op)) continue
-          const approvedInTime =
-            parentRecord?.answered?.approving === true &&
-            (parentRecord.withdrawnAt === undefined || parentRecord.answered.at <= parentRecord.withdrawnAt)
-          if (!approvedInTime) {
-            const ran =
-              p.codex === undefined
-                ? rec.ran.some((run) => run.key === asked.key && run.opsBefore > answer.index)
-                : p.codex.tools.some(
-                    (t) => t.type !== "ask" && `${t.type}:${t.callId}` === asked.key && written.has(t.file)
-                  )
-            const why =
-              parentRecord?.withdrawnAt !== undefined
-                ? "which the cancel had withdrawn"
-                : `which the parent did not approve (${parentRecord?.answered === undefined ? "no answer" : "it refused"})`
-            who(
-              "no_run_after_cancel",
-              `the agent received ${JSON.stringify(answer.op)} for ${asked.requestId}, ${why}${ran ? ", and ran it" : ""}`
-            )
-          }
-          if (interruptAt >= 0 && answer.index > interruptAt) {
-            who(
-              "no_run_after_cancel",
-              `the agent received an approving answer for ${asked.requestId} after its interrupt`
-            )
-          }
-        }
-      })
-      for (const run of rec.ran) {
-        // The app-server starts a command's or file change's item before it asks: on Codex the disk says what ran (below).
-        if (p.codex !== undefined) continue
-        const given = (answeredKeys.get(run.key) ?? []).filter((a) => a.index < run.opsBefore)
-        if (!given.some((a) => isApprovingOp(a.op))) who("no_run_after_cancel", `${run.key} ran without an approval`)
-        else if (interruptAt >= 0 && interruptAt < run.opsBefore && given.every((a) => a.index > interruptAt)) {
-          who("no_run_after_cancel", `${run.key} ran on an approval that came after the interrupt`)
-        }
-      }
-
-      // On Codex, what ran is on the disk: a file an exec or patch wrote had an approving answer before any interrupt.
-      for (const tool of p.codex?.tools ?? []) {
-        if (tool.type === "ask" || !written.has(tool.file)) continue
-        const key = `${tool.type}:${tool.callId}`
-        const given = answeredKeys.get(key) ?? []
-        const approving = given.filter((a) => isApprovingOp(a.op))
-        if (approving.length === 0) {
-          who(
-            "no_run_after_cancel",
-            `${tool.type} ${tool.callId} wrote ${tool.file} without an approval reaching the agent`
-          )
-        } else if (interruptAt >= 0 && approving.every((a) => a.index > interruptAt)) {
-          who(
-            "no_run_after_cancel",
-            `${tool.type} ${tool.callId} wrote ${tool.file} on an approval that came after the interrupt`
-          )
-        }
-      }
-
-      // A cancel's report names every thread of the tree live while it ran: a sub-agent that started after
-      // the cancel began (its start past the "tree being cancelled" check) is named, however it ended.
-      if (o.cancelledAt !== undefined && o.cancelReported !== undefined) {
-        for (const n of rec.nested) {
-          if (n.at >= o.cancelledAt && !o.cancelReported.has(n.threadId)) {
-            who(
-              "cancel_reported",
-              `sub-agent ${n.threadId} started while its tree was being cancelled, but the cancel's report does not name it`
-            )
-          }
-        }
-      }
-
-      // A failed child is reported failed by its parent (unless the tree was cancelled under it).
-      if (o.cancelledAt === undefined && o.ended === "turn_complete") {
-        for (const e of o.seen) {
-          if (e.msg.type !== "sub_agent_ended" || e.msg.name === undefined) continue
-          const mustFail = p.failingChildren.has(e.msg.name)
-          if (mustFail && e.msg.status !== "failed") {
-            who("failed_child_reported", `${e.msg.name} failed but its parent reported it ${e.msg.status}`)
-          }
-        }
-      }
-
-      // Every rollout parses and holds every event the caller saw, in order (a thread past its bound is
-      // reported above, and its rollout may still be closing).
-      if (o.seen.length > 0 && o.ended !== "timeout") {
-        const rollout = rollouts.get(p.threadId)
-        if (rollout === undefined)
-          who("rollout_complete", `the caller saw ${o.seen.length} events but no rollout exists`)
-        else if (rollout.error !== undefined) who("rollout_complete", `the rollout does not read: ${rollout.error}`)
-        else {
-          if (rollout.warnings > 0) who("rollout_complete", `${rollout.warnings} rollout lines did not parse`)
-          const written = rollout.lines.flatMap((line) => {
-            const item = line as { type: string; event?: Event }
-            return item.type === "event" && item.event ? [JSON.stringify(item.event)] : []
-          })
-          let at = 0
-          for (const e of o.seen) {
-            const wanted = JSON.stringify(e)
-            while (at < written.length && written[at] !== wanted) at++
-            if (at === written.length) {
-              who(
-                "rollout_complete",
-                `the caller saw ${e.msg.type} (id ${e.id}) but the rollout lacks it, or holds it out of order`
-              )
-              break
-            }
-            at++
-          }
-        }
-      }
-    }
   }
 
   // Nothing outlives the run: fibers, handles and requests (timers, files, pipes), child processes.
@@ -1034,7 +1056,8 @@ export const stress = async (options: StressOptions = {}): Promise<StressReport>
     cancelToShutdownMs: percentiles(cancelToShutdown),
     peakRssBytes: peakRss,
     eventLoopDelayMs: { p50: ms(delay.percentile(50)), p99: ms(delay.percentile(99)), max: ms(delay.max) },
-    violations
+    // Agents are checked as they end: the report lists them in agent order (the run's own first), stably.
+    violations: [...violations].sort((a, b) => a.agent - b.agent)
   }
 }
 

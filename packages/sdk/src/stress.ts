@@ -245,6 +245,22 @@ const childScript = (r: Rng, name: string, depth: number, failing: Set<string>):
   return { script: { turns: [{ repeat: 1, steps }] }, fails }
 }
 
+/** Whether and when an agent's caller cancels, and how fast it reads (drawn in this order: seeds stay reproducible). */
+const consumerPlan = (r: ReturnType<typeof rng>, cancelShare: number, hasApproval: boolean) => {
+  const cancelled = r.next() < cancelShare
+  const moment = r.pick<CancelMoment>(
+    hasApproval
+      ? ["before_first_event", "mid_stream", "approval_pending", "approval_pending", "not_reading"]
+      : ["before_first_event", "mid_stream", "not_reading"]
+  )
+  const slow = r.next() < 0.2
+  return {
+    cancel: cancelled ? Option.some({ moment, afterEvents: r.int(0, 4), waitMs: r.int(0, 10) }) : Option.none(),
+    slowConsumerMs: slow ? r.int(1, 3) : 0,
+    capacity: slow ? r.int(1, 4) : 512
+  }
+}
+
 /** What top-level agent `index` of a run with `seed` plays (its thread id included): tests reproduce a violation from it. */
 export const planFor = (
   seed: number,
@@ -256,22 +272,13 @@ export const planFor = (
   const threadId = uuidFrom(r)
   if (backend === "codex") {
     const play = codexPlay(r, seed, index)
-    const cancelled = r.next() < cancelShare
-    const moment = r.pick<CancelMoment>(
-      play.tools.length > 0
-        ? ["before_first_event", "mid_stream", "approval_pending", "approval_pending", "not_reading"]
-        : ["before_first_event", "mid_stream", "not_reading"]
-    )
-    const slow = r.next() < 0.2
     return {
       index,
       threadId,
       script: { turns: [] },
       codex: play,
       failingChildren: new Set(),
-      cancel: cancelled ? Option.some({ moment, afterEvents: r.int(0, 4), waitMs: r.int(0, 10) }) : Option.none(),
-      slowConsumerMs: slow ? r.int(1, 3) : 0,
-      capacity: slow ? r.int(1, 4) : 512
+      ...consumerPlan(r, cancelShare, play.tools.length > 0)
     }
   }
   const prefix = `a${index}`
@@ -285,21 +292,12 @@ export const planFor = (
     steps.splice(r.int(0, steps.length), 0, { type: "spawn", agents })
   }
   const hasApproval = steps.some((s) => s.type === "exec" || s.type === "patch" || s.type === "ask")
-  const cancelled = r.next() < cancelShare
-  const moment = r.pick<CancelMoment>(
-    hasApproval
-      ? ["before_first_event", "mid_stream", "approval_pending", "approval_pending", "not_reading"]
-      : ["before_first_event", "mid_stream", "not_reading"]
-  )
-  const slow = r.next() < 0.2
   return {
     index,
     threadId,
     script: { turns: [{ repeat: 1, steps }] },
     failingChildren: failing,
-    cancel: cancelled ? Option.some({ moment, afterEvents: r.int(0, 4), waitMs: r.int(0, 10) }) : Option.none(),
-    slowConsumerMs: slow ? r.int(1, 3) : 0,
-    capacity: slow ? r.int(1, 4) : 512
+    ...consumerPlan(r, cancelShare, hasApproval)
   }
 }
 

@@ -4,6 +4,11 @@
  * O_APPEND and never at a remembered offset (§34). It creates a lazy thread's file at its first turn
  * (§20), holds the thread's live marker while it has a file (Crashes.ts), and on an orderly close that
  * could not flush records in the marker how the thread ended. Its state (`WriterState`) is its own.
+ *
+ * Buffered lines are UTF-8 bytes, encoded a batch at a time as they arrive (issue 12): kept as strings
+ * until the flush, a turn's lines outlived the young generation and the garbage collector copied and
+ * promoted them (a third of the rollout's time); as bytes they sit outside the JavaScript heap and the
+ * strings die at once.
  */
 import { constants as FsConstants } from "node:fs"
 import * as FsPromises from "node:fs/promises"
@@ -15,7 +20,7 @@ import { writePointer } from "../Pointer.js"
 import type { RolloutWriter } from "../Rollout.js"
 import { ioFailed, isAlreadyExists, RolloutIoFailed } from "./rolloutErrors.js"
 import { encodeUtf8, jsonLine, type RolloutWarning } from "./rolloutFile.js"
-import { eventLine, NOT_PERSISTED } from "./rolloutLines.js"
+import { eventJson, eventLinePrefix, isPersisted } from "./rolloutLines.js"
 
 const TURN_BOUNDARIES: ReadonlySet<string> = new Set(["turn_complete", "turn_aborted", "shutdown_complete"])
 
@@ -25,7 +30,7 @@ export interface WriterDeps {
   readonly path: Path.Path
   /** The folder of live markers. */
   readonly liveDir: string
-  /** Flush once this many characters are buffered, turn boundary or not. */
+  /** Flush once this many bytes are buffered, turn boundary or not. */
   readonly flushThreshold: number
 }
 
@@ -48,10 +53,7 @@ export const makeRolloutWriter =
       // Read once: `submission` and `event` are on every agent's hot path.
       const clock = yield* Effect.clock
       const now = () => new Date(clock.unsafeCurrentTimeMillis()).toISOString()
-      const append = (line: string) => {
-        state.pending.push(line)
-        state.pendingChars += line.length
-      }
+      const append = (lines: string) => appendPending(state, lines)
       // The live marker (Crashes.ts) exists while this writer has a file and has not written `terminal`.
       const markerFile = path.join(liveDir, liveMarkerName(threadId))
       const acquireMarker = Effect.gen(function* () {
@@ -107,19 +109,23 @@ export const makeRolloutWriter =
       const write = Effect.gen(function* () {
         if (!state.started) return // §20: a lazy writer waits for the first turn
         if (state.exists && state.pending.length === 0 && !state.dirty) return
-        const lines = state.pending
+        const chunks = state.pending
+        const bytes = state.pendingBytes
         state.pending = []
-        state.pendingChars = 0
-        const attempt = state.exists ? appendLines(lines) : createFile(lines)
+        state.pendingBytes = 0
+        const attempt = state.exists ? appendLines(chunks, bytes) : createFile(chunks, bytes)
         yield* Effect.catchAll(attempt, (error) => {
-          state.pending = lines.concat(state.pending) // keep them, in order, for the next try
-          for (const line of lines) state.pendingChars += line.length
+          state.pending = chunks.concat(state.pending) // keep them, in order, for the next try
+          state.pendingBytes += bytes
           return Effect.fail(error)
         })
       })
-      const createFile = (lines: ReadonlyArray<string>) =>
+      const createFile = (chunks: ReadonlyArray<Uint8Array>, bytes: number) =>
         Effect.gen(function* () {
-          const data = encodeUtf8((header.meta === undefined ? "" : jsonLine(header.meta)) + lines.join(""))
+          const data =
+            header.meta === undefined
+              ? concatBytes(chunks, bytes)
+              : Buffer.concat([encodeUtf8(jsonLine(header.meta)), ...chunks])
           // §32: rollouts and their folders are private.
           yield* fs
             .makeDirectory(path.dirname(file), { recursive: true, mode: 0o700 })
@@ -142,10 +148,10 @@ export const makeRolloutWriter =
       // (archived) is an error, never a new file without metadata. A failed write may have left part
       // of a line: the next append starts on a new line, so the reader skips that part with a warning
       // and nothing written is overwritten.
-      const appendLines = (lines: ReadonlyArray<string>) =>
+      const appendLines = (chunks: ReadonlyArray<Uint8Array>, bytes: number) =>
         Effect.tryPromise({
           try: async () => {
-            let data = encodeUtf8(lines.join(""))
+            let data = concatBytes(chunks, bytes)
             const handle = await FsPromises.open(file, FsConstants.O_WRONLY | FsConstants.O_APPEND)
             try {
               if (state.dirty && (await handle.stat()).size > state.size) {
@@ -191,7 +197,7 @@ export const makeRolloutWriter =
         })
       })
       const maybeFlush = (boundary: boolean) =>
-        boundary || state.closed ? autoFlush : state.pendingChars >= flushThreshold ? flushInBackground : Effect.void
+        boundary || state.closed ? autoFlush : state.pendingBytes >= flushThreshold ? flushInBackground : Effect.void
       yield* Effect.addFinalizer(() =>
         Effect.suspend(() => {
           state.closed = true
@@ -217,22 +223,22 @@ export const makeRolloutWriter =
         event: (event) =>
           Effect.suspend(() => {
             // §2: streaming deltas are not persisted (Codex's rollout policy); the completed item is.
-            if (NOT_PERSISTED.has(event.msg.type)) return Effect.void
-            append(eventLine(now(), event))
+            if (!isPersisted(event.msg.type)) return Effect.void
+            append(`${eventLinePrefix(now())}${eventJson(event)}}\n`)
             return maybeFlush(TURN_BOUNDARIES.has(event.msg.type))
           }),
         events: (events) =>
           Effect.suspend(() => {
             // One timestamp per batch: formatting a date costs as much as serialising the event.
-            // One string per batch: a line at a time costs an array slot and a length update each.
+            // One string per batch, encoded at once: a line at a time costs an encoding call each.
             // Per event type, a hand-built line (rolloutLines.ts): JSON.stringify of the whole line was the cost.
-            const at = now()
+            const prefix = eventLinePrefix(now())
             let lines = ""
             let boundary = false
             for (const event of events) {
               const type = event.msg.type
-              if (NOT_PERSISTED.has(type)) continue // §2
-              lines += eventLine(at, event)
+              if (!isPersisted(type)) continue // §2
+              lines += `${prefix}${eventJson(event)}}\n`
               if (TURN_BOUNDARIES.has(type)) boundary = true
             }
             if (lines !== "") append(lines)
@@ -256,9 +262,10 @@ export const makeRolloutWriter =
 
 /** One writer's state, owned by it alone. */
 export interface WriterState {
-  /** Encoded lines (newline included) not yet on disk, oldest first. */
-  pending: Array<string>
-  pendingChars: number
+  /** Lines (newline included) not yet on disk, oldest first, as UTF-8 bytes: whole lines, a batch a chunk. */
+  pending: Array<Uint8Array>
+  /** The bytes in `pending`. */
+  pendingBytes: number
   /** False for a lazy writer until its first turn. */
   started: boolean
   /** The live marker this writer holds, while it is on disk. */
@@ -283,7 +290,7 @@ export interface WriterState {
 /** A fresh writer state. */
 export const newState = (options: { readonly started: boolean }): WriterState => ({
   pending: [],
-  pendingChars: 0,
+  pendingBytes: 0,
   started: options.started,
   marker: undefined,
   terminated: false,
@@ -295,3 +302,14 @@ export const newState = (options: { readonly started: boolean }): WriterState =>
   closed: false,
   background: undefined
 })
+
+/** Buffers `lines` (whole lines, newlines included) as UTF-8 bytes after what `state` already holds. */
+export const appendPending = (state: WriterState, lines: string): void => {
+  const bytes = encodeUtf8(lines)
+  state.pending.push(bytes)
+  state.pendingBytes += bytes.byteLength
+}
+
+/** The chunks as one buffer of `bytes` bytes (the only chunk itself when there is one). */
+const concatBytes = (chunks: ReadonlyArray<Uint8Array>, bytes: number): Uint8Array =>
+  chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, bytes)

@@ -20,7 +20,8 @@ export const isPersisted = (type: string): boolean => type !== "agent_message_de
 // JSON.stringify) any surrogate, paired or lone; a string without them is written as is.
 // biome-ignore lint/suspicious/noControlCharactersInRegex: these are exactly the characters JSON.stringify escapes
 const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/
-const quote = (text: string): string => (NEEDS_ESCAPE.test(text) ? JSON.stringify(text) : `"${text}"`)
+/** True when JSON.stringify writes `text` as `"<text>"`, unchanged. */
+const isVerbatim = (text: string): boolean => !NEEDS_ESCAPE.test(text)
 
 const isPlain = (value: unknown): value is Record<string, unknown> =>
   typeof value === "object" && value !== null && Object.getPrototypeOf(value) === Object.prototype
@@ -39,49 +40,112 @@ const keysInOrder = (value: object, first: string, second: string, third?: strin
   return count
 }
 
-/** `{"type":"<type>","<key>":"<value>"}` of a message with exactly these two string members, or undefined. */
-const twoMembers = (msg: Record<string, unknown>, type: string, key: string, value: unknown): string | undefined =>
-  typeof value === "string" && keysInOrder(msg, "type", key) === 2
-    ? `{"type":"${type}","${key}":${quote(value)}}`
-    : undefined
+// Each line is one template: a line nested from smaller templates is a deeper tree of string pieces,
+// and flattening that tree to encode the batch cost three times the encoding itself.
 
-/** The hand-built `{"type":…,…}` of a hot event's `msg`, or undefined. */
-const hotMsg = (msg: Record<string, unknown>): string | undefined => {
+/** The line of an event whose `msg` is `{ type, <key>: value }` exactly, or undefined. */
+const twoMemberLine = (
+  prefix: string,
+  id: string,
+  msg: Record<string, unknown>,
+  type: string,
+  key: string,
+  value: unknown
+): string | undefined => {
+  if (typeof value !== "string" || keysInOrder(msg, "type", key) !== 2) return undefined
+  return isVerbatim(id) && isVerbatim(value)
+    ? `${prefix}{"id":"${id}","msg":{"type":"${type}","${key}":"${value}"}}}\n`
+    : `${prefix}{"id":${JSON.stringify(id)},"msg":{"type":"${type}","${key}":${JSON.stringify(value)}}}}\n`
+}
+
+/** The line of a `turn_complete` event (`lastAgentMessage` optional), or undefined. */
+const turnCompleteLine = (prefix: string, id: string, msg: Record<string, unknown>): string | undefined => {
+  const { turnId, lastAgentMessage } = msg
+  if (typeof turnId !== "string") return undefined
+  const keys = keysInOrder(msg, "type", "turnId", "lastAgentMessage")
+  const head = `${prefix}{"id":${JSON.stringify(id)},"msg":{"type":"turn_complete","turnId":${JSON.stringify(turnId)}`
+  if (keys === 2) return `${head}}}}\n`
+  if (keys !== 3 || typeof lastAgentMessage !== "string") return undefined
+  return `${head},"lastAgentMessage":${JSON.stringify(lastAgentMessage)}}}}\n`
+}
+
+/** The hand-built line of a hot event, or undefined. */
+const hotLine = (prefix: string, event: Event): string | undefined => {
+  const { id, msg } = event
+  if (typeof id !== "string" || !isPlain(event) || !isPlain(msg) || keysInOrder(event, "id", "msg") !== 2) {
+    return undefined
+  }
   switch (msg.type) {
     case "agent_message":
-      return twoMembers(msg, "agent_message", "message", msg.message)
+      return twoMemberLine(prefix, id, msg, "agent_message", "message", msg.message)
     case "agent_reasoning":
-      return twoMembers(msg, "agent_reasoning", "text", msg.text)
+      return twoMemberLine(prefix, id, msg, "agent_reasoning", "text", msg.text)
     case "turn_started":
-      return twoMembers(msg, "turn_started", "turnId", msg.turnId)
-    case "turn_complete": {
-      const { turnId, lastAgentMessage } = msg
-      if (typeof turnId !== "string") return undefined
-      const keys = keysInOrder(msg, "type", "turnId", "lastAgentMessage")
-      if (keys === 2) return `{"type":"turn_complete","turnId":${quote(turnId)}}`
-      if (keys !== 3 || typeof lastAgentMessage !== "string") return undefined
-      return `{"type":"turn_complete","turnId":${quote(turnId)},"lastAgentMessage":${quote(lastAgentMessage)}}`
-    }
+      return twoMemberLine(prefix, id, msg, "turn_started", "turnId", msg.turnId)
+    case "turn_complete":
+      return turnCompleteLine(prefix, id, msg)
     default:
       return undefined
   }
 }
 
-/** The hand-built `{"id":…,"msg":{…}}` of a hot event, or undefined. */
-const hotEvent = (event: Event): string | undefined => {
-  const { id, msg } = event
-  if (typeof id !== "string" || !isPlain(event) || !isPlain(msg) || keysInOrder(event, "id", "msg") !== 2) {
-    return undefined
-  }
-  const body = hotMsg(msg)
-  return body === undefined ? undefined : `{"id":${quote(id)},"msg":${body}}`
-}
-
-/** The JSON of `event`, as `JSON.stringify` writes it. */
-export const eventJson = (event: Event): string => hotEvent(event) ?? JSON.stringify(event)
-
 /** What every event line recorded at `at` (an ISO timestamp) starts with; the event's JSON and `}\n` follow. */
 export const eventLinePrefix = (at: string): string => `{"type":"event","at":"${at}","event":`
 
+/** The line (newline included) recording `event` after `prefix` (from `eventLinePrefix`). */
+export const eventLineAfter = (prefix: string, event: Event): string =>
+  hotLine(prefix, event) ?? `${prefix}${JSON.stringify(event)}}\n`
+
 /** The line (newline included) recording `event` at `at` (an ISO timestamp). */
-export const eventLine = (at: string, event: Event): string => `${eventLinePrefix(at)}${eventJson(event)}}\n`
+export const eventLine = (at: string, event: Event): string => eventLineAfter(eventLinePrefix(at), event)
+
+/** The key of a two-member hot event's value, by type; undefined for any other type. */
+const valueKey = (type: unknown): string | undefined => {
+  switch (type) {
+    case "agent_message":
+      return "message"
+    case "agent_reasoning":
+      return "text"
+    case "turn_started":
+      return "turnId"
+    default:
+      return undefined
+  }
+}
+
+/** The value of a two-member hot event's `msg`, read by name. */
+const valueOf = (msg: Record<string, unknown>, key: string): unknown =>
+  key === "message" ? msg.message : key === "text" ? msg.text : msg.turnId
+
+/**
+ * The line builder of one batch recorded at `at`: the same lines as `eventLine`, but a run of hot
+ * events of one id and type (a turn's messages) shares its lines' head, `…"event":{"id":…,"msg":
+ * {"type":…,"<key>":"`, built once and flat. A line is then three pieces; built from a dozen, its
+ * batch cost more to build and again to flatten when encoded (issue 12).
+ */
+export const lineBuilder = (at: string): ((event: Event) => string) => {
+  const prefix = eventLinePrefix(at)
+  let lastId: string | undefined
+  let lastType: string | undefined
+  let head = ""
+  return (event) => {
+    const { id, msg } = event
+    if (typeof id === "string" && isPlain(event) && isPlain(msg) && keysInOrder(event, "id", "msg") === 2) {
+      const type = msg.type
+      const key = valueKey(type)
+      if (key !== undefined) {
+        const value = valueOf(msg, key)
+        if (typeof value === "string" && keysInOrder(msg, "type", key) === 2 && isVerbatim(value)) {
+          if (id !== lastId || type !== lastType) {
+            // join builds one flat string; a template would be a tree every line's flattening walks again
+            head = [prefix, '{"id":', JSON.stringify(id), ',"msg":{"type":"', type, '","', key, '":"'].join("")
+            lastId = id
+            lastType = type
+          }
+          return `${head}${value}"}}}\n`
+        }
+      }
+    }
+    return eventLineAfter(prefix, event)
+  }
+}

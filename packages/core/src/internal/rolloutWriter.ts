@@ -20,7 +20,7 @@ import { writePointer } from "../Pointer.js"
 import type { RolloutWriter } from "../Rollout.js"
 import { ioFailed, isAlreadyExists, RolloutIoFailed } from "./rolloutErrors.js"
 import { encodeUtf8, jsonLine, type RolloutWarning } from "./rolloutFile.js"
-import { eventJson, eventLinePrefix, isPersisted } from "./rolloutLines.js"
+import { eventLine, isPersisted, lineBuilder } from "./rolloutLines.js"
 
 const TURN_BOUNDARIES: ReadonlySet<string> = new Set(["turn_complete", "turn_aborted", "shutdown_complete"])
 
@@ -224,7 +224,7 @@ export const makeRolloutWriter =
           Effect.suspend(() => {
             // §2: streaming deltas are not persisted (Codex's rollout policy); the completed item is.
             if (!isPersisted(event.msg.type)) return Effect.void
-            append(`${eventLinePrefix(now())}${eventJson(event)}}\n`)
+            append(eventLine(now(), event))
             return maybeFlush(TURN_BOUNDARIES.has(event.msg.type))
           }),
         events: (events) =>
@@ -232,13 +232,13 @@ export const makeRolloutWriter =
             // One timestamp per batch: formatting a date costs as much as serialising the event.
             // One string per batch, encoded at once: a line at a time costs an encoding call each.
             // Per event type, a hand-built line (rolloutLines.ts): JSON.stringify of the whole line was the cost.
-            const prefix = eventLinePrefix(now())
+            const line = lineBuilder(now())
             let lines = ""
             let boundary = false
             for (const event of events) {
               const type = event.msg.type
               if (!isPersisted(type)) continue // §2
-              lines += `${prefix}${eventJson(event)}}\n`
+              lines += line(event)
               if (TURN_BOUNDARIES.has(type)) boundary = true
             }
             if (lines !== "") append(lines)

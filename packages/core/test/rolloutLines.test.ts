@@ -42,7 +42,10 @@ describe("rollout lines", () => {
   const few = fc.constantFrom("t", "t2", "x", 'q"', "")
   const anyEvent: fc.Arbitrary<Event> = fc.oneof(
     hotEvents,
-    fc.record({ id: few, msg: fc.record({ type: fc.constant("agent_message" as const), message: fc.oneof(few, text) }) }),
+    fc.record({
+      id: few,
+      msg: fc.record({ type: fc.constant("agent_message" as const), message: fc.oneof(few, text) })
+    }),
     fc.record({ id: few, msg: fc.record({ type: fc.constant("agent_reasoning" as const), text: few }) }),
     fc.record({ id: few, msg: fc.record({ type: fc.constant("turn_started" as const), turnId: few }) }),
     fc.record({ id: few, msg: fc.record({ type: fc.constant("agent_message" as const), message: few, extra: few }) }),

@@ -114,7 +114,7 @@ const valueKey = (type: unknown): string | undefined => {
 }
 
 /** The value of a two-member hot event's `msg`, read by name. */
-const valueOf = (msg: Record<string, unknown>, key: string): unknown =>
+const memberValue = (msg: Record<string, unknown>, key: string): unknown =>
   key === "message" ? msg.message : key === "text" ? msg.text : msg.turnId
 
 /**
@@ -134,7 +134,7 @@ export const lineBuilder = (at: string): ((event: Event) => string) => {
       const type = msg.type
       const key = valueKey(type)
       if (key !== undefined) {
-        const value = valueOf(msg, key)
+        const value = memberValue(msg, key)
         if (typeof value === "string" && keysInOrder(msg, "type", key) === 2 && isVerbatim(value)) {
           if (id !== lastId || type !== lastType) {
             // join builds one flat string; a template would be a tree every line's flattening walks again

@@ -22,6 +22,9 @@ import { ioFailed, isAlreadyExists, RolloutIoFailed } from "./rolloutErrors.js"
 import { encodeUtf8, jsonLine, type RolloutWarning } from "./rolloutFile.js"
 import { eventLine, isPersisted, lineBuilder } from "./rolloutLines.js"
 
+/** How many thresholds a writer buffers while its background write is under way before the forwarder waits. */
+const BACKLOG = 4
+
 const TURN_BOUNDARIES: ReadonlySet<string> = new Set(["turn_complete", "turn_aborted", "shutdown_complete"])
 
 /** What every writer of a store shares. */
@@ -154,11 +157,19 @@ export const makeRolloutWriter =
             let data = concatBytes(chunks, bytes)
             const handle = await FsPromises.open(file, FsConstants.O_WRONLY | FsConstants.O_APPEND)
             try {
-              if (state.dirty && (await handle.stat()).size > state.size) {
-                data = Buffer.concat([encodeUtf8("\n"), data])
+              if (state.dirty) {
+                const size = (await handle.stat()).size
+                if (size > state.size) data = Buffer.concat([encodeUtf8("\n"), data])
+                state.size = size
               }
-              await handle.writeFile(data)
-              state.size = (await handle.stat()).size
+              // One write call a flush (FileHandle.writeFile cuts it in 512 KiB calls), then no stat: the
+              // file ends in a whole line of ours, and only a later failed write compares sizes again.
+              for (let offset = 0; offset < data.byteLength; ) {
+                const { bytesWritten } = await handle.write(data, offset, data.byteLength - offset)
+                if (bytesWritten === 0) throw new Error(`wrote 0 of ${data.byteLength - offset} bytes`)
+                offset += bytesWritten
+              }
+              state.size += data.byteLength
               state.dirty = false
             } finally {
               await handle.close()
@@ -182,14 +193,22 @@ export const makeRolloutWriter =
       const flush = lock.withPermits(1)(Effect.uninterruptible(write)).pipe(Effect.withSpan("RolloutWriter.flush"))
       // onError runs outside the lock, so it may record an `error` event through this writer.
       const autoFlush = Effect.catchAll(flush, onError)
-      // Past the threshold the write goes on in the background, so the forwarder is not held by the disk
-      // (issue 12); one at a time: a second threshold while one is under way waits for it (backpressure).
-      // Turn boundaries, `terminal` and closing still wait for every line to be on disk.
+      // Past the threshold the writes go on in the background, so the forwarder is not held by the disk
+      // (issue 12): one fiber, writing until less than a threshold is buffered (or a write fails). The
+      // forwarder waits for it only once BACKLOG thresholds are buffered (backpressure): a write takes
+      // several trips to the thread pool, and waiting at the second threshold held the forwarder for
+      // most of them. Turn boundaries, `terminal` and closing still wait for every line to be on disk.
       const scope = yield* Effect.scope
+      const writeBacklog = Effect.catchAll(
+        Effect.repeat(flush, { while: () => state.pendingBytes >= flushThreshold }),
+        onError
+      )
       const flushInBackground = Effect.suspend(() => {
         const running = state.background
-        if (running !== undefined) return Effect.asVoid(Fiber.await(running))
-        return Effect.map(Effect.forkIn(autoFlush, scope), (fiber) => {
+        if (running !== undefined) {
+          return state.pendingBytes >= BACKLOG * flushThreshold ? Effect.asVoid(Fiber.await(running)) : Effect.void
+        }
+        return Effect.map(Effect.forkIn(writeBacklog, scope), (fiber) => {
           state.background = fiber
           fiber.addObserver(() => {
             if (state.background === fiber) state.background = undefined

@@ -26,7 +26,7 @@ import type { RolloutIoFailed, RolloutNotFound, RolloutUnreadable } from "./inte
 import { jsonLine, type RolloutWarning, relativeRolloutPath } from "./internal/rolloutFile.js"
 import { makeRolloutFinder } from "./internal/rolloutFinder.js"
 import { makeRolloutReader } from "./internal/rolloutReader.js"
-import { appendPending, makeRolloutWriter, newState } from "./internal/rolloutWriter.js"
+import { makeRolloutWriter, newState } from "./internal/rolloutWriter.js"
 
 export { RolloutIoFailed, RolloutNotFound, RolloutUnreadable } from "./internal/rolloutErrors.js"
 export type { RolloutWarning } from "./internal/rolloutFile.js"
@@ -223,7 +223,7 @@ const make = (
     const header = { meta: { type: "meta" as const, ...meta } }
     for (const item of options.history ?? []) {
       if (item.type === "terminal") continue // how the source thread ended is not the fork's history
-      appendPending(state, jsonLine(item))
+      state.pending.push(jsonLine(item))
     }
     const { writer } = yield* makeWriter(meta.threadId, file, header, state, options.onError ?? defaultOnError)
     if (options.mode === "immediate") yield* Effect.catchAll(writer.flush, options.onError ?? defaultOnError)

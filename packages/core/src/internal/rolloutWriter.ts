@@ -5,10 +5,7 @@
  * (§20), holds the thread's live marker while it has a file (Crashes.ts), and on an orderly close that
  * could not flush records in the marker how the thread ended. Its state (`WriterState`) is its own.
  *
- * Buffered lines are UTF-8 bytes, encoded a batch at a time as they arrive (issue 12): kept as strings
- * until the flush, a turn's lines outlived the young generation and the garbage collector copied and
- * promoted them (a third of the rollout's time); as bytes they sit outside the JavaScript heap and the
- * strings die at once.
+ * Buffered lines are UTF-8 bytes, encoded a batch at a time as they arrive (pendingLines.ts).
  */
 import { constants as FsConstants } from "node:fs"
 import * as FsPromises from "node:fs/promises"
@@ -18,6 +15,7 @@ import { Effect, Fiber, Option } from "effect"
 import { acquireLiveMarker, type LiveMarker, liveMarkerName, ownProcessStart } from "../Crashes.js"
 import { writePointer } from "../Pointer.js"
 import type { RolloutWriter } from "../Rollout.js"
+import { PendingLines } from "./pendingLines.js"
 import { ioFailed, isAlreadyExists, RolloutIoFailed } from "./rolloutErrors.js"
 import { encodeUtf8, jsonLine, type RolloutWarning } from "./rolloutFile.js"
 import { eventLine, isPersisted, lineBuilder } from "./rolloutLines.js"
@@ -56,7 +54,7 @@ export const makeRolloutWriter =
       // Read once: `submission` and `event` are on every agent's hot path.
       const clock = yield* Effect.clock
       const now = () => new Date(clock.unsafeCurrentTimeMillis()).toISOString()
-      const append = (lines: string) => appendPending(state, lines)
+      const append = (lines: string) => state.pending.push(lines)
       // The live marker (Crashes.ts) exists while this writer has a file and has not written `terminal`.
       const markerFile = path.join(liveDir, liveMarkerName(threadId))
       const acquireMarker = Effect.gen(function* () {
@@ -80,7 +78,7 @@ export const makeRolloutWriter =
       )
       // Only once every line is on disk: a terminal line still buffered keeps the marker for the next start.
       const removeMarker = Effect.suspend(() =>
-        state.marker !== undefined && state.pending.length === 0 && !state.dirty
+        state.marker !== undefined && state.pending.isEmpty && !state.dirty
           ? fs.remove(markerFile, { force: true }).pipe(
               Effect.tap(() =>
                 Effect.sync(() => {
@@ -96,7 +94,7 @@ export const makeRolloutWriter =
       const closeMarker = Effect.suspend(() => {
         const marker = state.marker
         if (marker === undefined) return Effect.void
-        if (state.pending.length === 0 && !state.dirty) return removeMarker
+        if (state.pending.isEmpty && !state.dirty) return removeMarker
         const closed: LiveMarker = {
           ...marker,
           closed: { at: now(), ...(state.terminal === undefined ? {} : { terminal: state.terminal }) }
@@ -104,31 +102,28 @@ export const makeRolloutWriter =
         return writePointer(markerFile, jsonLine(closed)).pipe(
           Effect.provideService(FileSystem.FileSystem, fs),
           Effect.provideService(Path.Path, path),
-          Effect.tap(() => Effect.logWarning(`closed ${file} with ${state.pending.length} line(s) the disk refused`)),
+          Effect.tap(() =>
+            Effect.logWarning(`closed ${file} with ${state.pending.bytes} bytes of lines the disk refused`)
+          ),
           Effect.catchAll(() => Effect.ignore(fs.remove(markerFile, { force: true })))
         )
       })
       // One write per flush, whole lines only; uninterruptible so a cancelled fiber cannot cut a line (§21).
       const write = Effect.gen(function* () {
         if (!state.started) return // §20: a lazy writer waits for the first turn
-        if (state.exists && state.pending.length === 0 && !state.dirty) return
-        const chunks = state.pending
-        const bytes = state.pendingBytes
-        state.pending = []
-        state.pendingBytes = 0
-        const attempt = state.exists ? appendLines(chunks, bytes) : createFile(chunks, bytes)
+        if (state.exists && state.pending.isEmpty && !state.dirty) return
+        const chunks = state.pending.take()
+        const attempt = state.exists ? appendLines(chunks) : createFile(chunks)
         yield* Effect.catchAll(attempt, (error) => {
-          state.pending = chunks.concat(state.pending) // keep them, in order, for the next try
-          state.pendingBytes += bytes
+          state.pending.restore(chunks) // keep them, in order, for the next try
           return Effect.fail(error)
         })
       })
-      const createFile = (chunks: ReadonlyArray<Uint8Array>, bytes: number) =>
+      const createFile = (chunks: ReadonlyArray<Uint8Array>) =>
         Effect.gen(function* () {
-          const data =
-            header.meta === undefined
-              ? concatBytes(chunks, bytes)
-              : Buffer.concat([encodeUtf8(jsonLine(header.meta)), ...chunks])
+          const data = Buffer.concat(
+            header.meta === undefined ? chunks : [encodeUtf8(jsonLine(header.meta)), ...chunks]
+          )
           // §32: rollouts and their folders are private.
           yield* fs
             .makeDirectory(path.dirname(file), { recursive: true, mode: 0o700 })
@@ -151,25 +146,21 @@ export const makeRolloutWriter =
       // (archived) is an error, never a new file without metadata. A failed write may have left part
       // of a line: the next append starts on a new line, so the reader skips that part with a warning
       // and nothing written is overwritten.
-      const appendLines = (chunks: ReadonlyArray<Uint8Array>, bytes: number) =>
+      const appendLines = (chunks: ReadonlyArray<Uint8Array>) =>
         Effect.tryPromise({
           try: async () => {
-            let data = concatBytes(chunks, bytes)
+            let data = chunks
             const handle = await FsPromises.open(file, FsConstants.O_WRONLY | FsConstants.O_APPEND)
             try {
               if (state.dirty) {
                 const size = (await handle.stat()).size
-                if (size > state.size) data = Buffer.concat([encodeUtf8("\n"), data])
+                if (size > state.size) data = [NEWLINE, ...data]
                 state.size = size
               }
-              // One write call a flush (FileHandle.writeFile cuts it in 512 KiB calls), then no stat: the
-              // file ends in a whole line of ours, and only a later failed write compares sizes again.
-              for (let offset = 0; offset < data.byteLength; ) {
-                const { bytesWritten } = await handle.write(data, offset, data.byteLength - offset)
-                if (bytesWritten === 0) throw new Error(`wrote 0 of ${data.byteLength - offset} bytes`)
-                offset += bytesWritten
-              }
-              state.size += data.byteLength
+              // One writev call a flush, not a copy into one buffer first nor FileHandle.writeFile's 512 KiB
+              // calls; then no stat: the file ends in a whole line of ours, and only a later failed write
+              // compares sizes again.
+              state.size += await writeAll(handle, data)
               state.dirty = false
             } finally {
               await handle.close()
@@ -200,13 +191,13 @@ export const makeRolloutWriter =
       // most of them. Turn boundaries, `terminal` and closing still wait for every line to be on disk.
       const scope = yield* Effect.scope
       const writeBacklog = Effect.catchAll(
-        Effect.repeat(flush, { while: () => state.pendingBytes >= flushThreshold }),
+        Effect.repeat(flush, { while: () => state.pending.bytes >= flushThreshold }),
         onError
       )
       const flushInBackground = Effect.suspend(() => {
         const running = state.background
         if (running !== undefined) {
-          return state.pendingBytes >= BACKLOG * flushThreshold ? Effect.asVoid(Fiber.await(running)) : Effect.void
+          return state.pending.bytes >= BACKLOG * flushThreshold ? Effect.asVoid(Fiber.await(running)) : Effect.void
         }
         return Effect.map(Effect.forkIn(writeBacklog, scope), (fiber) => {
           state.background = fiber
@@ -216,7 +207,7 @@ export const makeRolloutWriter =
         })
       })
       const maybeFlush = (boundary: boolean) =>
-        boundary || state.closed ? autoFlush : state.pendingBytes >= flushThreshold ? flushInBackground : Effect.void
+        boundary || state.closed ? autoFlush : state.pending.bytes >= flushThreshold ? flushInBackground : Effect.void
       yield* Effect.addFinalizer(() =>
         Effect.suspend(() => {
           state.closed = true
@@ -281,10 +272,8 @@ export const makeRolloutWriter =
 
 /** One writer's state, owned by it alone. */
 export interface WriterState {
-  /** Lines (newline included) not yet on disk, oldest first, as UTF-8 bytes: whole lines, a batch a chunk. */
-  pending: Array<Uint8Array>
-  /** The bytes in `pending`. */
-  pendingBytes: number
+  /** Lines (newline included) not yet on disk, oldest first, as UTF-8 bytes. */
+  readonly pending: PendingLines
   /** False for a lazy writer until its first turn. */
   started: boolean
   /** The live marker this writer holds, while it is on disk. */
@@ -308,8 +297,7 @@ export interface WriterState {
 
 /** A fresh writer state. */
 export const newState = (options: { readonly started: boolean }): WriterState => ({
-  pending: [],
-  pendingBytes: 0,
+  pending: new PendingLines(),
   started: options.started,
   marker: undefined,
   terminated: false,
@@ -322,13 +310,26 @@ export const newState = (options: { readonly started: boolean }): WriterState =>
   background: undefined
 })
 
-/** Buffers `lines` (whole lines, newlines included) as UTF-8 bytes after what `state` already holds. */
-export const appendPending = (state: WriterState, lines: string): void => {
-  const bytes = encodeUtf8(lines)
-  state.pending.push(bytes)
-  state.pendingBytes += bytes.byteLength
+const NEWLINE = encodeUtf8("\n")
+
+/** What `writeAll` needs of a file handle. */
+export interface VectorWriter {
+  readonly writev: (buffers: ReadonlyArray<Uint8Array>) => Promise<{ readonly bytesWritten: number }>
 }
 
-/** The chunks as one buffer of `bytes` bytes (the only chunk itself when there is one). */
-const concatBytes = (chunks: ReadonlyArray<Uint8Array>, bytes: number): Uint8Array =>
-  chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, bytes)
+/** Writes every byte of `chunks` in order (writev, again from where a short write stopped); returns how many. */
+export const writeAll = async (handle: VectorWriter, chunks: ReadonlyArray<Uint8Array>): Promise<number> => {
+  let total = 0
+  let rest = chunks
+  while (rest.length > 0) {
+    const { bytesWritten } = await handle.writev(rest)
+    if (bytesWritten === 0) throw new Error(`wrote 0 of the ${rest.length} chunk(s) left`)
+    total += bytesWritten
+    let skip = bytesWritten
+    let index = 0
+    while (index < rest.length && skip >= rest[index]!.byteLength) skip -= rest[index++]!.byteLength
+    rest = rest.slice(index)
+    if (skip > 0) rest = [rest[0]!.subarray(skip), ...rest.slice(1)]
+  }
+  return total
+}

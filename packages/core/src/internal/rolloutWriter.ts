@@ -15,7 +15,7 @@ import { Effect, Fiber, Option } from "effect"
 import { acquireLiveMarker, type LiveMarker, liveMarkerName, ownProcessStart } from "../Crashes.js"
 import { writePointer } from "../Pointer.js"
 import type { RolloutWriter } from "../Rollout.js"
-import { PendingLines } from "./pendingLines.js"
+import { PendingLines, recycle } from "./pendingLines.js"
 import { ioFailed, isAlreadyExists, RolloutIoFailed } from "./rolloutErrors.js"
 import { encodeUtf8, jsonLine, type RolloutWarning } from "./rolloutFile.js"
 import { eventLine, isPersisted, lineBuilder } from "./rolloutLines.js"
@@ -140,6 +140,7 @@ export const makeRolloutWriter =
           state.exists = true
           state.ownsFile = true
           state.size = data.byteLength
+          recycle(chunks) // on disk: their slabs may take new lines
           yield* markNewFile
         })
       // §34: O_APPEND, never a write at a remembered offset, and no O_CREAT: a rollout moved away
@@ -161,6 +162,7 @@ export const makeRolloutWriter =
               // calls; then no stat: the file ends in a whole line of ours, and only a later failed write
               // compares sizes again.
               state.size += await writeAll(handle, data)
+              recycle(chunks) // on disk: their slabs may take new lines
               state.dirty = false
             } finally {
               await handle.close()

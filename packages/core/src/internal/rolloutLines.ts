@@ -20,8 +20,17 @@ export const isPersisted = (type: string): boolean => type !== "agent_message_de
 // JSON.stringify) any surrogate, paired or lone; a string without them is written as is.
 // biome-ignore lint/suspicious/noControlCharactersInRegex: these are exactly the characters JSON.stringify escapes
 const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/
+/** Up to this length a loop over the characters beats the regular expression (a turn's short messages, ids). */
+const SHORT = 24
 /** True when JSON.stringify writes `text` as `"<text>"`, unchanged. */
-const isVerbatim = (text: string): boolean => !NEEDS_ESCAPE.test(text)
+const isVerbatim = (text: string): boolean => {
+  if (text.length > SHORT) return !NEEDS_ESCAPE.test(text)
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i)
+    if (code < 0x20 || code === 0x22 || code === 0x5c || (code >= 0xd800 && code <= 0xdfff)) return false
+  }
+  return true
+}
 
 const isPlain = (value: unknown): value is Record<string, unknown> =>
   typeof value === "object" && value !== null && Object.getPrototypeOf(value) === Object.prototype
@@ -113,6 +122,20 @@ const valueKey = (type: unknown): string | undefined => {
   }
 }
 
+/**
+ * True when `value`'s enumerable keys (own or inherited, as `for…in` sees them) are exactly `first`
+ * then `second`: `keysInOrder` for the batch builder's two-key objects, with nothing to compute per key.
+ */
+const twoKeys = (value: object, first: string, second: string): boolean => {
+  let count = 0
+  for (const key in value) {
+    // A third key differs from `second` (keys are unique), so it ends the loop here too.
+    if (key !== (count === 0 ? first : second)) return false
+    count++
+  }
+  return count === 2
+}
+
 /** The value of a two-member hot event's `msg`, read by name. */
 const memberValue = (msg: Record<string, unknown>, key: string): unknown =>
   key === "message" ? msg.message : key === "text" ? msg.text : msg.turnId
@@ -130,12 +153,12 @@ export const lineBuilder = (at: string): ((event: Event) => string) => {
   let head = ""
   return (event) => {
     const { id, msg } = event
-    if (typeof id === "string" && isPlain(event) && isPlain(msg) && keysInOrder(event, "id", "msg") === 2) {
+    if (typeof id === "string" && twoKeys(event, "id", "msg") && isPlain(event) && isPlain(msg)) {
       const type = msg.type
       const key = valueKey(type)
       if (key !== undefined) {
         const value = memberValue(msg, key)
-        if (typeof value === "string" && keysInOrder(msg, "type", key) === 2 && isVerbatim(value)) {
+        if (typeof value === "string" && twoKeys(msg, "type", key) && isVerbatim(value)) {
           if (id !== lastId || type !== lastType) {
             // join builds one flat string; a template would be a tree every line's flattening walks again
             head = [prefix, '{"id":', JSON.stringify(id), ',"msg":{"type":"', type, '","', key, '":"'].join("")

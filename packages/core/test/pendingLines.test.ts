@@ -29,7 +29,7 @@ describe("PendingLines", () => {
       expect(pending.take()).toEqual([])
       recycle(chunks)
     },
-    { fastCheck: { numRuns: 200 } }
+    { fastCheck: { numRuns: 150, endOnFailure: true } }
   )
 
   it("restore puts a failed write's chunks back before what was pushed since", () => {

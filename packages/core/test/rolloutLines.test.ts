@@ -4,7 +4,8 @@ import { FileSystem, Path } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { assert, describe, expect, it, layer } from "@effect/vitest"
 import { Effect, Exit, FastCheck as fc, Scope } from "effect"
-import { eventLine, lineBuilder } from "../src/internal/rolloutLines.js"
+import { PendingLines } from "../src/internal/pendingLines.js"
+import { appendEventLines, eventLine, lineBuilder } from "../src/internal/rolloutLines.js"
 import { makeRolloutWriter, newState } from "../src/internal/rolloutWriter.js"
 
 /** Any string, including quotes, backslashes, control characters and lone surrogates. */
@@ -61,6 +62,38 @@ describe("rollout lines", () => {
       for (const event of events) expect(line(event)).toBe(`${JSON.stringify({ type: "event", at, event })}\n`)
     },
     { fastCheck: { numRuns: 1_000 } }
+  )
+
+  const delta: fc.Arbitrary<Event> = fc.record({
+    id: few,
+    msg: fc.record({ type: fc.constant("agent_message_delta" as const), delta: few })
+  }) as fc.Arbitrary<Event>
+  const boundary: fc.Arbitrary<Event> = fc.record({
+    id: few,
+    msg: fc.record({ type: fc.constant("turn_complete" as const), turnId: few })
+  }) as fc.Arbitrary<Event>
+  // Mostly ASCII hot events (copied as bytes in a long batch), some with accents, emoji or escapes.
+  const streamed = fc.oneof(
+    { weight: 6, arbitrary: anyEvent },
+    { weight: 2, arbitrary: delta },
+    { weight: 1, arbitrary: boundary }
+  )
+  it.prop(
+    "a batch's lines, short (one string) or long (hot lines copied as bytes), are byte for byte JSON.stringify's, deltas left out",
+    [
+      fc.oneof(fc.array(streamed, { maxLength: 10 }), fc.array(streamed, { minLength: 64, maxLength: 200 })),
+      fc.date({ noInvalidDate: true }).map((d) => d.toISOString())
+    ],
+    ([events, at]) => {
+      const pending = new PendingLines()
+      pending.push("before\n")
+      const ended = appendEventLines(pending, at, events)
+      const kept = events.filter((e) => e.msg.type !== "agent_message_delta")
+      const expected = `before\n${kept.map((event) => `${JSON.stringify({ type: "event", at, event })}\n`).join("")}`
+      expect(Buffer.concat(pending.take()).toString("utf8")).toBe(expected)
+      expect(ended).toBe(events.some((e) => e.msg.type === "turn_complete"))
+    },
+    { fastCheck: { numRuns: 500, endOnFailure: true } }
   )
 
   it("an event of another type, or with fields the builder does not know, falls back to JSON.stringify", () => {

@@ -47,14 +47,19 @@ export const recycle = (chunks: ReadonlyArray<Uint8Array>): void => {
   }
 }
 
+/** What ends every hand-built line after its value: `"}}}` and the newline. */
+const LINE_END = [0x22, 0x7d, 0x7d, 0x7d, 0x0a] as const
+
 /** Lines waiting for the disk, oldest first, as UTF-8 bytes. */
 export class PendingLines {
+  /** Buffered chunks, oldest first; the slab's bytes from `start` to `used` come after them. */
   private chunks: Array<Uint8Array> = []
   /** The slab large pushes go into, until `take`. */
   private slab: Buffer | undefined = undefined
+  /** Where the slab's bytes not yet in `chunks` start. */
+  private start = 0
+  /** Bytes of `slab` in use. */
   private used = 0
-  /** Where the slab's last chunk starts, when that chunk is the last one buffered (so a push extends it); else -1. */
-  private open = -1
   /** How many bytes are buffered. */
   bytes = 0
 
@@ -66,41 +71,55 @@ export class PendingLines {
   /** Buffers `text` (whole lines, newlines included) after what is buffered. */
   push(text: string): void {
     if (text.length < LARGE) {
+      this.seal()
       const chunk = encodeUtf8(text)
       this.chunks.push(chunk)
       this.bytes += chunk.byteLength
-      this.open = -1
       return
     }
     let rest = text
+    let slab = this.slab !== undefined && this.used < SLAB ? this.slab : this.nextSlab()
     for (;;) {
-      if (this.slab === undefined || this.used === SLAB) {
-        this.slab = newSlab()
-        this.used = 0
-        this.open = -1
-      }
-      const { read, written } = encoder.encodeInto(rest, this.slab.subarray(this.used))
-      if (written > 0) {
-        // One chunk per run of pushes into the slab: fewer pieces for writev.
-        if (this.open === -1) this.open = this.used
-        else this.chunks.pop()
-        this.used += written
-        this.bytes += written
-        this.chunks.push(this.slab.subarray(this.open, this.used))
-      }
+      const { read, written } = encoder.encodeInto(rest, slab.subarray(this.used))
+      this.used += written
+      this.bytes += written
       if (read === rest.length) return
-      rest = rest.slice(read)
-      this.used = SLAB // the rest did not fit (not even one more character): the next slab
+      rest = rest.slice(read) // the rest did not fit (not even one more character): the next slab
+      slab = this.nextSlab()
     }
+  }
+
+  /**
+   * Buffers the line `head`, `value`, `"}}}` and a newline when `value` is ASCII, copying bytes rather
+   * than building and encoding a string (a streaming batch's hand-built lines: rolloutLines.ts). False,
+   * with nothing buffered, when `value` is not ASCII or the line is longer than a slab.
+   */
+  pushLine(head: Uint8Array, value: string): boolean {
+    const size = head.byteLength + value.length + LINE_END.length
+    if (size > SLAB) return false
+    const slab = this.slab !== undefined && SLAB - this.used >= size ? this.slab : this.nextSlab()
+    let at = this.used
+    slab.set(head, at)
+    at += head.byteLength
+    for (let i = 0; i < value.length; i++) {
+      const code = value.charCodeAt(i)
+      if (code > 0x7f) return false // nothing counted: what was copied past `used` is written over later
+      slab[at++] = code
+    }
+    for (const byte of LINE_END) slab[at++] = byte
+    this.used = at
+    this.bytes += size
+    return true
   }
 
   /** Everything buffered, oldest first, as chunks of whole lines; the buffer is empty after. */
   take(): Array<Uint8Array> {
+    this.seal()
     const chunks = this.chunks
     this.chunks = []
     this.slab = undefined
+    this.start = 0
     this.used = 0
-    this.open = -1
     this.bytes = 0
     return chunks
   }
@@ -108,6 +127,23 @@ export class PendingLines {
   /** Puts back what `take` returned (a write failed), before anything buffered since. */
   restore(chunks: ReadonlyArray<Uint8Array>): void {
     for (const chunk of chunks) this.bytes += chunk.byteLength
-    this.chunks = [...chunks, ...this.chunks] // the open chunk, if any, is still the last
+    this.chunks = [...chunks, ...this.chunks]
+  }
+
+  /** Moves the slab's bytes not yet in `chunks` there, as one chunk. */
+  private seal(): void {
+    if (this.slab !== undefined && this.used > this.start) {
+      this.chunks.push(this.slab.subarray(this.start, this.used))
+      this.start = this.used
+    }
+  }
+
+  private nextSlab(): Buffer {
+    this.seal()
+    const slab = newSlab()
+    this.slab = slab
+    this.start = 0
+    this.used = 0
+    return slab
   }
 }

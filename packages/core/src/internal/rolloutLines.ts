@@ -9,6 +9,8 @@
  * cost twice as much (a keyed load per field), and its line was most of the rollout's time.
  */
 import type { Event, EventMsg } from "@deputy/protocol"
+import type { PendingLines } from "./pendingLines.js"
+import { encodeUtf8 } from "./rolloutFile.js"
 
 /** Streaming deltas: not persisted (§2, as in Codex's rollout policy); the completed item is. */
 export const NOT_PERSISTED: ReadonlySet<EventMsg["type"]> = new Set(["agent_message_delta", "agent_reasoning_delta"])
@@ -141,34 +143,96 @@ const memberValue = (msg: Record<string, unknown>, key: string): unknown =>
   key === "message" ? msg.message : key === "text" ? msg.text : msg.turnId
 
 /**
- * The line builder of one batch recorded at `at`: the same lines as `eventLine`, but a run of hot
- * events of one id and type (a turn's messages) shares its lines' head, `…"event":{"id":…,"msg":
- * {"type":…,"<key>":"`, built once and flat. A line is then three pieces; built from a dozen, its
- * batch cost more to build and again to flatten when encoded (issue 12).
+ * The lines of one batch recorded at `at`: the same lines as `eventLine`, but a run of hot events of
+ * one id and type (a turn's messages) shares its lines' head, `…"event":{"id":…,"msg":{"type":…,
+ * "<key>":"`, built once. Built from a dozen pieces, a batch's lines cost more to build and again to
+ * flatten when encoded (issue 12); with a shared head a line is three pieces, or, copied as bytes
+ * (`appendEventLines`), no string at all.
  */
-export const lineBuilder = (at: string): ((event: Event) => string) => {
-  const prefix = eventLinePrefix(at)
-  let lastId: string | undefined
-  let lastType: string | undefined
-  let head = ""
-  return (event) => {
+class BatchLines {
+  private readonly prefix: string
+  private lastId: string | undefined = undefined
+  private lastType: unknown = undefined
+  /** The head of the current run, flat (join builds one string; a template would be a tree to walk again). */
+  private head = ""
+  private bytes: Uint8Array | undefined = undefined
+
+  constructor(at: string) {
+    this.prefix = eventLinePrefix(at)
+  }
+
+  /** The value of a hot event that needs no escaping (the run's head is then its line's head); else undefined. */
+  hotValue(event: Event): string | undefined {
     const { id, msg } = event
-    if (typeof id === "string" && twoKeys(event, "id", "msg") && isPlain(event) && isPlain(msg)) {
-      const type = msg.type
-      const key = valueKey(type)
-      if (key !== undefined) {
-        const value = memberValue(msg, key)
-        if (typeof value === "string" && twoKeys(msg, "type", key) && isVerbatim(value)) {
-          if (id !== lastId || type !== lastType) {
-            // join builds one flat string; a template would be a tree every line's flattening walks again
-            head = [prefix, '{"id":', JSON.stringify(id), ',"msg":{"type":"', type, '","', key, '":"'].join("")
-            lastId = id
-            lastType = type
-          }
-          return `${head}${value}"}}}\n`
+    if (typeof id !== "string" || !twoKeys(event, "id", "msg") || !isPlain(event) || !isPlain(msg)) return undefined
+    const type = msg.type
+    const key = valueKey(type)
+    if (key === undefined) return undefined
+    const value = memberValue(msg, key)
+    if (typeof value !== "string" || !twoKeys(msg, "type", key) || !isVerbatim(value)) return undefined
+    if (id !== this.lastId || type !== this.lastType) {
+      this.head = [this.prefix, '{"id":', JSON.stringify(id), ',"msg":{"type":"', type, '","', key, '":"'].join("")
+      this.bytes = undefined
+      this.lastId = id
+      this.lastType = type
+    }
+    return value
+  }
+
+  /** The run's head as UTF-8, after `hotValue` accepted an event. */
+  headBytes(): Uint8Array {
+    this.bytes ??= encodeUtf8(this.head)
+    return this.bytes
+  }
+
+  /** The line (newline included) recording `event`. */
+  line(event: Event): string {
+    const value = this.hotValue(event)
+    return value === undefined ? eventLineAfter(this.prefix, event) : `${this.head}${value}"}}}\n`
+  }
+}
+
+/** The line builder of one batch recorded at `at` (see BatchLines): the same lines as `eventLine`. */
+export const lineBuilder = (at: string): ((event: Event) => string) => {
+  const lines = new BatchLines(at)
+  return (event) => lines.line(event)
+}
+
+/** A batch at least this long has its hot lines copied as bytes into a slab (pendingLines.ts); a shorter one is one string. */
+const COPIED_BATCH = 64
+
+const TURN_BOUNDARIES: ReadonlySet<string> = new Set(["turn_complete", "turn_aborted", "shutdown_complete"])
+
+/** True when an event of this type ends a turn (or the thread): the rollout flushes at it. */
+export const isTurnBoundary = (type: string): boolean => TURN_BOUNDARIES.has(type)
+
+/**
+ * Buffers the lines of `events` (recorded at `at`) in `pending`, in order, skipping what is not
+ * persisted (§2). Returns true when one of them ends a turn. A short batch is one string, encoded at
+ * once. A long one (a streaming backend's) has its hot ASCII lines copied into a slab as bytes, and
+ * any other line goes in as text, in between.
+ */
+export const appendEventLines = (pending: PendingLines, at: string, events: ReadonlyArray<Event>): boolean => {
+  const lines = new BatchLines(at)
+  const copied = events.length >= COPIED_BATCH
+  let text = ""
+  let boundary = false
+  for (const event of events) {
+    const type = event.msg.type
+    if (!isPersisted(type)) continue
+    if (TURN_BOUNDARIES.has(type)) boundary = true
+    if (copied) {
+      const value = lines.hotValue(event)
+      if (value !== undefined) {
+        if (text !== "") {
+          pending.push(text) // the lines before it, in order
+          text = ""
         }
+        if (pending.pushLine(lines.headBytes(), value)) continue
       }
     }
-    return eventLineAfter(prefix, event)
+    text += lines.line(event)
   }
+  if (text !== "") pending.push(text)
+  return boundary
 }

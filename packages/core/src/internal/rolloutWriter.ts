@@ -18,12 +18,10 @@ import type { RolloutWriter } from "../Rollout.js"
 import { PendingLines, recycle } from "./pendingLines.js"
 import { ioFailed, isAlreadyExists, RolloutIoFailed } from "./rolloutErrors.js"
 import { encodeUtf8, jsonLine, type RolloutWarning } from "./rolloutFile.js"
-import { eventLine, isPersisted, lineBuilder } from "./rolloutLines.js"
+import { appendEventLines, eventLine, isPersisted, isTurnBoundary } from "./rolloutLines.js"
 
 /** How many thresholds a writer buffers while its background write is under way before the forwarder waits. */
 const BACKLOG = 4
-
-const TURN_BOUNDARIES: ReadonlySet<string> = new Set(["turn_complete", "turn_aborted", "shutdown_complete"])
 
 /** What every writer of a store shares. */
 export interface WriterDeps {
@@ -237,24 +235,13 @@ export const makeRolloutWriter =
             // §2: streaming deltas are not persisted (Codex's rollout policy); the completed item is.
             if (!isPersisted(event.msg.type)) return Effect.void
             append(eventLine(now(), event))
-            return maybeFlush(TURN_BOUNDARIES.has(event.msg.type))
+            return maybeFlush(isTurnBoundary(event.msg.type))
           }),
         events: (events) =>
           Effect.suspend(() => {
             // One timestamp per batch: formatting a date costs as much as serialising the event.
-            // One string per batch, encoded at once: a line at a time costs an encoding call each.
             // Per event type, a hand-built line (rolloutLines.ts): JSON.stringify of the whole line was the cost.
-            const line = lineBuilder(now())
-            let lines = ""
-            let boundary = false
-            for (const event of events) {
-              const type = event.msg.type
-              if (!isPersisted(type)) continue // §2
-              lines += line(event)
-              if (TURN_BOUNDARIES.has(type)) boundary = true
-            }
-            if (lines !== "") append(lines)
-            return maybeFlush(boundary)
+            return maybeFlush(appendEventLines(state.pending, now(), events))
           }),
         flush,
         terminal: (terminalState, reason) =>

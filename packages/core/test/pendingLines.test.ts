@@ -20,7 +20,10 @@ describe("PendingLines", () => {
     [fc.array(text, { maxLength: 12 })],
     ([texts]) => {
       const pending = new PendingLines()
-      for (const text of texts) pending.push(text)
+      for (const text of texts) {
+        pending.push(text)
+        if (text.length % 3 === 0) pending.settle()
+      }
       const expected = Buffer.from(texts.join(""), "utf8")
       expect(pending.bytes).toBe(expected.byteLength)
       const chunks = pending.take()
@@ -31,6 +34,24 @@ describe("PendingLines", () => {
     },
     { fastCheck: { numRuns: 150, endOnFailure: true } }
   )
+
+  it("after a small batch the writer holds its lines' bytes, not a slab: settle copies them out", () => {
+    const pending = new PendingLines()
+    const batch = `${"b".repeat(5000)}\n`
+    pending.push(batch) // a large push: into a slab
+    pending.push("small\n") // and what follows it, while the slab is held
+    pending.settle()
+    const chunks = pending.take()
+    expect(Buffer.concat(chunks).toString()).toBe(`${batch}small\n`)
+    for (const chunk of chunks) expect(chunk.buffer.byteLength).toBe(chunk.byteLength)
+    // Past KEEP bytes the slab stays: the next batch goes on filling it.
+    pending.push("c".repeat(70_000))
+    pending.settle()
+    const [kept] = pending.take()
+    expect(kept!.byteLength).toBe(70_000)
+    expect(kept!.buffer.byteLength).toBeGreaterThan(70_000)
+    recycle([kept!])
+  })
 
   it("restore puts a failed write's chunks back before what was pushed since", () => {
     const pending = new PendingLines()

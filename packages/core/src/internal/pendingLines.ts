@@ -5,10 +5,11 @@
  * die at once.
  *
  * A small push (a line or a few) is encoded into a chunk of its own size. A large one (a streaming
- * batch) is encoded into a slab taken from a small process-wide pool, and the slab goes back to the
- * pool once the write that took it is done (`recycle`): a fresh array per batch cost as much as the
- * encoding, and its memory, outside the heap, brought on a full collection about every 64 MB. Only a
- * writer that pushed a large batch since its last write holds a slab; `take` lets go of it.
+ * batch) is encoded into a slab taken from a small process-wide pool, and so is everything after it
+ * until the write; the slab goes back to the pool once the write that took it is done (`recycle`):
+ * a fresh array per batch cost as much as the encoding, and its memory, outside the heap, brought on
+ * a full collection about every 64 MB. A writer holds a slab only while it has KEEP bytes or more
+ * in it (`settle` copies fewer out), and `take` lets go of it.
  */
 import { encodeUtf8 } from "./rolloutFile.js"
 
@@ -16,6 +17,8 @@ import { encodeUtf8 } from "./rolloutFile.js"
 const SLAB = 256 * 1024
 /** Text at least this long (UTF-16 units) is encoded into a slab; shorter text gets a chunk of its own. */
 const LARGE = 4 * 1024
+/** A slab holding fewer bytes than this after a batch is let go of (`settle`). */
+const KEEP = 64 * 1024
 /** Free slabs kept for reuse, at most (a process holds at most POOL_MAX × SLAB bytes idle). */
 const POOL_MAX = 16
 
@@ -70,8 +73,7 @@ export class PendingLines {
 
   /** Buffers `text` (whole lines, newlines included) after what is buffered. */
   push(text: string): void {
-    if (text.length < LARGE) {
-      this.seal()
+    if (text.length < LARGE && this.slab === undefined) {
       const chunk = encodeUtf8(text)
       this.chunks.push(chunk)
       this.bytes += chunk.byteLength
@@ -110,6 +112,22 @@ export class PendingLines {
     this.used = at
     this.bytes += size
     return true
+  }
+
+  /**
+   * Lets go of the slab when it holds less than KEEP bytes, copying them out (call it after a batch):
+   * a thread that pushed one batch and then waits (an approval, a long command) holds a chunk of
+   * its lines' size, not a slab.
+   */
+  settle(): void {
+    const slab = this.slab
+    if (slab === undefined || this.used >= KEEP) return
+    // Everything in a slab since it was taken is its one open range (text goes in while it is held).
+    if (this.used > 0) this.chunks.push(Uint8Array.prototype.slice.call(slab, 0, this.used))
+    this.slab = undefined
+    this.start = 0
+    this.used = 0
+    recycle([slab])
   }
 
   /** Everything buffered, oldest first, as chunks of whole lines; the buffer is empty after. */

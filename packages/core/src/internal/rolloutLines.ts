@@ -234,5 +234,6 @@ export const appendEventLines = (pending: PendingLines, at: string, events: Read
     text += lines.line(event)
   }
   if (text !== "") pending.push(text)
+  pending.settle()
   return boundary
 }

@@ -52,7 +52,10 @@ export const makeRolloutWriter =
       // Read once: `submission` and `event` are on every agent's hot path.
       const clock = yield* Effect.clock
       const now = () => new Date(clock.unsafeCurrentTimeMillis()).toISOString()
-      const append = (lines: string) => state.pending.push(lines)
+      const append = (lines: string) => {
+        state.pending.push(lines)
+        state.pending.settle()
+      }
       // The live marker (Crashes.ts) exists while this writer has a file and has not written `terminal`.
       const markerFile = path.join(liveDir, liveMarkerName(threadId))
       const acquireMarker = Effect.gen(function* () {

@@ -201,10 +201,9 @@ export const lineBuilder = (at: string): ((event: Event) => string) => {
 /** A batch at least this long has its hot lines copied as bytes into a slab (pendingLines.ts); a shorter one is one string. */
 const COPIED_BATCH = 64
 
-const TURN_BOUNDARIES: ReadonlySet<string> = new Set(["turn_complete", "turn_aborted", "shutdown_complete"])
-
 /** True when an event of this type ends a turn (or the thread): the rollout flushes at it. */
-export const isTurnBoundary = (type: string): boolean => TURN_BOUNDARIES.has(type)
+export const isTurnBoundary = (type: string): boolean =>
+  type === "turn_complete" || type === "turn_aborted" || type === "shutdown_complete"
 
 /**
  * Buffers the lines of `events` (recorded at `at`) in `pending`, in order, skipping what is not
@@ -220,7 +219,7 @@ export const appendEventLines = (pending: PendingLines, at: string, events: Read
   for (const event of events) {
     const type = event.msg.type
     if (!isPersisted(type)) continue
-    if (TURN_BOUNDARIES.has(type)) boundary = true
+    if (isTurnBoundary(type)) boundary = true
     if (copied) {
       const value = lines.hotValue(event)
       if (value !== undefined) {

@@ -8,14 +8,14 @@
  * Each builder reads its fields by name: a generic builder reading `value[key]` over a table of shapes
  * cost twice as much (a keyed load per field), and its line was most of the rollout's time.
  */
-import type { Event, EventMsg } from "@deputy/protocol"
+import type { Event } from "@deputy/protocol"
 import type { PendingLines } from "./pendingLines.js"
 import { encodeUtf8 } from "./rolloutFile.js"
 
-/** Streaming deltas: not persisted (§2, as in Codex's rollout policy); the completed item is. */
-export const NOT_PERSISTED: ReadonlySet<EventMsg["type"]> = new Set(["agent_message_delta", "agent_reasoning_delta"])
-
-/** True when an event of this type is written to the rollout (§2: not a streaming delta). */
+/**
+ * True when an event of this type is written to the rollout: streaming deltas are not (§2, as in
+ * Codex's rollout policy); the completed item is.
+ */
 export const isPersisted = (type: string): boolean => type !== "agent_message_delta" && type !== "agent_reasoning_delta"
 
 // What JSON.stringify escapes in a string: quote, backslash, control characters and (well-formed

@@ -176,7 +176,7 @@ export interface RolloutStoreService {
 export interface RolloutStoreOptions {
   /** The home folder; default `deputyHome` (`DEPUTY_HOME`, else `~/.deputy`). */
   readonly home?: string
-  /** A writer flushes once this many characters are buffered, turn boundary or not. Default 1 MiB. */
+  /** A writer flushes once this many bytes (UTF-8) are buffered, turn boundary or not. Default 1 MiB. */
   readonly flushThreshold?: number
 }
 
@@ -223,9 +223,7 @@ const make = (
     const header = { meta: { type: "meta" as const, ...meta } }
     for (const item of options.history ?? []) {
       if (item.type === "terminal") continue // how the source thread ended is not the fork's history
-      const line = jsonLine(item)
-      state.pending.push(line)
-      state.pendingChars += line.length
+      state.pending.push(jsonLine(item))
     }
     const { writer } = yield* makeWriter(meta.threadId, file, header, state, options.onError ?? defaultOnError)
     if (options.mode === "immediate") yield* Effect.catchAll(writer.flush, options.onError ?? defaultOnError)

@@ -4,7 +4,8 @@ import { FileSystem, Path } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { assert, describe, expect, it, layer } from "@effect/vitest"
 import { Effect, Exit, FastCheck as fc, Scope } from "effect"
-import { eventLine } from "../src/internal/rolloutLines.js"
+import { PendingLines } from "../src/internal/pendingLines.js"
+import { appendEventLines, eventLine, lineBuilder } from "../src/internal/rolloutLines.js"
 import { makeRolloutWriter, newState } from "../src/internal/rolloutWriter.js"
 
 /** Any string, including quotes, backslashes, control characters and lone surrogates. */
@@ -37,12 +38,82 @@ describe("rollout lines", () => {
     { fastCheck: { numRuns: 2_000 } }
   )
 
+  // Ids and texts from a small set too, so runs of one id and type reuse a line's head, and a run breaks
+  // on an id, a type, a value to escape or an unknown field.
+  const few = fc.constantFrom("t", "t2", "x", 'q"', "")
+  const anyEvent: fc.Arbitrary<Event> = fc.oneof(
+    hotEvents,
+    fc.record({
+      id: few,
+      msg: fc.record({ type: fc.constant("agent_message" as const), message: fc.oneof(few, text) })
+    }),
+    fc.record({ id: few, msg: fc.record({ type: fc.constant("agent_reasoning" as const), text: few }) }),
+    fc.record({ id: few, msg: fc.record({ type: fc.constant("turn_started" as const), turnId: few }) }),
+    fc.record({ id: few, msg: fc.record({ type: fc.constant("agent_message" as const), message: few, extra: few }) }),
+    fc.record({ msg: fc.record({ type: fc.constant("agent_message" as const), message: few }), id: few }),
+    fc.record({ id: few, msg: fc.record({ message: few, type: fc.constant("agent_message" as const) }) }),
+    fc.record({ id: few, msg: fc.record({ type: fc.constant("error" as const), message: few }) })
+  ) as fc.Arbitrary<Event>
+  it.prop(
+    "a batch's line builder writes, line by line, exactly what JSON.stringify writes",
+    [fc.array(anyEvent, { maxLength: 30 }), fc.date({ noInvalidDate: true }).map((d) => d.toISOString())],
+    ([events, at]) => {
+      const line = lineBuilder(at)
+      for (const event of events) expect(line(event)).toBe(`${JSON.stringify({ type: "event", at, event })}\n`)
+    },
+    { fastCheck: { numRuns: 1_000 } }
+  )
+
+  const delta: fc.Arbitrary<Event> = fc.record({
+    id: few,
+    msg: fc.record({ type: fc.constant("agent_message_delta" as const), delta: few })
+  }) as fc.Arbitrary<Event>
+  const boundary: fc.Arbitrary<Event> = fc.record({
+    id: few,
+    msg: fc.record({ type: fc.constant("turn_complete" as const), turnId: few })
+  }) as fc.Arbitrary<Event>
+  // Mostly ASCII hot events (copied as bytes in a long batch), some with accents, emoji or escapes.
+  const streamed = fc.oneof(
+    { weight: 6, arbitrary: anyEvent },
+    { weight: 2, arbitrary: delta },
+    { weight: 1, arbitrary: boundary }
+  )
+  it.prop(
+    "a batch's lines, short (one string) or long (hot lines copied as bytes), are byte for byte JSON.stringify's, deltas left out",
+    [
+      fc.oneof(fc.array(streamed, { maxLength: 10 }), fc.array(streamed, { minLength: 64, maxLength: 200 })),
+      fc.date({ noInvalidDate: true }).map((d) => d.toISOString())
+    ],
+    ([events, at]) => {
+      const pending = new PendingLines()
+      pending.push("before\n")
+      const ended = appendEventLines(pending, at, events)
+      const kept = events.filter((e) => e.msg.type !== "agent_message_delta")
+      const expected = `before\n${kept.map((event) => `${JSON.stringify({ type: "event", at, event })}\n`).join("")}`
+      expect(Buffer.concat(pending.take()).toString("utf8")).toBe(expected)
+      expect(ended).toBe(events.some((e) => e.msg.type === "turn_complete"))
+    },
+    { fastCheck: { numRuns: 500, endOnFailure: true } }
+  )
+
   it("an event of another type, or with fields the builder does not know, falls back to JSON.stringify", () => {
     const at = "2026-11-30T00:00:00.000Z"
     const odd = { id: "t", msg: { type: "agent_message", message: "m", extra: [1, { a: "\n" }] } } as unknown as Event
     const other: Event = { id: "t", msg: { type: "error", message: "boom" } }
-    for (const event of [odd, other]) {
+    // Not a plain object: JSON.stringify calls its toJSON, which a builder reading fields would skip.
+    class Shown {
+      readonly id = "t"
+      readonly msg = { type: "agent_message", message: "m" }
+      toJSON() {
+        return { id: "t", msg: { type: "agent_message", message: "shown" } }
+      }
+    }
+    const instance = new Shown() as unknown as Event
+    for (const event of [odd, other, instance]) {
       expect(eventLine(at, event)).toBe(`${JSON.stringify({ type: "event", at, event })}\n`)
+      const line = lineBuilder(at)
+      line({ id: "t", msg: { type: "agent_message", message: "warm" } }) // a head to reuse wrongly
+      expect(line(event)).toBe(`${JSON.stringify({ type: "event", at, event })}\n`)
     }
   })
 })

@@ -4,6 +4,8 @@
  * O_APPEND and never at a remembered offset (§34). It creates a lazy thread's file at its first turn
  * (§20), holds the thread's live marker while it has a file (Crashes.ts), and on an orderly close that
  * could not flush records in the marker how the thread ended. Its state (`WriterState`) is its own.
+ *
+ * Buffered lines are UTF-8 bytes, encoded a batch at a time as they arrive (pendingLines.ts).
  */
 import { constants as FsConstants } from "node:fs"
 import * as FsPromises from "node:fs/promises"
@@ -13,11 +15,13 @@ import { Effect, Fiber, Option } from "effect"
 import { acquireLiveMarker, type LiveMarker, liveMarkerName, ownProcessStart } from "../Crashes.js"
 import { writePointer } from "../Pointer.js"
 import type { RolloutWriter } from "../Rollout.js"
+import { PendingLines, recycle } from "./pendingLines.js"
 import { ioFailed, isAlreadyExists, RolloutIoFailed } from "./rolloutErrors.js"
 import { encodeUtf8, jsonLine, type RolloutWarning } from "./rolloutFile.js"
-import { eventLine, NOT_PERSISTED } from "./rolloutLines.js"
+import { appendEventLines, eventLine, isPersisted, isTurnBoundary } from "./rolloutLines.js"
 
-const TURN_BOUNDARIES: ReadonlySet<string> = new Set(["turn_complete", "turn_aborted", "shutdown_complete"])
+/** How many thresholds a writer buffers while its background write is under way before the forwarder waits. */
+const BACKLOG = 4
 
 /** What every writer of a store shares. */
 export interface WriterDeps {
@@ -25,7 +29,7 @@ export interface WriterDeps {
   readonly path: Path.Path
   /** The folder of live markers. */
   readonly liveDir: string
-  /** Flush once this many characters are buffered, turn boundary or not. */
+  /** Flush once this many bytes are buffered, turn boundary or not. */
   readonly flushThreshold: number
 }
 
@@ -48,9 +52,9 @@ export const makeRolloutWriter =
       // Read once: `submission` and `event` are on every agent's hot path.
       const clock = yield* Effect.clock
       const now = () => new Date(clock.unsafeCurrentTimeMillis()).toISOString()
-      const append = (line: string) => {
-        state.pending.push(line)
-        state.pendingChars += line.length
+      const append = (lines: string) => {
+        state.pending.push(lines)
+        state.pending.settle()
       }
       // The live marker (Crashes.ts) exists while this writer has a file and has not written `terminal`.
       const markerFile = path.join(liveDir, liveMarkerName(threadId))
@@ -75,7 +79,7 @@ export const makeRolloutWriter =
       )
       // Only once every line is on disk: a terminal line still buffered keeps the marker for the next start.
       const removeMarker = Effect.suspend(() =>
-        state.marker !== undefined && state.pending.length === 0 && !state.dirty
+        state.marker !== undefined && state.pending.isEmpty && !state.dirty
           ? fs.remove(markerFile, { force: true }).pipe(
               Effect.tap(() =>
                 Effect.sync(() => {
@@ -91,7 +95,7 @@ export const makeRolloutWriter =
       const closeMarker = Effect.suspend(() => {
         const marker = state.marker
         if (marker === undefined) return Effect.void
-        if (state.pending.length === 0 && !state.dirty) return removeMarker
+        if (state.pending.isEmpty && !state.dirty) return removeMarker
         const closed: LiveMarker = {
           ...marker,
           closed: { at: now(), ...(state.terminal === undefined ? {} : { terminal: state.terminal }) }
@@ -99,27 +103,28 @@ export const makeRolloutWriter =
         return writePointer(markerFile, jsonLine(closed)).pipe(
           Effect.provideService(FileSystem.FileSystem, fs),
           Effect.provideService(Path.Path, path),
-          Effect.tap(() => Effect.logWarning(`closed ${file} with ${state.pending.length} line(s) the disk refused`)),
+          Effect.tap(() =>
+            Effect.logWarning(`closed ${file} with ${state.pending.bytes} bytes of lines the disk refused`)
+          ),
           Effect.catchAll(() => Effect.ignore(fs.remove(markerFile, { force: true })))
         )
       })
       // One write per flush, whole lines only; uninterruptible so a cancelled fiber cannot cut a line (§21).
       const write = Effect.gen(function* () {
         if (!state.started) return // §20: a lazy writer waits for the first turn
-        if (state.exists && state.pending.length === 0 && !state.dirty) return
-        const lines = state.pending
-        state.pending = []
-        state.pendingChars = 0
-        const attempt = state.exists ? appendLines(lines) : createFile(lines)
+        if (state.exists && state.pending.isEmpty && !state.dirty) return
+        const chunks = state.pending.take()
+        const attempt = state.exists ? appendLines(chunks) : createFile(chunks)
         yield* Effect.catchAll(attempt, (error) => {
-          state.pending = lines.concat(state.pending) // keep them, in order, for the next try
-          for (const line of lines) state.pendingChars += line.length
+          state.pending.restore(chunks) // keep them, in order, for the next try
           return Effect.fail(error)
         })
       })
-      const createFile = (lines: ReadonlyArray<string>) =>
+      const createFile = (chunks: ReadonlyArray<Uint8Array>) =>
         Effect.gen(function* () {
-          const data = encodeUtf8((header.meta === undefined ? "" : jsonLine(header.meta)) + lines.join(""))
+          const data = Buffer.concat(
+            header.meta === undefined ? chunks : [encodeUtf8(jsonLine(header.meta)), ...chunks]
+          )
           // §32: rollouts and their folders are private.
           yield* fs
             .makeDirectory(path.dirname(file), { recursive: true, mode: 0o700 })
@@ -136,23 +141,29 @@ export const makeRolloutWriter =
           state.exists = true
           state.ownsFile = true
           state.size = data.byteLength
+          recycle(chunks) // on disk: their slabs may take new lines
           yield* markNewFile
         })
       // §34: O_APPEND, never a write at a remembered offset, and no O_CREAT: a rollout moved away
       // (archived) is an error, never a new file without metadata. A failed write may have left part
       // of a line: the next append starts on a new line, so the reader skips that part with a warning
       // and nothing written is overwritten.
-      const appendLines = (lines: ReadonlyArray<string>) =>
+      const appendLines = (chunks: ReadonlyArray<Uint8Array>) =>
         Effect.tryPromise({
           try: async () => {
-            let data = encodeUtf8(lines.join(""))
+            let data = chunks
             const handle = await FsPromises.open(file, FsConstants.O_WRONLY | FsConstants.O_APPEND)
             try {
-              if (state.dirty && (await handle.stat()).size > state.size) {
-                data = Buffer.concat([encodeUtf8("\n"), data])
+              if (state.dirty) {
+                const size = (await handle.stat()).size
+                if (size > state.size) data = [NEWLINE, ...data]
+                state.size = size
               }
-              await handle.writeFile(data)
-              state.size = (await handle.stat()).size
+              // One writev call a flush, not a copy into one buffer first nor FileHandle.writeFile's 512 KiB
+              // calls; then no stat: the file ends in a whole line of ours, and only a later failed write
+              // compares sizes again.
+              state.size += await writeAll(handle, data)
+              recycle(chunks) // on disk: their slabs may take new lines
               state.dirty = false
             } finally {
               await handle.close()
@@ -176,14 +187,22 @@ export const makeRolloutWriter =
       const flush = lock.withPermits(1)(Effect.uninterruptible(write)).pipe(Effect.withSpan("RolloutWriter.flush"))
       // onError runs outside the lock, so it may record an `error` event through this writer.
       const autoFlush = Effect.catchAll(flush, onError)
-      // Past the threshold the write goes on in the background, so the forwarder is not held by the disk
-      // (issue 12); one at a time: a second threshold while one is under way waits for it (backpressure).
-      // Turn boundaries, `terminal` and closing still wait for every line to be on disk.
+      // Past the threshold the writes go on in the background, so the forwarder is not held by the disk
+      // (issue 12): one fiber, writing until less than a threshold is buffered (or a write fails). The
+      // forwarder waits for it only once BACKLOG thresholds are buffered (backpressure): a write takes
+      // several trips to the thread pool, and waiting at the second threshold held the forwarder for
+      // most of them. Turn boundaries, `terminal` and closing still wait for every line to be on disk.
       const scope = yield* Effect.scope
+      const writeBacklog = Effect.catchAll(
+        Effect.repeat(flush, { while: () => state.pending.bytes >= flushThreshold }),
+        onError
+      )
       const flushInBackground = Effect.suspend(() => {
         const running = state.background
-        if (running !== undefined) return Effect.asVoid(Fiber.await(running))
-        return Effect.map(Effect.forkIn(autoFlush, scope), (fiber) => {
+        if (running !== undefined) {
+          return state.pending.bytes >= BACKLOG * flushThreshold ? Effect.asVoid(Fiber.await(running)) : Effect.void
+        }
+        return Effect.map(Effect.forkIn(writeBacklog, scope), (fiber) => {
           state.background = fiber
           fiber.addObserver(() => {
             if (state.background === fiber) state.background = undefined
@@ -191,7 +210,7 @@ export const makeRolloutWriter =
         })
       })
       const maybeFlush = (boundary: boolean) =>
-        boundary || state.closed ? autoFlush : state.pendingChars >= flushThreshold ? flushInBackground : Effect.void
+        boundary || state.closed ? autoFlush : state.pending.bytes >= flushThreshold ? flushInBackground : Effect.void
       yield* Effect.addFinalizer(() =>
         Effect.suspend(() => {
           state.closed = true
@@ -217,26 +236,15 @@ export const makeRolloutWriter =
         event: (event) =>
           Effect.suspend(() => {
             // §2: streaming deltas are not persisted (Codex's rollout policy); the completed item is.
-            if (NOT_PERSISTED.has(event.msg.type)) return Effect.void
+            if (!isPersisted(event.msg.type)) return Effect.void
             append(eventLine(now(), event))
-            return maybeFlush(TURN_BOUNDARIES.has(event.msg.type))
+            return maybeFlush(isTurnBoundary(event.msg.type))
           }),
         events: (events) =>
           Effect.suspend(() => {
             // One timestamp per batch: formatting a date costs as much as serialising the event.
-            // One string per batch: a line at a time costs an array slot and a length update each.
             // Per event type, a hand-built line (rolloutLines.ts): JSON.stringify of the whole line was the cost.
-            const at = now()
-            let lines = ""
-            let boundary = false
-            for (const event of events) {
-              const type = event.msg.type
-              if (NOT_PERSISTED.has(type)) continue // §2
-              lines += eventLine(at, event)
-              if (TURN_BOUNDARIES.has(type)) boundary = true
-            }
-            if (lines !== "") append(lines)
-            return maybeFlush(boundary)
+            return maybeFlush(appendEventLines(state.pending, now(), events))
           }),
         flush,
         terminal: (terminalState, reason) =>
@@ -256,9 +264,8 @@ export const makeRolloutWriter =
 
 /** One writer's state, owned by it alone. */
 export interface WriterState {
-  /** Encoded lines (newline included) not yet on disk, oldest first. */
-  pending: Array<string>
-  pendingChars: number
+  /** Lines (newline included) not yet on disk, oldest first, as UTF-8 bytes. */
+  readonly pending: PendingLines
   /** False for a lazy writer until its first turn. */
   started: boolean
   /** The live marker this writer holds, while it is on disk. */
@@ -282,8 +289,7 @@ export interface WriterState {
 
 /** A fresh writer state. */
 export const newState = (options: { readonly started: boolean }): WriterState => ({
-  pending: [],
-  pendingChars: 0,
+  pending: new PendingLines(),
   started: options.started,
   marker: undefined,
   terminated: false,
@@ -295,3 +301,27 @@ export const newState = (options: { readonly started: boolean }): WriterState =>
   closed: false,
   background: undefined
 })
+
+const NEWLINE = encodeUtf8("\n")
+
+/** What `writeAll` needs of a file handle. */
+export interface VectorWriter {
+  readonly writev: (buffers: ReadonlyArray<Uint8Array>) => Promise<{ readonly bytesWritten: number }>
+}
+
+/** Writes every byte of `chunks` in order (writev, again from where a short write stopped); returns how many. */
+export const writeAll = async (handle: VectorWriter, chunks: ReadonlyArray<Uint8Array>): Promise<number> => {
+  let total = 0
+  let rest = chunks
+  while (rest.length > 0) {
+    const { bytesWritten } = await handle.writev(rest)
+    if (bytesWritten === 0) throw new Error(`wrote 0 of the ${rest.length} chunk(s) left`)
+    total += bytesWritten
+    let skip = bytesWritten
+    let index = 0
+    while (index < rest.length && skip >= rest[index]!.byteLength) skip -= rest[index++]!.byteLength
+    rest = rest.slice(index)
+    if (skip > 0) rest = [rest[0]!.subarray(skip), ...rest.slice(1)]
+  }
+  return total
+}

@@ -329,8 +329,14 @@ const startOnCurrentScheduler = <E, R>(
           if (done || (yield* opsEmpty)) return
         }
       })
+    // Made in one step with the check, so two first submits share one mailbox; on the delegate's scheduler.
     const opsMailbox = Effect.suspend(() =>
-      ops !== undefined ? Effect.succeed(ops) : Effect.map(Mailbox.make<Submission>({ capacity }), (made) => (ops ??= made))
+      ops !== undefined
+        ? Effect.succeed(ops)
+        : Effect.map(Mailbox.make<Submission>({ capacity }), (made) => {
+            ops ??= made
+            return ops
+          })
     ).pipe(Effect.withScheduler(scheduler))
     const wakeForwarder = (mailbox: Mailbox.Mailbox<Submission>) =>
       Effect.suspend(() => {

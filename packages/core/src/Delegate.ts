@@ -218,7 +218,7 @@ const startOnCurrentScheduler = <E, R>(
     // the ops mailbox at the first submit, the fibers asking the parent at the first request.
     let ops: Mailbox.Mailbox<Submission> | undefined
     let opsShut = false
-    let approvals: FiberSet.FiberSet | undefined
+    let approvals: { readonly fibers: FiberSet.FiberSet; readonly scope: Scope.CloseableScope } | undefined
 
     const observeSubmission = options.onSubmission
     const observeEvents = options.onEvents
@@ -246,7 +246,8 @@ const startOnCurrentScheduler = <E, R>(
 
     // §8: Interrupt, Shutdown, then drain until the turn ends or the bound passes. Never fails, never hangs.
     const shutdownAgent = Effect.gen(function* () {
-      if (approvals !== undefined) yield* FiberSet.clear(approvals) // §4: pending requests are withdrawn and answered `abort` first
+      // §4: pending requests are withdrawn and answered `abort` first, once the forwarders have stopped.
+      if (approvals !== undefined) yield* FiberSet.clear(approvals.fibers)
       opsShut = true
       if (ops !== undefined) yield* ops.shutdown
       const interrupted = yield* trySend({ id: "interrupt", op: { type: "interrupt" } })
@@ -258,6 +259,7 @@ const startOnCurrentScheduler = <E, R>(
       })
       yield* events.end
       yield* Deferred.succeed(isShutDown, { outcome, withdrawn: [...withdrawn] })
+      if (approvals !== undefined) yield* Scope.close(approvals.scope, Exit.void)
     })
     // The scope runs its finalizers once; `cancel` and `awaitShutdown` wait on isShutDown.
     yield* Scope.addFinalizer(scope, Effect.uninterruptible(shutdownAgent))
@@ -288,9 +290,12 @@ const startOnCurrentScheduler = <E, R>(
             } else {
               pendingAnswers.add(key)
               const forget = Effect.sync(() => pendingAnswers.delete(key))
-              // Registered after the shutdown finalizer, so closing interrupts these first, as shutdown does.
-              approvals ??= yield* FiberSet.make().pipe(Scope.extend(scope))
-              yield* FiberSet.run(approvals, Effect.ensuring(handleApproval(event.id, event.msg), forget))
+              if (approvals === undefined) {
+                // Its own scope, closed by the shutdown: the delegate's would close it before the forwarders stop.
+                const approvalsScope = yield* Scope.make()
+                approvals = { fibers: yield* FiberSet.make().pipe(Scope.extend(approvalsScope)), scope: approvalsScope }
+              }
+              yield* FiberSet.run(approvals.fibers, Effect.ensuring(handleApproval(event.id, event.msg), forget))
             }
           } else if (forward(event.msg)) {
             out.push(event)

@@ -1,7 +1,7 @@
 import type { Event, Submission } from "@deputy/protocol"
 import { userText } from "@deputy/protocol"
 import { assert, describe, it } from "@effect/vitest"
-import { Chunk, Effect, Exit, Fiber, Layer, Option, Queue, Ref, Scope, Stream, TestClock } from "effect"
+import { Chunk, Effect, Exit, Fiber, Layer, Option, Queue, Ref, Scope, Stream, Supervisor, TestClock } from "effect"
 import { Delegate } from "../src/index.js"
 import { Parent } from "../src/Parent.js"
 import { makeFakeAgent, THREAD, takeUntil } from "./fixtures/FakeAgent.js"
@@ -10,6 +10,16 @@ import { makeManualParent } from "./fixtures/ManualParent.js"
 const denyAll = Parent.layerCallbacks({})
 /** Lets fibers on the fair scheduler run, whatever slice they are in. */
 const nextMacrotask = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+/** The supervised fibers still running once they are down to `expected`, or after 50 macrotasks. */
+const settledFibers = (supervisor: Supervisor.Supervisor<ReadonlyArray<unknown>>, expected: number) =>
+  Effect.gen(function* () {
+    for (let i = 0; i < 50; i++) {
+      const live = (yield* supervisor.value).length
+      if (live <= expected) return live
+      yield* nextMacrotask
+    }
+    return (yield* supervisor.value).length
+  })
 const opTypes = (subs: ReadonlyArray<Submission>) => subs.map((s) => s.op.type)
 const execRequest = (extra: { approvalId?: string } = {}) => ({
   type: "exec_approval_request" as const,
@@ -359,6 +369,29 @@ describe("Delegate.interactive", () => {
       )
       yield* delegate.awaitShutdown
     }).pipe(Effect.provide(denyAll))
+  )
+
+  it.scoped(
+    "issue 12: an idle delegate runs one fiber (its event forwarder); ops are forwarded by a fiber that ends once they are sent",
+    () =>
+      Effect.gen(function* () {
+        const fake = yield* makeFakeAgent()
+        const supervisor = yield* Supervisor.track
+        const supervised = Effect.supervised(supervisor)
+        const delegate = yield* Delegate.interactive(Effect.succeed(fake.agent)).pipe(supervised)
+        assert.strictEqual(yield* settledFibers(supervisor, 1), 1)
+        const first = yield* delegate.submit(userText("one")).pipe(supervised)
+        const second = yield* delegate.submit(userText("two")).pipe(supervised)
+        assert.deepStrictEqual(
+          [yield* Queue.take(fake.submissions), yield* Queue.take(fake.submissions)].map((s) => s.id),
+          [first, second]
+        )
+        assert.strictEqual(yield* settledFibers(supervisor, 1), 1)
+        // A submit after the forwarder ended starts it again.
+        const third = yield* delegate.submit(userText("three")).pipe(supervised)
+        assert.strictEqual((yield* Queue.take(fake.submissions)).id, third)
+        assert.strictEqual(yield* settledFibers(supervisor, 1), 1)
+      }).pipe(Effect.provide(denyAll))
   )
 })
 

@@ -78,16 +78,27 @@ export interface Options {
 export const defaultEventsCapacity = 1024
 
 /**
- * A backend whose every agent plays `script` from its first turn. A script that is not valid (see
- * `spawn`) fails every spawn with SpawnFailed naming the bad fields.
+ * A backend whose every agent plays `script` from its first turn. The script is validated once, at
+ * the first spawn, and its agents share the result (not a copy each); a script that is not valid
+ * (see `spawn`) fails every spawn with SpawnFailed naming the bad fields.
  */
-export const backend = (script: Script | ScriptInput, options: Options = {}): Backend<Requirements> => ({
-  name,
-  spawn: (spawnOptions) =>
-    spawn(script, { ...options, ...spawnOptions }).pipe(
-      Effect.mapError((error) => new SpawnFailed({ backend: name, reason: error.message, cause: error }))
-    )
-})
+export const backend = (script: Script | ScriptInput, options: Options = {}): Backend<Requirements> => {
+  let validated: Either.Either<Script, InvalidInput> | undefined
+  const valid = Effect.suspend(() =>
+    validated !== undefined
+      ? validated
+      : Effect.tap(Effect.either(validateScript(script, "script")), (result) => {
+          validated = result
+        }).pipe(Effect.flatten)
+  )
+  return {
+    name,
+    spawn: (spawnOptions) =>
+      Effect.flatMap(valid, (checked) => spawnValid(checked, { ...options, ...spawnOptions })).pipe(
+        Effect.mapError((error) => new SpawnFailed({ backend: name, reason: error.message, cause: error }))
+      )
+  }
+}
 
 /**
  * Starts one agent playing `script` in the caller's scope. Its first event is `session_configured`
@@ -257,8 +268,7 @@ const player = (config: {
           index: cut.index,
           progress: progressOf(script.turns[cut.index], cut.index, cut.turnId, cut.items)
         }
-  // Filling templates walks a step; only steps that use one pay for it.
-  const compiled = script.turns.map((turn) => turn.steps.map((step) => ({ step, isTemplated: hasTemplate(step) })))
+  const compiled = compile(script)
 
   /**
    * Runs one child of a spawn step to its end, reporting it to this turn: sub_agent_started once it
@@ -503,6 +513,21 @@ const player = (config: {
     })
 
   return { waiting, turnsPlayed, ...(unfinished === undefined ? {} : { unfinished }), inputs, playTurn }
+}
+
+/** A script's steps, each marked with whether it uses a template. */
+type Compiled = ReadonlyArray<ReadonlyArray<{ readonly step: ScriptStep; readonly isTemplated: boolean }>>
+
+// One per validated script, shared by its agents; a script is never changed once validated.
+const compiledScripts = new WeakMap<Script, Compiled>()
+
+const compile = (script: Script): Compiled => {
+  const known = compiledScripts.get(script)
+  if (known !== undefined) return known
+  // Filling templates walks a step; only steps that use one pay for it.
+  const compiled = script.turns.map((turn) => turn.steps.map((step) => ({ step, isTemplated: hasTemplate(step) })))
+  compiledScripts.set(script, compiled)
+  return compiled
 }
 
 /** What a resumed or forked thread remembers from its history (§12, §17): turns played, answers, session approvals, children. */

@@ -1,8 +1,10 @@
 /**
  * The delegate: the machinery between a parent and one sub-agent. It owns a child scope of the
- * caller's scope holding the agent, two bounded mailboxes (ops in, events out) and two forwarding
- * fibers. Approval requests go to the Parent, never to the caller. Closing the scope (or `cancel`)
- * withdraws pending requests, then sends Interrupt and Shutdown and drains within a bound (§1–§9).
+ * caller's scope holding the agent, two bounded mailboxes (ops in, events out) and their forwarders:
+ * the events forwarder runs as long as the delegate, the ops mailbox is made at the first submit and
+ * its forwarder runs only while ops wait, so an idle delegate holds one fiber. Approval requests go
+ * to the Parent, never to the caller. Closing the scope (or `cancel`) withdraws pending requests,
+ * then sends Interrupt and Shutdown and drains within a bound (§1–§9).
  */
 import {
   type AgentStatus,

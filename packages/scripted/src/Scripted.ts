@@ -1,9 +1,10 @@
 /**
  * The scripted backend (§24): an in-process agent that plays a Script, one turn per `user_input`.
- * An agent lives in the scope it was spawned in and owns there: a driver fiber that takes ops one
- * at a time, at most one turn fiber (which may own a child process, or wait on nested sub-agents),
- * and the bounded events mailbox. Closing that scope interrupts both fibers, kills the child process,
- * cancels the sub-agents and ends the events.
+ * An agent lives in the scope it was spawned in and owns there: a driver (TurnRunner.makeDriver)
+ * that takes ops one at a time on a fiber running only while ops wait, at most one turn fiber (which
+ * may own a child process, or wait on nested sub-agents), and the bounded events mailbox; an idle
+ * agent runs no fiber. Closing that scope interrupts both fibers, kills the child process, cancels
+ * the sub-agents and ends the events.
  *
  * Events carry no time and no random id (the thread id aside), so the same script with the same
  * answers gives the same events. Steps that need no waiting are batched into one `offerAll`, so a

@@ -349,7 +349,10 @@ const startOnCurrentScheduler = <E, R>(
       Effect.suspend(() => {
         if (forwardingOps) return Effect.void
         forwardingOps = true
-        return Effect.asVoid(Effect.forkIn(Effect.withScheduler(forwardOps(mailbox), scheduler), scope))
+        // Interruptible whatever the submitter's region: closing the delegate must be able to stop it.
+        return Effect.asVoid(
+          Effect.forkIn(Effect.interruptible(Effect.withScheduler(forwardOps(mailbox), scheduler)), scope)
+        )
       })
     const opsClosed = () => new OpsClosed({ threadId: agent.threadId, reason: "the agent was shut down" })
     const enqueue = (submission: Submission) =>

@@ -2,7 +2,7 @@ import type { Event, Submission } from "@deputy/protocol"
 import { userText } from "@deputy/protocol"
 import { assert, describe, it } from "@effect/vitest"
 import { Chunk, Effect, Exit, Fiber, Layer, Option, Queue, Ref, Scope, Stream, Supervisor, TestClock } from "effect"
-import { Delegate } from "../src/index.js"
+import { type Agent, Delegate } from "../src/index.js"
 import { Parent } from "../src/Parent.js"
 import { makeFakeAgent, THREAD, takeUntil } from "./fixtures/FakeAgent.js"
 import { makeManualParent } from "./fixtures/ManualParent.js"
@@ -392,6 +392,23 @@ describe("Delegate.interactive", () => {
         assert.strictEqual((yield* Queue.take(fake.submissions)).id, third)
         assert.strictEqual(yield* settledFibers(supervisor, 1), 1)
       }).pipe(Effect.provide(denyAll))
+  )
+
+  it.effect("issue 12: a submit made in an uninterruptible region does not keep the delegate from closing", () =>
+    Effect.gen(function* () {
+      const fake = yield* makeFakeAgent()
+      // An agent that never takes a user input: the op forwarder waits in its submit.
+      const agent: Agent = {
+        ...fake.agent,
+        submit: (submission) => (submission.op.type === "user_input" ? Effect.never : fake.agent.submit(submission))
+      }
+      const scope = yield* Scope.make()
+      const delegate = yield* Delegate.interactive(Effect.succeed(agent)).pipe(Scope.extend(scope))
+      yield* Effect.uninterruptible(delegate.submit(userText("stuck")))
+      yield* nextMacrotask // the forwarder is now waiting in the agent's submit
+      const shutdown = yield* delegate.cancel
+      assert.strictEqual(shutdown.outcome, "aborted")
+    }).pipe(Effect.provide(denyAll))
   )
 })
 

@@ -1,8 +1,10 @@
 /**
  * The delegate: the machinery between a parent and one sub-agent. It owns a child scope of the
- * caller's scope holding the agent, two bounded mailboxes (ops in, events out) and two forwarding
- * fibers. Approval requests go to the Parent, never to the caller. Closing the scope (or `cancel`)
- * withdraws pending requests, then sends Interrupt and Shutdown and drains within a bound (§1–§9).
+ * caller's scope holding the agent, two bounded mailboxes (ops in, events out) and their forwarders:
+ * the events forwarder runs as long as the delegate, the ops mailbox is made at the first submit and
+ * its forwarder runs only while ops wait, so an idle delegate holds one fiber. Approval requests go
+ * to the Parent, never to the caller. Closing the scope (or `cancel`) withdraws pending requests,
+ * then sends Interrupt and Shutdown and drains within a bound (§1–§9).
  */
 import {
   type AgentStatus,
@@ -210,13 +212,17 @@ const startOnCurrentScheduler = <E, R>(
       Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause)))
     )
     const capacity = options.capacity ?? DEFAULT_CAPACITY
-    const ops = yield* Mailbox.make<Submission>({ capacity })
+    const scheduler = options.scheduler ?? fairScheduler
     const events = yield* Mailbox.make<Event>({ capacity })
-    const approvals = yield* FiberSet.make().pipe(Scope.extend(scope))
     const isShutDown = yield* Deferred.make<DelegateShutdown>()
     const withdrawn: Array<string> = []
+    // Made when first needed, so an idle delegate holds neither (issue 12: memory per idle thread):
+    // the ops mailbox at the first submit, the fibers asking the parent at the first request.
+    let ops: Mailbox.Mailbox<Submission> | undefined
+    let opsShut = false
+    let approvals: { readonly fibers: FiberSet.FiberSet; readonly scope: Scope.CloseableScope } | undefined
 
-    const observeSubmission = options.onSubmission ?? (() => Effect.void)
+    const observeSubmission = options.onSubmission
     const observeEvents = options.onEvents
 
     const forward = options.filter ?? defaultEventFilter
@@ -224,7 +230,11 @@ const startOnCurrentScheduler = <E, R>(
 
     // Errors submitting to a closed agent are ignored everywhere (§8): the agent is gone, nothing waits.
     const trySend = (submission: Submission) =>
-      observeSubmission(submission).pipe(Effect.zipRight(agent.submit(submission)), Effect.isSuccess)
+      Effect.isSuccess(
+        observeSubmission === undefined
+          ? agent.submit(submission)
+          : Effect.zipRight(observeSubmission(submission), agent.submit(submission))
+      )
     const send = (submission: Submission) => Effect.asVoid(trySend(submission))
 
     /** Reads the agent's events until its turn ends or it shuts down; says which, "ended" if the events end first. */
@@ -238,8 +248,10 @@ const startOnCurrentScheduler = <E, R>(
 
     // §8: Interrupt, Shutdown, then drain until the turn ends or the bound passes. Never fails, never hangs.
     const shutdownAgent = Effect.gen(function* () {
-      yield* FiberSet.clear(approvals) // §4: pending requests are withdrawn and answered `abort` first
-      yield* ops.shutdown
+      // §4: pending requests are withdrawn and answered `abort` first, once the forwarders have stopped.
+      if (approvals !== undefined) yield* FiberSet.clear(approvals.fibers)
+      opsShut = true
+      if (ops !== undefined) yield* ops.shutdown
       const interrupted = yield* trySend({ id: "interrupt", op: { type: "interrupt" } })
       const shutDown = yield* trySend({ id: "shutdown", op: { type: "shutdown" } })
       const ended = yield* Effect.interruptible(drain).pipe(Effect.timeoutOption(drainTimeout))
@@ -249,9 +261,10 @@ const startOnCurrentScheduler = <E, R>(
       })
       yield* events.end
       yield* Deferred.succeed(isShutDown, { outcome, withdrawn: [...withdrawn] })
+      if (approvals !== undefined) yield* Scope.close(approvals.scope, Exit.void)
     })
-    const shutdownOnce = yield* Effect.cached(Effect.uninterruptible(shutdownAgent))
-    yield* Scope.addFinalizer(scope, shutdownOnce)
+    // The scope runs its finalizers once; `cancel` and `awaitShutdown` wait on isShutDown.
+    yield* Scope.addFinalizer(scope, Effect.uninterruptible(shutdownAgent))
 
     // Answer ids (`exec:<approval id>`, …) of requests waiting for the parent: one answer each (§30).
     const pendingAnswers = new Set<string>()
@@ -279,7 +292,12 @@ const startOnCurrentScheduler = <E, R>(
             } else {
               pendingAnswers.add(key)
               const forget = Effect.sync(() => pendingAnswers.delete(key))
-              yield* FiberSet.run(approvals, Effect.ensuring(handleApproval(event.id, event.msg), forget))
+              if (approvals === undefined) {
+                // Its own scope, closed by the shutdown: the delegate's would close it before the forwarders stop.
+                const approvalsScope = yield* Scope.make()
+                approvals = { fibers: yield* FiberSet.make().pipe(Scope.extend(approvalsScope)), scope: approvalsScope }
+              }
+              yield* FiberSet.run(approvals.fibers, Effect.ensuring(handleApproval(event.id, event.msg), forget))
             }
           } else if (forward(event.msg)) {
             out.push(event)
@@ -302,13 +320,51 @@ const startOnCurrentScheduler = <E, R>(
       }
     })
 
-    const forwardOps = Effect.gen(function* () {
-      while (true) {
-        const [chunk, done] = yield* ops.takeAll
-        for (const submission of Chunk.toReadonlyArray(chunk)) yield* send(submission)
-        if (done) return
-      }
+    // Ops reach the agent through one forwarder at a time, in order. It runs only while ops wait: it
+    // stops once the mailbox is empty and a submit starts it again, so an idle delegate has no fiber here.
+    let forwardingOps = false
+    const opsEmpty = Effect.sync(() => {
+      if (ops !== undefined && Option.getOrElse(ops.unsafeSize(), () => 0) > 0) return false
+      forwardingOps = false // in the same step as the check: a submit after it starts a new forwarder
+      return true
     })
+    const forwardOps = (mailbox: Mailbox.Mailbox<Submission>) =>
+      Effect.gen(function* () {
+        while (true) {
+          const [chunk, done] = yield* mailbox.takeAll
+          for (const submission of Chunk.toReadonlyArray(chunk)) yield* send(submission)
+          if (done || (yield* opsEmpty)) return
+        }
+      })
+    // Made in one step with the check, so two first submits share one mailbox; on the delegate's scheduler.
+    const opsMailbox = Effect.suspend(() =>
+      ops !== undefined
+        ? Effect.succeed(ops)
+        : Effect.map(Mailbox.make<Submission>({ capacity }), (made) => {
+            ops ??= made
+            return ops
+          })
+    ).pipe(Effect.withScheduler(scheduler))
+    const wakeForwarder = (mailbox: Mailbox.Mailbox<Submission>) =>
+      Effect.suspend(() => {
+        if (forwardingOps) return Effect.void
+        forwardingOps = true
+        // Interruptible whatever the submitter's region: closing the delegate must be able to stop it.
+        return Effect.asVoid(
+          Effect.forkIn(Effect.interruptible(Effect.withScheduler(forwardOps(mailbox), scheduler)), scope)
+        )
+      })
+    const opsClosed = () => new OpsClosed({ threadId: agent.threadId, reason: "the agent was shut down" })
+    const enqueue = (submission: Submission) =>
+      Effect.suspend(() =>
+        opsShut
+          ? Effect.fail(opsClosed())
+          : Effect.flatMap(opsMailbox, (mailbox) =>
+              Effect.flatMap(mailbox.offer(submission), (accepted) =>
+                accepted ? Effect.as(wakeForwarder(mailbox), submission.id) : Effect.fail(opsClosed())
+              )
+            )
+      )
 
     // One way to read at a time: `take` beside a running `events` stream would split the events between
     // the two readers, each silently missing the other's. Concurrent `take`s are a queue's, and fine.
@@ -334,7 +390,6 @@ const startOnCurrentScheduler = <E, R>(
       )
     )
 
-    yield* Effect.forkIn(forwardOps, scope)
     yield* Effect.forkIn(forwardEvents, scope)
 
     return {
@@ -342,11 +397,7 @@ const startOnCurrentScheduler = <E, R>(
       submit: (op, id = crypto.randomUUID()) =>
         isAnswerOp(op)
           ? Effect.fail(new CallerCannotAnswer({ threadId: agent.threadId, op: op.type }))
-          : Effect.flatMap(ops.offer({ id, op }), (accepted) =>
-              accepted
-                ? Effect.succeed(id)
-                : Effect.fail(new OpsClosed({ threadId: agent.threadId, reason: "the agent was shut down" }))
-            ),
+          : enqueue({ id, op }),
       events: readEvents,
       take: Effect.suspend(() => (streaming ? alreadyRead("take") : events.take)),
       report: (msg, id = "") => report(msg, id),

@@ -1,12 +1,15 @@
 /**
- * One turn at a time, for a backend's driver fiber (§24, §26). The running turn is a fiber in a
- * FiberSet of the scope `make` runs in (the agent's); inputs arriving during it wait, in order, and
- * start after it. A turn fiber posts its end to the driver's inbox as a TurnDone, so the driver
- * handles it in order with the ops; a sequence number tells a late TurnDone of an interrupted turn
- * from the running turn's. Only the driver fiber may call a runner: its state is plain and mutable.
+ * One turn at a time, for a backend's driver (§24, §26). The running turn is a fiber of the scope
+ * `make` runs in (the agent's); inputs arriving during it wait, in order, and start after it. A turn
+ * fiber posts its end to the driver's inbox as a TurnDone, so the driver handles it in order with the
+ * ops; a sequence number tells a late TurnDone of an interrupted turn from the running turn's. Only
+ * the driver may call a runner: its state is plain and mutable.
+ *
+ * The driver itself (`makeDriver`) handles its messages one at a time on a fiber that runs only while
+ * messages wait, so an idle agent holds no fiber (issue 12: memory per idle thread).
  */
 import type { AgentStatus, Event, EventMsg } from "@deputy/protocol"
-import { Effect, Exit, Fiber, FiberSet, type Mailbox, type Scope, SubscriptionRef } from "effect"
+import { Effect, Exit, Fiber, type Mailbox, Scope, SubscriptionRef } from "effect"
 
 /** What a turn fiber posts to the driver's inbox when it ends by itself. */
 export interface TurnDone<A> {
@@ -44,12 +47,32 @@ export const make = <I, A, R>(options: {
 }): Effect.Effect<TurnRunner<I, A, R>, never, Scope.Scope> =>
   Effect.gen(function* () {
     const { events, status, inbox, run } = options
-    const fibers = yield* FiberSet.make()
     const queued: Array<{ readonly turnId: string; readonly input: I }> = []
     let current:
       | { readonly seq: number; readonly turnId: string; readonly fiber: Fiber.RuntimeFiber<boolean> }
       | undefined
     let nextSeq = 0
+    // Turn fibers still running. Closing the agent's scope interrupts them, at the place `make` ran in
+    // its finalizer order (a FiberSet's place), with no FiberSet held while idle. Each fiber adds itself
+    // in its first step, so one forked just before the close either is interrupted or never starts.
+    const live = new Set<Fiber.RuntimeFiber<boolean>>()
+    let closed = false
+    yield* Scope.addFinalizer(
+      yield* Effect.scope,
+      Effect.suspend(() => {
+        closed = true
+        return Fiber.interruptAll(live)
+      })
+    )
+    const turnFiber = (body: Effect.Effect<boolean, never, R>) =>
+      Effect.withFiberRuntime<boolean, never, R>((self) => {
+        if (closed) return Effect.succeed(false)
+        live.add(self)
+        return Effect.ensuring(
+          body,
+          Effect.sync(() => live.delete(self))
+        )
+      })
 
     const begin = (turnId: string, input: I) =>
       Effect.gen(function* () {
@@ -57,11 +80,12 @@ export const make = <I, A, R>(options: {
         const turn = run(turnId, input)
         yield* SubscriptionRef.set(status, { type: "running", turnId })
         if (options.announce) yield* events.offer({ id: turnId, msg: { type: "turn_started", turnId } })
-        const fiber = yield* FiberSet.run(
-          fibers,
-          turn.pipe(
-            Effect.exit,
-            Effect.flatMap((exit) => inbox.offer({ _tag: "TurnDone", seq, exit }))
+        const fiber = yield* Effect.forkDaemon(
+          turnFiber(
+            turn.pipe(
+              Effect.exit,
+              Effect.flatMap((exit) => inbox.offer({ _tag: "TurnDone", seq, exit }))
+            )
           )
         )
         current = { seq, turnId, fiber }
@@ -112,4 +136,109 @@ export const make = <I, A, R>(options: {
       })
 
     return { start, done, end, interrupt, shutdown }
+  })
+
+/** How a driver handles its messages. */
+export interface DriverHandlers<M, R> {
+  /** Runs first, before any message (a backend's startup events). */
+  readonly start: Effect.Effect<void, never, R>
+  /** Handles one message; `stop` ends the driver, and later messages are dropped. */
+  readonly handle: (message: M) => Effect.Effect<"continue" | "stop", never, R>
+}
+
+/** A backend's driver: the agent's messages (ops, turn ends), handled one at a time and in order. */
+export interface Driver<M, R> {
+  /**
+   * Queues `message` and starts the driver's fiber if none runs. False (and dropped) once a message's
+   * handling said `stop`. Never waits: the queue is unbounded, like the inbox of a Mailbox.
+   */
+  readonly offer: (message: M) => Effect.Effect<boolean>
+  /**
+   * Starts the driver (once): `start`, then `handle` on each message, those offered before first.
+   * Separate from `makeDriver` so the handlers may use what is made with the driver (a TurnRunner).
+   */
+  readonly run: (handlers: DriverHandlers<M, R>) => Effect.Effect<void>
+}
+
+/**
+ * A driver in the caller's scope, with the caller's context. Its fiber runs only while messages wait
+ * and belongs to that scope (closing it interrupts the fiber); each run has the context `makeDriver`
+ * was called in.
+ */
+export const makeDriver = <M, R>(): Effect.Effect<Driver<M, R>, never, Scope.Scope | R> =>
+  Effect.gen(function* () {
+    const context = yield* Effect.context<R>()
+    const waiting: Array<M> = []
+    let handlers: DriverHandlers<M, R> | undefined
+    let running = true // until `run`: messages wait for the handlers
+    let stopped = false
+    let fiber: Fiber.RuntimeFiber<void> | undefined
+    // Closing the caller's scope stops the driver at the place `makeDriver` ran in its finalizer order
+    // (a forkScoped fiber's place), though its fiber may be forked later.
+    yield* Scope.addFinalizer(
+      yield* Effect.scope,
+      Effect.suspend(() => {
+        stopped = true
+        waiting.length = 0
+        const running = fiber
+        fiber = undefined
+        return running === undefined ? Effect.void : Fiber.interrupt(running)
+      })
+    )
+    // The check and `running = false` in one step: an offer after it starts a new fiber.
+    const next = Effect.sync(() => {
+      const message = stopped ? undefined : waiting.shift()
+      if (message === undefined) {
+        running = false
+        fiber = undefined
+      }
+      return message
+    })
+    const drain = Effect.gen(function* () {
+      while (true) {
+        const message = yield* next
+        if (message === undefined) return
+        if ((yield* handlers!.handle(message)) === "stop") {
+          stopped = true
+          waiting.length = 0
+          fiber = undefined
+          return
+        }
+      }
+    })
+    // The fiber names itself in its first step, so a close just after the fork either interrupts it or
+    // stops it before it starts. Interruptible whatever the region of the fiber that woke it.
+    const runFrom = (first: Effect.Effect<void, never, R>): Effect.Effect<void> =>
+      Effect.asVoid(
+        Effect.forkDaemon(
+          Effect.interruptible(
+            Effect.withFiberRuntime<void, never, R>((self) => {
+              if (stopped) return Effect.void
+              fiber = self
+              return Effect.zipRight(first, drain)
+            }).pipe(Effect.provide(context))
+          )
+        )
+      )
+    return {
+      // Queueing and starting the fiber are one step: an interrupted offer cannot leave a message with no fiber.
+      offer: (message) =>
+        Effect.uninterruptible(
+          Effect.suspend(() => {
+            if (stopped) return Effect.succeed(false)
+            waiting.push(message)
+            if (running) return Effect.succeed(true)
+            running = true
+            return Effect.as(runFrom(Effect.void), true)
+          })
+        ),
+      run: (given) =>
+        Effect.uninterruptible(
+          Effect.suspend(() => {
+            if (handlers !== undefined) return Effect.void
+            handlers = given
+            return runFrom(given.start)
+          })
+        )
+    }
   })

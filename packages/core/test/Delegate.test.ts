@@ -1,8 +1,8 @@
 import type { Event, Submission } from "@deputy/protocol"
 import { userText } from "@deputy/protocol"
 import { assert, describe, it } from "@effect/vitest"
-import { Chunk, Effect, Exit, Fiber, Layer, Option, Queue, Ref, Scope, Stream, TestClock } from "effect"
-import { Delegate } from "../src/index.js"
+import { Chunk, Effect, Exit, Fiber, Layer, Option, Queue, Ref, Scope, Stream, Supervisor, TestClock } from "effect"
+import { type Agent, Delegate } from "../src/index.js"
 import { Parent } from "../src/Parent.js"
 import { makeFakeAgent, THREAD, takeUntil } from "./fixtures/FakeAgent.js"
 import { makeManualParent } from "./fixtures/ManualParent.js"
@@ -10,6 +10,16 @@ import { makeManualParent } from "./fixtures/ManualParent.js"
 const denyAll = Parent.layerCallbacks({})
 /** Lets fibers on the fair scheduler run, whatever slice they are in. */
 const nextMacrotask = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+/** The supervised fibers still running once they are down to `expected`, or after 50 macrotasks. */
+const settledFibers = (supervisor: Supervisor.Supervisor<ReadonlyArray<unknown>>, expected: number) =>
+  Effect.gen(function* () {
+    for (let i = 0; i < 50; i++) {
+      const live = (yield* supervisor.value).length
+      if (live <= expected) return live
+      yield* nextMacrotask
+    }
+    return (yield* supervisor.value).length
+  })
 const opTypes = (subs: ReadonlyArray<Submission>) => subs.map((s) => s.op.type)
 const execRequest = (extra: { approvalId?: string } = {}) => ({
   type: "exec_approval_request" as const,
@@ -358,6 +368,46 @@ describe("Delegate.interactive", () => {
         ["agent_message"]
       )
       yield* delegate.awaitShutdown
+    }).pipe(Effect.provide(denyAll))
+  )
+
+  it.scoped(
+    "issue 12: an idle delegate runs one fiber (its event forwarder); ops are forwarded by a fiber that ends once they are sent",
+    () =>
+      Effect.gen(function* () {
+        const fake = yield* makeFakeAgent()
+        const supervisor = yield* Supervisor.track
+        const supervised = Effect.supervised(supervisor)
+        const delegate = yield* Delegate.interactive(Effect.succeed(fake.agent)).pipe(supervised)
+        assert.strictEqual(yield* settledFibers(supervisor, 1), 1)
+        const first = yield* delegate.submit(userText("one")).pipe(supervised)
+        const second = yield* delegate.submit(userText("two")).pipe(supervised)
+        assert.deepStrictEqual(
+          [yield* Queue.take(fake.submissions), yield* Queue.take(fake.submissions)].map((s) => s.id),
+          [first, second]
+        )
+        assert.strictEqual(yield* settledFibers(supervisor, 1), 1)
+        // A submit after the forwarder ended starts it again.
+        const third = yield* delegate.submit(userText("three")).pipe(supervised)
+        assert.strictEqual((yield* Queue.take(fake.submissions)).id, third)
+        assert.strictEqual(yield* settledFibers(supervisor, 1), 1)
+      }).pipe(Effect.provide(denyAll))
+  )
+
+  it.effect("issue 12: a submit made in an uninterruptible region does not keep the delegate from closing", () =>
+    Effect.gen(function* () {
+      const fake = yield* makeFakeAgent()
+      // An agent that never takes a user input: the op forwarder waits in its submit.
+      const agent: Agent = {
+        ...fake.agent,
+        submit: (submission) => (submission.op.type === "user_input" ? Effect.never : fake.agent.submit(submission))
+      }
+      const scope = yield* Scope.make()
+      const delegate = yield* Delegate.interactive(Effect.succeed(agent)).pipe(Scope.extend(scope))
+      yield* Effect.uninterruptible(delegate.submit(userText("stuck")))
+      yield* nextMacrotask // the forwarder is now waiting in the agent's submit
+      const shutdown = yield* delegate.cancel
+      assert.strictEqual(shutdown.outcome, "aborted")
     }).pipe(Effect.provide(denyAll))
   )
 })

@@ -1,9 +1,10 @@
 /**
  * The scripted backend (§24): an in-process agent that plays a Script, one turn per `user_input`.
- * An agent lives in the scope it was spawned in and owns there: a driver fiber that takes ops one
- * at a time, at most one turn fiber (which may own a child process, or wait on nested sub-agents),
- * and the bounded events mailbox. Closing that scope interrupts both fibers, kills the child process,
- * cancels the sub-agents and ends the events.
+ * An agent lives in the scope it was spawned in and owns there: a driver (TurnRunner.makeDriver)
+ * that takes ops one at a time on a fiber running only while ops wait, at most one turn fiber (which
+ * may own a child process, or wait on nested sub-agents), and the bounded events mailbox; an idle
+ * agent runs no fiber. Closing that scope interrupts both fibers, kills the child process, cancels
+ * the sub-agents and ends the events.
  *
  * Events carry no time and no random id (the thread id aside), so the same script with the same
  * answers gives the same events. Steps that need no waiting are batched into one `offerAll`, so a
@@ -40,7 +41,7 @@ import {
   type UserInputResponse
 } from "@deputy/protocol"
 import type { FileSystem } from "@effect/platform"
-import { Cause, Deferred, Effect, Either, Exit, Mailbox, type Scope, SubscriptionRef } from "effect"
+import { Cause, Deferred, Effect, Either, Exit, Mailbox, Scope, SubscriptionRef } from "effect"
 import { runCommand } from "./internal/exec.js"
 import { applyChanges } from "./internal/patch.js"
 import { callIdOf, NO_SPAWN_CHILD, type Progress, progressOf, unfinishedOf } from "./internal/resume.js"
@@ -78,16 +79,27 @@ export interface Options {
 export const defaultEventsCapacity = 1024
 
 /**
- * A backend whose every agent plays `script` from its first turn. A script that is not valid (see
- * `spawn`) fails every spawn with SpawnFailed naming the bad fields.
+ * A backend whose every agent plays `script` from its first turn. The script is validated once, at
+ * the first spawn, and its agents share the result (not a copy each); a script that is not valid
+ * (see `spawn`) fails every spawn with SpawnFailed naming the bad fields.
  */
-export const backend = (script: Script | ScriptInput, options: Options = {}): Backend<Requirements> => ({
-  name,
-  spawn: (spawnOptions) =>
-    spawn(script, { ...options, ...spawnOptions }).pipe(
-      Effect.mapError((error) => new SpawnFailed({ backend: name, reason: error.message, cause: error }))
-    )
-})
+export const backend = (script: Script | ScriptInput, options: Options = {}): Backend<Requirements> => {
+  let validated: Either.Either<Script, InvalidInput> | undefined
+  const valid = Effect.suspend(() =>
+    validated !== undefined
+      ? validated
+      : Effect.tap(Effect.either(validateScript(script, "script")), (result) => {
+          validated = result
+        }).pipe(Effect.flatten)
+  )
+  return {
+    name,
+    spawn: (spawnOptions) =>
+      Effect.flatMap(valid, (checked) => spawnValid(checked, { ...options, ...spawnOptions })).pipe(
+        Effect.mapError((error) => new SpawnFailed({ backend: name, reason: error.message, cause: error }))
+      )
+  }
+}
 
 /**
  * Starts one agent playing `script` in the caller's scope. Its first event is `session_configured`
@@ -114,11 +126,11 @@ const spawnValid = (
     }
     const capacity = Math.max(1, Math.floor(options.eventsCapacity ?? defaultEventsCapacity))
     const events = yield* Mailbox.make<Event>({ capacity })
-    const inbox = yield* Mailbox.make<Inbox>()
     const status = yield* SubscriptionRef.make<AgentStatus>({ type: "pending_init" })
     const state: AgentState = { closed: false }
 
-    yield* Effect.addFinalizer(() =>
+    yield* Scope.addFinalizer(
+      yield* Effect.scope,
       Effect.gen(function* () {
         state.closed = true
         yield* SubscriptionRef.update(
@@ -139,15 +151,21 @@ const spawnValid = (
       ...(options.spawnChild === undefined ? {} : { spawnChild: options.spawnChild })
     })
     let nextTurnIndex = play.turnsPlayed
-    const turns = yield* TurnRunner.make({
+    // Ops and turn ends go to the driver, which runs only while they wait (no fiber while idle). Made
+    // after the turn runner, as its fiber was forked after it: closing the agent stops the driver first.
+    let inbox: TurnRunner.Driver<Inbox, Requirements> | undefined
+    const turns = yield* TurnRunner.make<Unfinished | undefined, Outcome, Requirements>({
       events,
       status,
-      inbox,
+      // No turn starts before the driver runs, and it runs once `inbox` is set.
+      inbox: { offer: (message) => Effect.suspend(() => inbox?.offer(message) ?? Effect.succeed(false)) },
       // `resumed`: the turn the history ended in the middle of, to go on with (its index is already counted).
       run: (turnId, resumed: Unfinished | undefined) =>
         play.playTurn(turnId, resumed?.index ?? nextTurnIndex++, resumed?.progress)
     })
-    yield* Effect.forkScoped(driver({ script, threadId, cwd, events, inbox, status, state, turns, play }))
+    const ops = yield* TurnRunner.makeDriver<Inbox, Requirements>()
+    inbox = ops
+    yield* ops.run(driver({ script, threadId, cwd, events, status, state, turns, play }))
 
     return {
       threadId,
@@ -156,8 +174,7 @@ const spawnValid = (
         Effect.suspend(() => {
           if (state.closed) return Effect.fail(new AgentClosed({ threadId }))
           if (submission.op.type === "shutdown") state.closed = true // later submits fail at once
-          inbox.unsafeOffer({ _tag: "Op", submission })
-          return Effect.void
+          return Effect.asVoid(ops.offer({ _tag: "Op", submission }))
         }),
       events,
       status,
@@ -229,12 +246,20 @@ const player = (config: {
   const { turnsPlayed, sessionCommands } = memory
   // Patches approved for the session, as their exact sets of resolved paths (§28); the history's are
   // resolved once, on first use, against the workspace as it is then.
-  const sessionPatches = Effect.cached(
-    Effect.map(
-      Effect.forEach(memory.sessionPatches, (changes) => Effect.option(confinePatch(workspace, changes))),
-      (sets) => new Set(sets.flatMap((set) => (set._tag === "Some" ? [set.value.relative.join("\u0000")] : [])))
-    )
-  ).pipe(Effect.runSync)
+  let resolvedPatches: Set<string> | undefined
+  const sessionPatches = Effect.suspend(() =>
+    resolvedPatches !== undefined
+      ? Effect.succeed(resolvedPatches)
+      : Effect.map(
+          Effect.forEach(memory.sessionPatches, (changes) => Effect.option(confinePatch(workspace, changes))),
+          (sets) => {
+            resolvedPatches ??= new Set(
+              sets.flatMap((set) => (set._tag === "Some" ? [set.value.relative.join("\u0000")] : []))
+            )
+            return resolvedPatches
+          }
+        )
+  )
   const { turn: cut, inputs } = unfinishedOf(config.history)
   const unfinished =
     cut === undefined
@@ -244,8 +269,7 @@ const player = (config: {
           index: cut.index,
           progress: progressOf(script.turns[cut.index], cut.index, cut.turnId, cut.items)
         }
-  // Filling templates walks a step; only steps that use one pay for it.
-  const compiled = script.turns.map((turn) => turn.steps.map((step) => ({ step, isTemplated: hasTemplate(step) })))
+  const compiled = compile(script)
 
   /**
    * Runs one child of a spawn step to its end, reporting it to this turn: sub_agent_started once it
@@ -492,6 +516,21 @@ const player = (config: {
   return { waiting, turnsPlayed, ...(unfinished === undefined ? {} : { unfinished }), inputs, playTurn }
 }
 
+/** A script's steps, each marked with whether it uses a template. */
+type Compiled = ReadonlyArray<ReadonlyArray<{ readonly step: ScriptStep; readonly isTemplated: boolean }>>
+
+// One per validated script, shared by its agents; a script is never changed once validated.
+const compiledScripts = new WeakMap<Script, Compiled>()
+
+const compile = (script: Script): Compiled => {
+  const known = compiledScripts.get(script)
+  if (known !== undefined) return known
+  // Filling templates walks a step; only steps that use one pay for it.
+  const compiled = script.turns.map((turn) => turn.steps.map((step) => ({ step, isTemplated: hasTemplate(step) })))
+  compiledScripts.set(script, compiled)
+  return compiled
+}
+
 /** What a resumed or forked thread remembers from its history (§12, §17): turns played, answers, session approvals, children. */
 const remember = (history: ReadonlyArray<RolloutItem>) => {
   let turnsPlayed = 0
@@ -536,74 +575,74 @@ type DeltaType = "agent_message_delta" | "agent_reasoning_delta"
 /**
  * The op side: takes ops one at a time, starts turns (queueing inputs that arrive during one),
  * routes answers to the waiting turn, and handles interrupt and shutdown. It alone changes status
- * (through its TurnRunner, which emits each turn's last event after the status).
+ * (through its TurnRunner, which emits each turn's last event after the status). It runs on the
+ * agent's TurnRunner.Driver: `start` first, then `handle` per message until shutdown or a fatal end.
  */
 const driver = (config: {
   readonly script: Script
   readonly threadId: ThreadId
   readonly cwd: string
   readonly events: Mailbox.Mailbox<Event>
-  readonly inbox: Mailbox.Mailbox<Inbox>
   readonly status: SubscriptionRef.SubscriptionRef<AgentStatus>
   readonly state: AgentState
   readonly turns: TurnRunner.TurnRunner<Unfinished | undefined, Outcome, Requirements>
   readonly play: Player
-}): Effect.Effect<void, never, Requirements> =>
-  Effect.gen(function* () {
-    const { script, threadId, events, inbox, status, state, turns, play } = config
-    const { decisions, responses } = play.waiting
-    let isDone = false
+}): TurnRunner.DriverHandlers<Inbox, Requirements> => {
+  const { script, threadId, events, status, state, turns, play } = config
+  const { decisions, responses } = play.waiting
+  let isDone = false
 
-    const warn = (id: string, message: string) => events.offer({ id, msg: { type: "warning", message } })
+  const warn = (id: string, message: string) => events.offer({ id, msg: { type: "warning", message } })
 
-    // §24: a fatal step (or a bug) kills the agent like a crashed backend: an error, no shutdown_complete.
-    const die = (turnId: string, message: string) =>
-      Effect.gen(function* () {
-        state.closed = true
-        isDone = true
-        yield* SubscriptionRef.set(status, { type: "errored", message })
-        yield* events.offer({ id: turnId, msg: { type: "error", message } })
-        yield* events.end
+  // §24: a fatal step (or a bug) kills the agent like a crashed backend: an error, no shutdown_complete.
+  const die = (turnId: string, message: string) =>
+    Effect.gen(function* () {
+      state.closed = true
+      isDone = true
+      yield* SubscriptionRef.set(status, { type: "errored", message })
+      yield* events.offer({ id: turnId, msg: { type: "error", message } })
+      yield* events.end
+    })
+
+  const handleOne = (message: Inbox): Effect.Effect<void, never, Requirements> => {
+    if (message._tag === "TurnDone") {
+      return turns.done(message, (turnId, exit) => {
+        if (Exit.isFailure(exit)) return die(turnId, `scripted agent failed: ${Cause.pretty(exit.cause)}`)
+        return exit.value._tag === "Fatal" ? die(turnId, exit.value.message) : turns.end(turnId, exit.value.last)
       })
-
-    const handle = (message: Inbox): Effect.Effect<void, never, Requirements> => {
-      if (message._tag === "TurnDone") {
-        return turns.done(message, (turnId, exit) => {
-          if (Exit.isFailure(exit)) return die(turnId, `scripted agent failed: ${Cause.pretty(exit.cause)}`)
-          return exit.value._tag === "Fatal" ? die(turnId, exit.value.message) : turns.end(turnId, exit.value.last)
-        })
-      }
-      const { id, op } = message.submission
-      switch (op.type) {
-        case "user_input":
-          return turns.start(id, undefined) // §24: after the running turn, if one runs
-        case "exec_approval":
-        case "patch_approval": {
-          const kind = op.type === "exec_approval" ? "exec" : "patch"
-          const slot = decisions.get(`${kind}:${op.id}`)
-          return slot
-            ? Deferred.succeed(slot, op.decision)
-            : warn(id, `no ${kind} approval is pending with id ${op.id}; ${op.type} ignored`)
-        }
-        case "user_input_answer": {
-          const slot = responses.get(`input:${op.id}`)
-          return slot
-            ? Deferred.succeed(slot, op.response)
-            : warn(id, `no user input request is pending with id ${op.id}; user_input_answer ignored`)
-        }
-        case "interrupt":
-          // A no-op when idle; interrupting the turn fiber closes its scopes, which kills its child process (§24).
-          return turns.interrupt
-        case "shutdown":
-          return Effect.zipRight(
-            turns.shutdown(id),
-            Effect.sync(() => {
-              isDone = true
-            })
-          )
-      }
     }
+    const { id, op } = message.submission
+    switch (op.type) {
+      case "user_input":
+        return turns.start(id, undefined) // §24: after the running turn, if one runs
+      case "exec_approval":
+      case "patch_approval": {
+        const kind = op.type === "exec_approval" ? "exec" : "patch"
+        const slot = decisions.get(`${kind}:${op.id}`)
+        return slot
+          ? Deferred.succeed(slot, op.decision)
+          : warn(id, `no ${kind} approval is pending with id ${op.id}; ${op.type} ignored`)
+      }
+      case "user_input_answer": {
+        const slot = responses.get(`input:${op.id}`)
+        return slot
+          ? Deferred.succeed(slot, op.response)
+          : warn(id, `no user input request is pending with id ${op.id}; user_input_answer ignored`)
+      }
+      case "interrupt":
+        // A no-op when idle; interrupting the turn fiber closes its scopes, which kills its child process (§24).
+        return turns.interrupt
+      case "shutdown":
+        return Effect.zipRight(
+          turns.shutdown(id),
+          Effect.sync(() => {
+            isDone = true
+          })
+        )
+    }
+  }
 
+  const start = Effect.gen(function* () {
     const startup: Array<Event> = [
       {
         id: "",
@@ -624,12 +663,10 @@ const driver = (config: {
     // §24: work the history left undone (a crash mid-turn) goes on first, pending requests asked again.
     if (play.unfinished !== undefined) yield* turns.start(play.unfinished.turnId, play.unfinished)
     for (const input of play.inputs) yield* turns.start(input, undefined)
-
-    while (!isDone) {
-      const [messages] = yield* inbox.takeAll
-      for (const message of messages) {
-        yield* handle(message)
-        if (isDone) return
-      }
-    }
   })
+
+  return {
+    start,
+    handle: (message) => Effect.map(handleOne(message), () => (isDone ? "stop" : "continue"))
+  }
+}

@@ -23,7 +23,7 @@ import {
 import { FileSystem } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { assert, describe, it, layer } from "@effect/vitest"
-import { Chunk, Deferred, Effect, Exit, Fiber, Option, Scope, Stream, TestClock } from "effect"
+import { Chunk, Deferred, Effect, Exit, Fiber, Option, Scope, Stream, Supervisor, TestClock } from "effect"
 import type { z } from "zod"
 import { Scripted } from "../src/index.js"
 import { answerAll, drain, messagesOf, playTurn, THREAD, takeUntil, types } from "./fixtures/harness.js"
@@ -32,6 +32,16 @@ const script = (input: z.input<typeof Script>) => Script.parse(input)
 
 const spawn = (input: z.input<typeof Script>, options: Scripted.Options & SpawnOptions = {}) =>
   Scripted.spawn(script(input), { threadId: THREAD, cwd: "/work", ...options })
+
+/** The supervised fibers still running once none is, or after 50 macrotasks. */
+const settledFibers = (supervisor: Supervisor.Supervisor<ReadonlyArray<unknown>>) =>
+  Effect.gen(function* () {
+    for (let i = 0; i < 50; i++) {
+      if ((yield* supervisor.value).length === 0) return 0
+      yield* Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+    }
+    return (yield* supervisor.value).length
+  })
 
 /** Reads the startup events (session_configured, …) so the next read belongs to a turn. */
 const started = (agent: Agent) => takeUntil(agent, (event) => event.msg.type === "session_configured")
@@ -46,6 +56,28 @@ const isAlive = (pid: number) => {
 }
 
 describe("Scripted agent", () => {
+  it.scoped("issue 12: an idle agent holds no fiber; its driver runs while ops wait and its turn while it plays", () =>
+    Effect.gen(function* () {
+      const supervisor = yield* Supervisor.track
+      const supervised = Effect.supervised(supervisor)
+      const agent = yield* spawn({ turns: [{ steps: [{ type: "message", text: "done" }] }] }).pipe(supervised)
+      yield* started(agent)
+      assert.strictEqual(yield* settledFibers(supervisor), 0)
+      yield* agent.submit({ id: "t1", op: userText("go") }).pipe(supervised)
+      assert.deepStrictEqual(types(yield* takeUntil(agent, (event) => event.msg.type === "turn_complete")), [
+        "turn_started",
+        "agent_message",
+        "turn_complete"
+      ])
+      assert.strictEqual(yield* settledFibers(supervisor), 0)
+      // Still driven after going idle: the next op starts the driver again.
+      yield* agent.submit({ id: "s", op: { type: "shutdown" } }).pipe(supervised)
+      assert.deepStrictEqual(types(yield* takeUntil(agent, (event) => event.msg.type === "shutdown_complete")), [
+        "shutdown_complete"
+      ])
+    }).pipe(Effect.provide(NodeContext.layer))
+  )
+
   it.scoped("§24 a full turn: session_configured, turn_started, the steps, turn_complete with the last message", () =>
     Effect.gen(function* () {
       const agent = yield* spawn({

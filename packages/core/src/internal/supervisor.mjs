@@ -145,12 +145,16 @@ function pass() {
   if (pending.size > 0) schedule(step)
 }
 
-/** The next pass: at once for a new request (coalescing those that arrive together), else after `ms`. */
+/**
+ * The next pass: right after the requests read in this chunk (a microtask, so those that arrive
+ * together share one scan), else after `ms`.
+ */
 function schedule(ms) {
   if (ms === 0) {
     if (scheduled?.immediate) return
     clearTimeout(scheduled?.timer)
-    scheduled = { immediate: setImmediate(pass) }
+    scheduled = { immediate: true }
+    queueMicrotask(pass)
   } else if (scheduled === undefined) scheduled = { timer: setTimeout(pass, ms) }
 }
 

@@ -1,5 +1,7 @@
 import { childEnvironment } from "@deputy/core"
+import { Effect, Exit } from "effect"
 import { describe, expect, it } from "vitest"
+import { spawnChild } from "../src/internal/childProcess.js"
 import { LineTooLong, lineSplitter } from "../src/internal/lines.js"
 import { shellWords } from "../src/internal/shellWords.js"
 
@@ -42,5 +44,12 @@ describe("codex internals", () => {
     expect(split.push("\nfine\n")).toBe(error) // it stays failed
     const whole = lineSplitter({ maxLength: 10 })
     expect(whole.push(`${"y".repeat(12)}\n`)).toBeInstanceOf(LineTooLong)
+  })
+
+  it("a child node refuses to start (a NUL byte in its environment) is a SpawnError, not a defect", async () => {
+    const exit = await Effect.runPromiseExit(
+      Effect.scoped(spawnChild({ file: "true", args: [], cwd: "/", env: { BAD: "a\u0000b" }, grace: "1 second" }))
+    )
+    expect(Exit.isFailure(exit) && exit.cause._tag === "Fail" ? exit.cause.error.reason : exit).toContain("null bytes")
   })
 })

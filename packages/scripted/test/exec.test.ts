@@ -19,4 +19,14 @@ layer(NodeContext.layer, { excludeTestServices: true })("exec", (it) => {
       assert.deepStrictEqual(fine, { exitCode: 0, stdout: "hello", stderr: "" })
     })
   )
+
+  it.effect(
+    "an argument node cannot pass to a process (a NUL byte) ends with exit code null saying why, not a defect",
+    () =>
+      Effect.gen(function* () {
+        const result = yield* runCommand(["echo", "a\u0000b"], "/", { PATH: process.env.PATH ?? "" })
+        assert.isNull(result.exitCode)
+        assert.include(result.stderr, "cannot start echo in /")
+      })
+  )
 })

@@ -68,12 +68,19 @@ const start = (config: {
     const exited = yield* Deferred.make<ChildExit>()
     const { child: proc, end } = yield* Effect.async<ReturnType<typeof ProcessSupervisor.spawn>, SpawnError>(
       (resume) => {
-        const spawned = ProcessSupervisor.spawn(config.file, config.args, {
-          cwd: config.cwd,
-          env: config.env,
-          grace: config.grace,
-          stdio: ["pipe", "pipe", "pipe"]
-        })
+        let spawned: ReturnType<typeof ProcessSupervisor.spawn>
+        try {
+          spawned = ProcessSupervisor.spawn(config.file, config.args, {
+            cwd: config.cwd,
+            env: config.env,
+            grace: config.grace,
+            stdio: ["pipe", "pipe", "pipe"]
+          })
+        } catch (cause) {
+          // Node refuses some arguments before any process exists (a NUL byte in an argument or the env).
+          resume(Effect.fail({ reason: cause instanceof Error ? cause.message : String(cause), cause }))
+          return
+        }
         spawned.child.once("spawn", () => resume(Effect.succeed(spawned)))
         spawned.child.once("error", (cause) => resume(Effect.fail({ reason: cause.message, cause })))
       }

@@ -43,7 +43,16 @@ const start = (
   env: Readonly<Record<string, string>>,
   maxOutput: number
 ): Running => {
-  const { child, end } = ProcessSupervisor.spawn(program, args, { cwd, env, stdio: ["ignore", "pipe", "pipe"] })
+  const cannotStart = (error: unknown) =>
+    `cannot start ${program} in ${cwd}: ${error instanceof Error ? error.message : String(error)}`
+  let spawned: ReturnType<typeof ProcessSupervisor.spawn>
+  try {
+    spawned = ProcessSupervisor.spawn(program, args, { cwd, env, stdio: ["ignore", "pipe", "pipe"] })
+  } catch (error) {
+    // Node refuses some arguments before any process exists (a NUL byte): the same result as a failed start.
+    return { result: Effect.succeed({ exitCode: null, stdout: "", stderr: cannotStart(error) }), stop: Effect.void }
+  }
+  const { child, end } = spawned
   const signal = (name: NodeJS.Signals) => {
     try {
       if (child.pid !== undefined) process.kill(-child.pid, name)
@@ -67,7 +76,7 @@ const start = (
   const closed = new Promise<{ readonly code: number | null }>((resolve) => {
     child.once("error", (error) => {
       // It could not start (no such program, or no such cwd: node says ENOENT for both); no "close" follows.
-      failure ??= `cannot start ${program} in ${cwd}: ${error.message}`
+      failure ??= cannotStart(error)
       resolve({ code: null })
     })
     child.once("close", (code) => resolve({ code }))

@@ -109,13 +109,15 @@ let commands = 0
 export const processId = (): number | undefined => connection?.pid
 
 // A deputy started by another deputy's command keeps that one's markers, so the outer one's
-// supervisor still finds what this one starts.
+// supervisor still finds what this one starts. They come with this process's environment: read once.
+let outer: Record<string, string> | undefined
 const outerMarkers = (): Record<string, string> => {
-  const found: Record<string, string> = {}
+  if (outer !== undefined) return outer
+  outer = {}
   for (const [name, value] of Object.entries(process.env)) {
-    if (name.startsWith("DEPUTY_WATCH_") && name !== MARKER && value !== undefined) found[name] = value
+    if (name.startsWith("DEPUTY_WATCH_") && name !== MARKER && value !== undefined) outer[name] = value
   }
-  return found
+  return outer
 }
 
 /** The line protocol to this process's supervisor. */

@@ -143,7 +143,8 @@ const spawnValid = (
     const play = player({
       script,
       workspace,
-      env: childEnvironment(options.env),
+      // Built at the first command, not per agent: most agents run none (enumerating process.env is slow).
+      env: lazy(() => childEnvironment(options.env)),
       capacity,
       events,
       history: options.history ?? [],
@@ -165,6 +166,19 @@ const spawnValid = (
     })
     const ops = yield* TurnRunner.makeDriver<Inbox, Requirements>()
     inbox = ops
+    // §10's first event, before spawn returns, so the launch finds it without waiting on a timer. A
+    // fresh mailbox has room for one event, whatever its capacity. Whoever sees it sees the agent idle.
+    yield* SubscriptionRef.set(status, { type: "idle" })
+    events.unsafeOffer({
+      id: "",
+      msg: {
+        type: "session_configured",
+        threadId,
+        backend: name,
+        cwd,
+        ...(script.model === undefined ? {} : { model: script.model })
+      }
+    })
     yield* ops.run(driver({ script, threadId, cwd, events, status, state, turns, play }))
 
     return {
@@ -225,6 +239,15 @@ interface Player {
   readonly playTurn: (turnId: string, index: number, progress?: Progress) => Effect.Effect<Outcome, never, Requirements>
 }
 
+/** `make()`'s value, made on the first call. */
+const lazy = <A>(make: () => A): (() => A) => {
+  let made: { readonly value: A } | undefined
+  return () => {
+    made ??= { value: make() }
+    return made.value
+  }
+}
+
 /**
  * The turn side: plays steps, holding what a thread remembers across turns (answers, commands and
  * paths approved for the session). One turn runs at a time, so plain mutable state is safe.
@@ -232,7 +255,8 @@ interface Player {
 const player = (config: {
   readonly script: Script
   readonly workspace: Workspace
-  readonly env: Readonly<Record<string, string>>
+  /** The commands' environment, made on first use. */
+  readonly env: () => Readonly<Record<string, string>>
   readonly capacity: number
   readonly events: Mailbox.Mailbox<Event>
   readonly history: ReadonlyArray<RolloutItem>
@@ -286,7 +310,7 @@ const player = (config: {
         return events.offer({ id: turnId, msg: { type: "sub_agent_started", threadId, ...named, depth: depth + 1 } })
       }).pipe(Effect.asVoid)
     return spawn({
-      backend: backend(child.script, { ...workspace, env, eventsCapacity: capacity }),
+      backend: backend(child.script, { ...workspace, env: env(), eventsCapacity: capacity }),
       input: child.input,
       ...named,
       onStarted: started
@@ -457,7 +481,7 @@ const player = (config: {
               if (decision === "approved_for_session") sessionCommands.add(sessionKey)
               emit({ type: "exec_command_begin", callId, turnId, command: step.command, cwd: commandCwd })
               yield* flush
-              const result = yield* runCommand([program, ...args], commandCwd, env)
+              const result = yield* runCommand([program, ...args], commandCwd, env())
               emit({ type: "exec_command_end", callId, turnId, ...result })
               break
             }
@@ -642,24 +666,11 @@ const driver = (config: {
     }
   }
 
+  // session_configured is already there (spawn put it in the fresh mailbox).
   const start = Effect.gen(function* () {
-    const startup: Array<Event> = [
-      {
-        id: "",
-        msg: {
-          type: "session_configured",
-          threadId,
-          backend: name,
-          cwd: config.cwd,
-          ...(script.model === undefined ? {} : { model: script.model })
-        }
-      }
-    ]
     if (script.name !== undefined) {
-      startup.push({ id: "", msg: { type: "thread_name_updated", threadId, name: script.name } })
+      yield* events.offer({ id: "", msg: { type: "thread_name_updated", threadId, name: script.name } })
     }
-    yield* events.offerAll(startup)
-    yield* SubscriptionRef.set(status, { type: "idle" })
     // §24: work the history left undone (a crash mid-turn) goes on first, pending requests asked again.
     if (play.unfinished !== undefined) yield* turns.start(play.unfinished.turnId, play.unfinished)
     for (const input of play.inputs) yield* turns.start(input, undefined)

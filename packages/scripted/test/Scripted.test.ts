@@ -168,11 +168,16 @@ describe("Scripted agent", () => {
     Effect.gen(function* () {
       const agent = yield* spawn({ turns: [{ steps: [{ type: "message", text: "hi" }] }] })
       const seen: Array<AgentStatus> = []
+      const watching = yield* Deferred.make<void>()
       const watcher = yield* agent.status.changes.pipe(
         Stream.changes,
-        Stream.runForEach((status) => Effect.sync(() => seen.push(status))),
+        Stream.runForEach((status) =>
+          Effect.sync(() => seen.push(status)).pipe(Effect.zipRight(Deferred.succeed(watching, undefined)))
+        ),
         Effect.fork
       )
+      // The watcher sees the status as it is when it subscribes: let it subscribe before the turn.
+      yield* Deferred.await(watching)
       yield* started(agent)
       yield* playTurn(agent, "t1")
       yield* agent.submit({ id: "bye", op: { type: "shutdown" } })

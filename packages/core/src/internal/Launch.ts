@@ -173,10 +173,13 @@ export const make = (deps: {
             .pipe(Scope.extend(scope), Effect.catchAll(fail))
           // §10: the first event must be session_configured; anything else shuts the agent down.
           // A backend that never says anything must not hang the start: after the bound it is "no event".
-          const first = yield* agent.events.take.pipe(
-            Effect.option,
-            Effect.timeoutTo({ duration: deps.startTimeout, onTimeout: () => Option.none(), onSuccess: (e) => e })
-          )
+          // Most backends have said it by now: then no timer (a race forks two fibers).
+          const first = yield* Option.getOrElse(agent.events.unsafeSize(), () => 0) > 0
+            ? Effect.option(agent.events.take)
+            : agent.events.take.pipe(
+                Effect.option,
+                Effect.timeoutTo({ duration: deps.startTimeout, onTimeout: () => Option.none(), onSuccess: (e) => e })
+              )
           yield* Option.match(first, { onNone: () => Effect.void, onSome: writer.event })
           if (Option.isNone(first) || first.value.msg.type !== "session_configured") {
             const got = Option.match(first, {

@@ -4,10 +4,10 @@
  * every existing symlink followed — so `../`, absolute paths and symlinks pointing out are all caught.
  * Stateless: every call reads the file system afresh.
  */
-import { lstat, realpath } from "node:fs/promises"
-import { dirname, isAbsolute, join, relative, resolve, sep } from "node:path"
+import { isAbsolute, relative, resolve, sep } from "node:path"
 import type { FileChanges } from "@deputy/protocol"
 import { Data, Effect } from "effect"
+import { realTarget } from "./internal/realTarget.js"
 
 /** Where an agent may write: its cwd, and further roots the caller adds. */
 export interface Workspace {
@@ -46,48 +46,6 @@ export interface ConfinedPatch {
   readonly paths: ReadonlyArray<ConfinedPath>
   /** The workspace-relative paths, sorted, without duplicates: what policies and session approvals see. */
   readonly relative: ReadonlyArray<string>
-}
-
-const isMissing = (error: unknown) => {
-  const code = (error as NodeJS.ErrnoException | undefined)?.code
-  return code === "ENOENT" || code === "ENOTDIR"
-}
-
-/**
- * The real path a write to `path` (relative to `cwd`) lands on: each existing component is resolved
- * with its symlinks, `..` applies to what is real so far (as the kernel does), and once a component
- * is missing the rest is appended as written. A dangling symlink cannot be proved safe: undefined.
- */
-const realTarget = async (cwd: string, path: string): Promise<string | undefined> => {
-  const absolute = isAbsolute(path) ? path : join(cwd, path)
-  let current = "/"
-  let missing = false
-  for (const part of absolute.split("/")) {
-    if (part === "" || part === ".") continue
-    if (part === "..") {
-      current = dirname(current)
-      continue
-    }
-    const next = join(current, part)
-    if (missing) {
-      current = next
-      continue
-    }
-    try {
-      current = await realpath(next)
-    } catch (error) {
-      if (!isMissing(error)) return undefined
-      // realpath fails on a dangling link too; a write through it would land wherever it points.
-      const isLink = await lstat(next).then(
-        (stat) => stat.isSymbolicLink(),
-        () => false
-      )
-      if (isLink) return undefined
-      missing = true
-      current = next
-    }
-  }
-  return current
 }
 
 /** Strictly inside `root` (the root itself is not a file a patch may write). */

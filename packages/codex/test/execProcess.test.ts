@@ -24,4 +24,23 @@ layer(NodeContext.layer, { excludeTestServices: true })("execProcess", (it) => {
       assert.isNull(yield* child.exitCode) // killed, not left blocked on its pipe
     })
   )
+
+  it.scoped(
+    "a child node refuses to start (a NUL byte in an argument or its environment) fails to start, not a defect",
+    () =>
+      Effect.gen(function* () {
+        const base = { binary: "true", cwd: "/", stdin: "", killGrace: "200 millis" } as const
+        for (const bad of [
+          { ...base, args: [], env: { BAD: "a\u0000b" } },
+          { ...base, args: ["a\u0000b"], env: {} }
+        ]) {
+          const exit = yield* Effect.exit(startExecProcess(bad))
+          assert.strictEqual(exit._tag, "Failure")
+          if (exit._tag === "Failure") {
+            assert.isTrue(exit.cause._tag === "Fail", `expected a failure, got ${exit.cause._tag}`)
+            assert.include(String(exit.cause._tag === "Fail" ? exit.cause.error.message : ""), "null bytes")
+          }
+        }
+      })
+  )
 })

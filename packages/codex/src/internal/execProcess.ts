@@ -11,8 +11,8 @@
  */
 import { ProcessSupervisor } from "@deputy/core"
 import { Command, type CommandExecutor } from "@effect/platform"
-import type { PlatformError } from "@effect/platform/Error"
-import { Duration, Effect, Fiber, Mailbox, type Scope, Stream } from "effect"
+import { BadArgument, type PlatformError } from "@effect/platform/Error"
+import { Duration, Effect, Fiber, Mailbox, Option, type Scope, Stream } from "effect"
 import { type LineTooLong, splitLinesBounded } from "./lines.js"
 
 /** What starting a child needs. */
@@ -58,7 +58,10 @@ const killEscalating = (child: CommandExecutor.Process, grace: Duration.Duration
     yield* child.kill("SIGKILL").pipe(Effect.ignore) // fails (ignored) once the group is empty
   }).pipe(Effect.ignore)
 
-/** Starts the child in the caller's scope. Fails only when it cannot be spawned (no such binary, bad cwd). */
+const isInvalidArgument = (defect: unknown): defect is Error =>
+  defect instanceof Error && (defect as NodeJS.ErrnoException).code === "ERR_INVALID_ARG_VALUE"
+
+/** Starts the child in the caller's scope. Fails only when it cannot be spawned (no such binary, bad cwd, a NUL byte in an argument or the env). */
 export const startExecProcess = (
   config: ExecProcessConfig
 ): Effect.Effect<ExecProcess, PlatformError, Scope.Scope | CommandExecutor.CommandExecutor> =>
@@ -69,8 +72,18 @@ export const startExecProcess = (
       Command.env(supervision.env, { extendEnv: false }),
       Command.stdin(Stream.make(new TextEncoder().encode(config.stdin)))
     )
-    // The platform spawns every child detached: Codex leads a process group of its own.
-    const child = yield* Command.start(command)
+    // The platform spawns every child detached: Codex leads a process group of its own. Node refuses
+    // some strings before any process exists (a NUL byte in an argument or the env), throwing where
+    // the platform does not catch: a failed start, like a missing binary, not a defect.
+    const child = yield* Command.start(command).pipe(
+      Effect.catchSomeDefect((defect) =>
+        isInvalidArgument(defect)
+          ? Option.some(
+              new BadArgument({ module: "Command", method: "start", description: defect.message, cause: defect })
+            )
+          : Option.none()
+      )
+    )
     supervision.watch(child.pid)
     const kill = killEscalating(child, config.killGrace)
 

@@ -9,7 +9,7 @@
  * messages wait, so an idle agent holds no fiber (issue 12: memory per idle thread).
  */
 import type { AgentStatus, Event, EventMsg } from "@deputy/protocol"
-import { Effect, Exit, Fiber, type Mailbox, Scope, SubscriptionRef } from "effect"
+import { Effect, Exit, Fiber, type Mailbox, Runtime, Scope, SubscriptionRef } from "effect"
 
 /** What a turn fiber posts to the driver's inbox when it ends by itself. */
 export interface TurnDone<A> {
@@ -167,7 +167,9 @@ export interface Driver<M, R> {
  */
 export const makeDriver = <M, R>(): Effect.Effect<Driver<M, R>, never, Scope.Scope | R> =>
   Effect.gen(function* () {
-    const context = yield* Effect.context<R>()
+    // The driver's fibers start from the agent's runtime (its services, scheduler, supervisors): a
+    // root fiber is cheaper than a daemon fork that then provides the context (it is made per wake).
+    const runtime = yield* Effect.runtime<R>()
     const waiting: Array<M> = []
     let handlers: DriverHandlers<M, R> | undefined
     let running = true // until `run`: messages wait for the handlers
@@ -209,17 +211,17 @@ export const makeDriver = <M, R>(): Effect.Effect<Driver<M, R>, never, Scope.Sco
     // The fiber names itself in its first step, so a close just after the fork either interrupts it or
     // stops it before it starts. Interruptible whatever the region of the fiber that woke it.
     const runFrom = (first: Effect.Effect<void, never, R>): Effect.Effect<void> =>
-      Effect.asVoid(
-        Effect.forkDaemon(
+      Effect.sync(() => {
+        Runtime.runFork(runtime)(
           Effect.interruptible(
             Effect.withFiberRuntime<void, never, R>((self) => {
               if (stopped) return Effect.void
               fiber = self
               return Effect.zipRight(first, drain)
-            }).pipe(Effect.provide(context))
+            })
           )
         )
-      )
+      })
     return {
       // Queueing and starting the fiber are one step: an interrupted offer cannot leave a message with no fiber.
       offer: (message) =>

@@ -252,6 +252,22 @@ describe.skipIf(process.platform !== "linux")("ProcessSupervisor", () => {
     )
 
     it.effect(
+      "§36 run: output of exactly the bound comes back whole (MiBs, many chunks); a byte more is OutputTooLong",
+      () =>
+        Effect.gen(function* () {
+          const options = { cwd: "/", env: { PATH }, maxOutput: 3_000_000 }
+          const whole = yield* ProcessSupervisor.run(["head", "-c", "3000000", "/dev/zero"], options)
+          assert.strictEqual(whole._tag, "Exited")
+          assert.strictEqual(whole._tag === "Exited" ? whole.stdout : "", "\u0000".repeat(3_000_000))
+          const more = yield* ProcessSupervisor.run(["head", "-c", "3000001", "/dev/zero"], options)
+          assert.deepStrictEqual(
+            more,
+            ProcessSupervisor.RunResult.OutputTooLong({ stream: "stdout", limit: 3_000_000 })
+          )
+        })
+    )
+
+    it.effect(
       "run: what node refuses (a NUL byte), a missing program or cwd, an oversized request: NotStarted saying why",
       () =>
         Effect.gen(function* () {

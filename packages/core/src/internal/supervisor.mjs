@@ -238,12 +238,20 @@ function run(id, text) {
     reply(`result ${id} ${JSON.stringify({ failed: "start", reason: error?.message ?? String(error) })}`)
     return
   }
-  const state = { child, pgid: 0, token, grace, output: { stdout: [], stderr: [] }, bytes: 0, tooLong: undefined }
+  const state = {
+    pgid: 0,
+    grace,
+    output: { stdout: [], stderr: [] },
+    tooLong: undefined,
+    stopped: false,
+    sweeping: false,
+    killTimer: undefined,
+    settle: () => {}
+  }
   runs.set(id, state)
   let answered = false
   let exit
   let closed = false
-  let sweeping = false
   const answer = (result) => {
     if (answered) return
     answered = true
@@ -263,8 +271,8 @@ function run(id, text) {
         }
   /** Ends what is left once it exited and its pipes closed (or it was stopped), then answers. */
   state.settle = () => {
-    if (sweeping || answered || exit === undefined || !(closed || state.stopped)) return
-    sweeping = true
+    if (state.sweeping || answered || exit === undefined || !(closed || state.stopped)) return
+    state.sweeping = true
     clearTimeout(state.killTimer)
     sweep(`run-${id}`, state.pgid, token, grace, () => answer(result()))
   }
@@ -308,7 +316,8 @@ function stop(id) {
   const state = runs.get(id)
   if (state === undefined || state.stopped) return
   state.stopped = true
-  if (state.pgid === 0) return
+  // Not started yet (its start failure is on the way), or already ended and being swept.
+  if (state.pgid === 0 || state.sweeping) return
   signal(-state.pgid, "SIGTERM")
   state.killTimer = setTimeout(() => signal(-state.pgid, "SIGKILL"), state.grace)
   state.settle()

@@ -179,6 +179,7 @@ export const run = (argv: readonly [string, ...Array<string>], options: RunOptio
       )
     const pending: PendingRun = {
       pid: undefined,
+      token,
       grace,
       limit: options.maxOutput,
       replyBound: 2 * base64Length(options.maxOutput) + CONTROL_BOUND,
@@ -284,6 +285,8 @@ const outerMarkers = (): Record<string, string> => {
 interface PendingRun {
   /** The command's pid (and group), once the supervisor said `started`. */
   pid: number | undefined
+  /** Its marker's value. */
+  readonly token: string
   readonly grace: Duration.Duration
   /** Its `maxOutput`. */
   readonly limit: number
@@ -382,10 +385,10 @@ const connect = (): Connection | undefined => {
     current.runs.clear()
     current.keep()
     for (const run of runs) {
-      const reason = `the process supervisor (pid ${current.pid}) ${why} ${run.pid === undefined ? "before the command started" : "while the command ran; its process group was ended from deputy"}`
-      run.settle(
-        (run.pid === undefined ? Effect.void : endGroup(run.pid, run.grace)).pipe(Effect.as(RunResult.Lost({ reason })))
-      )
+      const reason = `the process supervisor (pid ${current.pid}) ${why} ${run.pid === undefined ? "before the command was known to start; anything it started was ended" : "while the command ran; what it started was ended"}`
+      // Its group from here, and what carries its token by a new supervisor (`end`; its group from
+      // here again if that one cannot answer): the `started` line may not have come.
+      run.settle(endCommand(run.pid ?? 0, run.token, run.grace).pipe(Effect.as(RunResult.Lost({ reason }))))
     }
   }
   child.once("exit", () => {

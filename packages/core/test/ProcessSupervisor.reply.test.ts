@@ -31,7 +31,7 @@ describe.skipIf(process.platform === "win32")("ProcessSupervisor.run against a f
   it.effect("a supervisor that exits before answering: Lost saying so; the next run starts a new one", () =>
     Effect.gen(function* () {
       const first = ProcessSupervisor.processId()
-      assert.include(yield* reasonOf("die"), "exited with code 3 before the command started")
+      assert.include(yield* reasonOf("die"), "exited with code 3 before the command was known to start")
       assert.strictEqual((yield* run("fine"))._tag, "Exited")
       assert.notStrictEqual(ProcessSupervisor.processId(), first)
     })

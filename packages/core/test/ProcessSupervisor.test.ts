@@ -331,19 +331,22 @@ describe.skipIf(process.platform !== "linux")("ProcessSupervisor", () => {
     )
 
     it.scoped(
-      "run: a supervisor that dies mid-run: the runs end Lost saying why, their groups are ended, the next run gets a new one",
+      "run: a supervisor that dies mid-run: the runs end Lost saying why, what they started is ended (in their groups or not), the next run gets a new one",
       () =>
         Effect.gen(function* () {
           const dir = yield* scratch
           const files = [join(dir, "a"), join(dir, "b")]
           const fibers = yield* Effect.forEach(files, (file) =>
             Effect.fork(
-              ProcessSupervisor.run(["sh", "-c", `sleep 30 & ${writePids(file, "$$ $!")}; wait`], {
-                cwd: "/",
-                env: { PATH },
-                maxOutput: 1000,
-                grace: "300 millis"
-              })
+              ProcessSupervisor.run(
+                ["sh", "-c", `sleep 30 & a=$!; setsid sleep 30 & ${writePids(file, "$$ $a $!")}; wait`],
+                {
+                  cwd: "/",
+                  env: { PATH },
+                  maxOutput: 1000,
+                  grace: "300 millis"
+                }
+              )
             )
           )
           const pids = (yield* Effect.forEach(files, (file) => pidsIn(file))).flat()
@@ -356,7 +359,7 @@ describe.skipIf(process.platform !== "linux")("ProcessSupervisor", () => {
             assert.strictEqual(result._tag, "Lost")
             assert.include(
               result._tag === "Lost" ? result.reason : "",
-              `(pid ${supervisor}) was ended by SIGKILL while the command ran; its process group was ended`
+              `(pid ${supervisor}) was ended by SIGKILL while the command ran; what it started was ended`
             )
           }
           assert.deepStrictEqual(yield* untilGone(pids), [])

@@ -122,7 +122,7 @@ export type RunResult = Data.TaggedEnum<{
   readonly NotStarted: { readonly reason: string }
   /** It printed more than `limit` bytes on `stream`: its group was killed and what it left swept. */
   readonly OutputTooLong: { readonly stream: "stdout" | "stderr"; readonly limit: number }
-  /** Its result is lost (the supervisor died, or answered past the bound): `reason` says how; its group was ended. */
+  /** Its result is lost (the supervisor died, or answered past the bound): `reason` says how; what it started was ended. */
   readonly Lost: { readonly reason: string }
 }>
 
@@ -190,20 +190,30 @@ export const run = (argv: readonly [string, ...Array<string>], options: RunOptio
       supervisor.runs.set(id, pending)
       supervisor.keep() // a `result` line is awaited: keep deputy alive for it
       supervisor.send(line)
-      // Interrupted: stop it and wait for its result (the sweep done), bounded; past the bound, or
-      // with the supervisor gone, its group is ended from here.
+      // Interrupted: stop it and wait for its result (the sweep done), bounded; past the bound its
+      // group is ended from here. This runs uninterruptibly (so no Effect timeout can cut the wait: a
+      // timer does), and possibly after the answer came but before the fiber took it: then there
+      // is nothing to stop, or only the cleanup of a lost supervisor to do.
+      if (supervisor.runs.get(id) !== pending) return pending.cleanup ?? Effect.void
       return Effect.async<void>((stopped) => {
-        pending.settle = (result) => stopped(Effect.asVoid(result))
+        let timer: ReturnType<typeof setTimeout> | undefined
+        const finish = (effect: Effect.Effect<unknown>) => {
+          if (timer === undefined) return
+          clearTimeout(timer)
+          timer = undefined
+          stopped(Effect.asVoid(effect))
+        }
+        timer = setTimeout(
+          () => {
+            if (supervisor.runs.get(id) === pending) supervisor.runs.delete(id)
+            supervisor.keep()
+            finish(pending.pid === undefined ? Effect.void : endGroup(pending.pid, grace))
+          },
+          Duration.toMillis(Duration.sum(Duration.times(grace, 2), REPLY_MARGIN))
+        )
+        pending.settle = finish
         supervisor.send(`stop ${id}`)
-      }).pipe(
-        Effect.timeoutOption(Duration.sum(Duration.times(grace, 2), REPLY_MARGIN)),
-        Effect.flatMap((answered) => {
-          if (answered._tag === "Some") return Effect.void
-          supervisor.runs.delete(id)
-          supervisor.keep()
-          return pending.pid === undefined ? Effect.void : endGroup(pending.pid, grace)
-        })
-      )
+      })
     })
   })
 
@@ -294,6 +304,8 @@ interface PendingRun {
   readonly replyBound: number
   /** Takes the result; replaced by the interruption's own when the run is stopped. */
   settle: (result: Effect.Effect<RunResult>) => void
+  /** Once the supervisor is lost: ending what the command started (run by the run or its interruption). */
+  cleanup?: Effect.Effect<void>
 }
 
 /** The line protocol to this process's supervisor. */
@@ -388,7 +400,8 @@ const connect = (): Connection | undefined => {
       const reason = `the process supervisor (pid ${current.pid}) ${why} ${run.pid === undefined ? "before the command was known to start; anything it started was ended" : "while the command ran; what it started was ended"}`
       // Its group from here, and what carries its token by a new supervisor (`end`; its group from
       // here again if that one cannot answer): the `started` line may not have come.
-      run.settle(endCommand(run.pid ?? 0, run.token, run.grace).pipe(Effect.as(RunResult.Lost({ reason }))))
+      run.cleanup = Effect.uninterruptible(endCommand(run.pid ?? 0, run.token, run.grace))
+      run.settle(run.cleanup.pipe(Effect.as(RunResult.Lost({ reason }))))
     }
   }
   child.once("exit", () => {

@@ -1,7 +1,7 @@
 // What deputy does with a supervisor that answers wrongly or goes away: a failed result, never a crash.
 import { fileURLToPath } from "node:url"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Fiber } from "effect"
 
 // Read when ProcessSupervisor loads: set first, then load it.
 process.env.DEPUTY_SUPERVISOR = fileURLToPath(new URL("./fixtures/fakeSupervisor.mjs", import.meta.url))
@@ -35,5 +35,20 @@ describe.skipIf(process.platform === "win32")("ProcessSupervisor.run against a f
       assert.strictEqual((yield* run("fine"))._tag, "Exited")
       assert.notStrictEqual(ProcessSupervisor.processId(), first)
     })
+  )
+
+  it.live(
+    "a stopped run the supervisor never answers: the interruption still ends, at its bound (2 × grace + 3 s)",
+    () =>
+      Effect.gen(function* () {
+        const fiber = yield* Effect.fork(
+          ProcessSupervisor.run(["deaf"], { cwd: "/", env: {}, maxOutput: 16, grace: "100 millis" })
+        )
+        yield* Effect.yieldNow()
+        const begun = Date.now()
+        yield* Fiber.interrupt(fiber)
+        assert.isAtLeast(Date.now() - begun, 3_000)
+        assert.deepStrictEqual((yield* run("fine"))._tag, "Exited") // the supervisor is still used
+      })
   )
 })

@@ -1,4 +1,6 @@
 // §36 a scripted command's output is bounded: past the bound it is killed, the step ends, memory stays bounded.
+
+import { ProcessSupervisor } from "@deputy/core"
 import { NodeContext } from "@effect/platform-node"
 import { assert, layer } from "@effect/vitest"
 import { Effect } from "effect"
@@ -14,7 +16,7 @@ layer(NodeContext.layer, { excludeTestServices: true })("exec", (it) => {
         10_000
       )
       assert.isNull(result.exitCode)
-      assert.include(result.stderr, "more than 10000 characters on stdout")
+      assert.include(result.stderr, "more than 10000 bytes on stdout")
       const fine = yield* runCommand(["sh", "-c", "printf hello"], "/", { PATH: process.env.PATH ?? "" }, 10_000)
       assert.deepStrictEqual(fine, { exitCode: 0, stdout: "hello", stderr: "" })
     })
@@ -28,5 +30,26 @@ layer(NodeContext.layer, { excludeTestServices: true })("exec", (it) => {
         assert.isNull(result.exitCode)
         assert.include(result.stderr, "cannot start echo in /")
       })
+  )
+
+  it.effect.skipIf(process.platform === "win32")(
+    "issue 12: a command is a child of deputy's process supervisor, not of deputy's process (deputy does not fork for it)",
+    () =>
+      Effect.gen(function* () {
+        const result = yield* runCommand(["sh", "-c", "echo $PPID"], "/", { PATH: process.env.PATH ?? "" })
+        assert.strictEqual(result.exitCode, 0)
+        assert.notStrictEqual(Number(result.stdout), process.pid)
+        assert.strictEqual(Number(result.stdout), ProcessSupervisor.processId())
+      })
+  )
+
+  it.effect("a command's output comes back byte for byte (newlines, NUL bytes, UTF-8), and its environment too", () =>
+    Effect.gen(function* () {
+      const result = yield* runCommand(["sh", "-c", 'printf "$X\\000\\303\\251"; printf oops >&2; exit 4'], "/", {
+        PATH: process.env.PATH ?? "",
+        X: "a\nb"
+      })
+      assert.deepStrictEqual(result, { exitCode: 4, stdout: "a\nb\u0000é", stderr: "oops" })
+    })
   )
 })

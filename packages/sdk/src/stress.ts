@@ -420,18 +420,23 @@ const percentiles = (values: ReadonlyArray<number>): Percentiles => {
   return { count: sorted.length, p50: round(at(0.5)), p99: round(at(0.99)), max: round(sorted[sorted.length - 1]!) }
 }
 
-/** Pids of this process's live children (Linux /proc; empty elsewhere). */
+/**
+ * Pids of this process's live children and of its process supervisor's (which spawns the scripted
+ * `exec` commands), Linux /proc; empty elsewhere.
+ */
 const childPids = Effect.gen(function* () {
   const fs = yield* FileSystem.FileSystem
   const pids = new Set<string>()
+  const supervisor = ProcessSupervisor.processId()
   const entries = yield* fs.readDirectory("/proc").pipe(Effect.orElseSucceed(() => [] as Array<string>))
   for (const entry of entries) {
     if (!/^\d+$/.test(entry)) continue
     const stat = yield* fs.readFileString(`/proc/${entry}/stat`).pipe(Effect.orElseSucceed(() => ""))
     // Field 2 (the name, in parentheses) may hold spaces: split after it. Then state, parent pid.
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-    // deputy's process supervisor lives as long as this process: not a leftover.
-    if (Number(fields[1]) === process.pid && fields[0] !== "Z" && Number(entry) !== ProcessSupervisor.processId())
+    // deputy's process supervisor lives as long as this process: not a leftover; its children are.
+    const parent = Number(fields[1])
+    if ((parent === process.pid || parent === supervisor) && fields[0] !== "Z" && Number(entry) !== supervisor)
       pids.add(entry)
   }
   return pids

@@ -1,9 +1,10 @@
 /**
- * Runs one real command for an `exec` step and collects its output. The command is core's
- * supervised spawn (`ProcessSupervisor.spawn`: its own process group, marked, §33) with stdin on /dev/null
- * and exactly the given environment. Interrupting the caller kills the group, escalating from
- * SIGTERM to SIGKILL; then, however it ended, the supervisor ends whatever the command left running,
- * in its group or not, so nothing outlives the step, nor this process if it is SIGKILLed.
+ * Runs one real command for an `exec` step and collects its output. The command is run by core's
+ * process supervisor (`ProcessSupervisor.run`: spawned by the supervisor process, not by deputy's, in
+ * its own process group, marked, §33) with stdin on /dev/null and exactly the given environment.
+ * Interrupting the caller kills the group, escalating from SIGTERM to SIGKILL; then, however it
+ * ended, the supervisor ends whatever the command left running, in its group or not, so nothing
+ * outlives the step, nor this process if it is SIGKILLed.
  */
 import { ProcessSupervisor } from "@deputy/core"
 import { Data, Duration, Effect } from "effect"
@@ -27,86 +28,16 @@ export class OutputTooLong extends Data.TaggedError("OutputTooLong")<{
   readonly limit: number
 }> {
   override get message() {
-    return `the command printed more than ${this.limit} characters on ${this.stream}; it was killed (the bound on its output)`
-  }
-}
-
-/** A started command: its result once it has ended and its pipes closed, and how to stop it. */
-interface Running {
-  readonly result: Effect.Effect<CommandResult>
-  readonly stop: Effect.Effect<void>
-}
-
-const start = (
-  [program, ...args]: readonly [string, ...Array<string>],
-  cwd: string,
-  env: Readonly<Record<string, string>>,
-  maxOutput: number
-): Running => {
-  const cannotStart = (error: unknown) =>
-    `cannot start ${program} in ${cwd}: ${error instanceof Error ? error.message : String(error)}`
-  let spawned: ReturnType<typeof ProcessSupervisor.spawn>
-  try {
-    spawned = ProcessSupervisor.spawn(program, args, { cwd, env, stdio: ["ignore", "pipe", "pipe"] })
-  } catch (error) {
-    // Node refuses some arguments before any process exists (a NUL byte): the same result as a failed start.
-    return { result: Effect.succeed({ exitCode: null, stdout: "", stderr: cannotStart(error) }), stop: Effect.void }
-  }
-  const { child, end } = spawned
-  const signal = (name: NodeJS.Signals) => {
-    try {
-      if (child.pid !== undefined) process.kill(-child.pid, name)
-    } catch {
-      // the group is gone
-    }
-  }
-  const gathered = { stdout: "", stderr: "" }
-  let failure: string | undefined
-  // §36: gathering stops at the bound and the group is killed, so memory stays bounded.
-  for (const stream of ["stdout", "stderr"] as const) {
-    child[stream]?.setEncoding("utf8")
-    child[stream]?.on("data", (chunk: string) => {
-      if (failure !== undefined) return
-      if (gathered[stream].length + chunk.length > maxOutput) {
-        failure = new OutputTooLong({ stream, limit: maxOutput }).message
-        signal("SIGKILL")
-      } else gathered[stream] += chunk
-    })
-  }
-  const closed = new Promise<{ readonly code: number | null }>((resolve) => {
-    child.once("error", (error) => {
-      // It could not start (no such program, or no such cwd: node says ENOENT for both); no "close" follows.
-      failure ??= cannotStart(error)
-      resolve({ code: null })
-    })
-    child.once("close", (code) => resolve({ code }))
-  })
-  const exited = Effect.async<void>((resume) => {
-    if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) resume(Effect.void)
-    else child.once("exit", () => resume(Effect.void))
-  })
-  return {
-    result: Effect.promise(() => closed).pipe(
-      Effect.map(({ code }) =>
-        failure === undefined ? { exitCode: code, ...gathered } : { exitCode: null, stdout: "", stderr: failure }
-      )
-    ),
-    // SIGTERM alone may never end it (STYLE: things that bite): SIGKILL after the grace.
-    stop: Effect.gen(function* () {
-      signal("SIGTERM")
-      if ((yield* exited.pipe(Effect.timeoutOption(KILL_GRACE)))._tag === "None") {
-        signal("SIGKILL")
-        yield* exited.pipe(Effect.timeoutOption(KILL_GRACE))
-      }
-    }).pipe(Effect.zipRight(end))
+    return `the command printed more than ${this.limit} bytes on ${this.stream}; it was killed (the bound on its output)`
   }
 }
 
 /**
  * Runs `argv` (no shell) in `cwd` with stdin on /dev/null and exactly `env` as its environment
  * (nothing inherited, §32); waits for it to end. Never fails: a command that prints more than
- * `maxOutput` characters (default 64 MiB) on a stream is killed and ends with exit code null and
- * `stderr` saying so; one that cannot start ends the same way.
+ * `maxOutput` bytes (default 64 MiB) on a stream is killed and ends with exit code null and
+ * `stderr` saying so; one that cannot start ends the same way, and so does one whose supervisor is
+ * lost while it runs.
  */
 export const runCommand = (
   argv: readonly [string, ...Array<string>],
@@ -114,8 +45,15 @@ export const runCommand = (
   env: Readonly<Record<string, string>>,
   maxOutput: number = MAX_OUTPUT
 ): Effect.Effect<CommandResult> =>
-  Effect.acquireUseRelease(
-    Effect.sync(() => start(argv, cwd, env, maxOutput)),
-    (running) => running.result,
-    (running) => running.stop
+  ProcessSupervisor.run(argv, { cwd, env, maxOutput, grace: KILL_GRACE }).pipe(
+    Effect.map(
+      ProcessSupervisor.RunResult.$match({
+        Exited: ({ exitCode, stdout, stderr }) => ({ exitCode, stdout, stderr }),
+        NotStarted: ({ reason }) => failed(`cannot start ${argv[0]} in ${cwd}: ${reason}`),
+        OutputTooLong: ({ stream, limit }) => failed(new OutputTooLong({ stream, limit }).message),
+        Lost: ({ reason }) => failed(`the result of ${argv[0]} in ${cwd} is lost: ${reason}`)
+      })
+    )
   )
+
+const failed = (stderr: string): CommandResult => ({ exitCode: null, stdout: "", stderr })

@@ -337,14 +337,11 @@ const startOnCurrentScheduler = <E, R>(
         }
       })
     // Made in one step with the check, so two first submits share one mailbox; on the delegate's scheduler.
-    const opsMailbox = Effect.suspend(() =>
-      ops !== undefined
-        ? Effect.succeed(ops)
-        : Effect.map(Mailbox.make<Submission>({ capacity }), (made) => {
-            ops ??= made
-            return ops
-          })
-    ).pipe(Effect.withScheduler(scheduler))
+    const makeOps = Effect.map(Mailbox.make<Submission>({ capacity }), (made) => {
+      ops ??= made
+      return ops
+    }).pipe(Effect.withScheduler(scheduler))
+    const opsMailbox = Effect.suspend(() => (ops !== undefined ? Effect.succeed(ops) : makeOps))
     const wakeForwarder = (mailbox: Mailbox.Mailbox<Submission>) =>
       Effect.suspend(() => {
         if (forwardingOps) return Effect.void

@@ -128,7 +128,9 @@ export const make = (deps: {
         Effect.sync(() => opLog.forget(threadId))
       )
       const fail = <E>(error: E) => Scope.close(scope, Exit.void).pipe(Effect.zipRight(Effect.fail(error)))
+      const parentContext = yield* Effect.context<Parent>()
       // Interrupted half-way (say, a parent cancelled while its child waits for a slot): release it all.
+      // Everything the thread holds (its slot, rollout writer, agent, delegate) lives in its scope.
       return yield* Effect.onInterrupt(
         Effect.gen(function* () {
           const ancestors = options.delegate?.ancestors ?? []
@@ -138,17 +140,15 @@ export const make = (deps: {
           })
           yield* refuseInCancelledTree
           yield* caps.take(slotRequest(options, threadId)).pipe(
-            Scope.extend(scope),
             Effect.onInterrupt(() => Scope.close(scope, Exit.void)),
             Effect.catchAll(fail)
           )
           // The wait for a slot may have outlasted the start of a cancel of this tree.
           yield* refuseInCancelledTree
           const depth = options.source?.type === "sub_agent" ? options.source.depth : 0
-          const parentContext = yield* Effect.context<Parent>()
           // §20: a failed rollout write becomes an `error` event for the caller; the next turn tries again.
           let reportError: (error: RolloutIoFailed) => Effect.Effect<void> = () => Effect.void
-          const writer = yield* rollout((error) => reportError(error)).pipe(Scope.extend(scope), Effect.catchAll(fail))
+          const writer = yield* rollout((error) => reportError(error)).pipe(Effect.catchAll(fail))
           // No orphans: how the thread ended is recorded after its agent's and delegate's finalizers ran.
           let ending: { readonly state: TerminalState; readonly reason?: string } = { state: "shutdown" }
           let ended: Effect.Effect<void> = Effect.void
@@ -170,7 +170,7 @@ export const make = (deps: {
               depth,
               spawnChild: trees.spawnChild({ threadId, depth, ancestors, context: parentContext })
             })
-            .pipe(Scope.extend(scope), Effect.catchAll(fail))
+            .pipe(Effect.catchAll(fail))
           // §10: the first event must be session_configured; anything else shuts the agent down.
           // A backend that never says anything must not hang the start: after the bound it is "no event".
           // Most backends have said it by now: then no timer (a race forks two fibers).
@@ -199,7 +199,7 @@ export const make = (deps: {
             ...options.delegate,
             onSubmission: (submission) => Effect.zipRight(writer.submission(submission), logOp(submission)),
             onEvents: writer.events
-          }).pipe(Scope.extend(scope))
+          })
           // Closing the thread waits for its delegate's shutdown (§8) even when another fiber began it
           // (a cancel, shutdownAll): its agent is released only after the drain.
           yield* Scope.addFinalizer(scope, Effect.asVoid(delegate.cancel))
@@ -237,7 +237,7 @@ export const make = (deps: {
           yield* registry.add(entry)
           yield* PubSub.publish(deps.created, threadId)
           return thread
-        }),
+        }).pipe(Scope.extend(scope)),
         () => Scope.close(scope, Exit.void)
       )
     }).pipe(Effect.ensuring(registry.unreserve(threadId)))

@@ -19,6 +19,8 @@ import { FileSystem, Path } from "@effect/platform"
 import type { PlatformError } from "@effect/platform/Error"
 import { Data, Effect, Option } from "effect"
 import { z } from "zod"
+import { ioFailed, RolloutIoFailed } from "./internal/rolloutErrors.js"
+import { type KnownDirs, linkNewFile } from "./internal/rolloutFs.js"
 
 /** The folder of live markers, relative to home. */
 export const LIVE_DIR = "live"
@@ -79,12 +81,21 @@ const procStat = async (pid: number): Promise<ProcStat | undefined> => {
 }
 
 let ownStart: Promise<string | undefined> | undefined
+let ownStartRead: { readonly token: string | undefined } | undefined
 
 /** This process's start token (see `LiveMarker.processStart`), read once. */
 export const ownProcessStart = (): Promise<string | undefined> => {
-  ownStart ??= procStat(process.pid).then((stat) => stat?.start)
+  ownStart ??= procStat(process.pid).then((stat) => {
+    ownStartRead = { token: stat?.start }
+    return stat?.start
+  })
   return ownStart
 }
+
+/** `ownProcessStart` as an effect that, once read, needs no promise (every marker a thread takes asks). */
+export const processStartToken: Effect.Effect<string | undefined> = Effect.suspend(() =>
+  ownStartRead === undefined ? Effect.promise(ownProcessStart) : Effect.succeed(ownStartRead.token)
+)
 
 /**
  * Whether the process a marker names still runs: `kill(pid, 0)` succeeds (EPERM counts: it exists,
@@ -142,45 +153,51 @@ const holds = (marker: Option.Option<LiveMarker>) =>
 const isReason = (error: PlatformError, reason: string) => error._tag === "SystemError" && error.reason === reason
 
 /**
- * Creates `file` holding `marker` (mode 0600, its folder 0700), exclusively (§34). When a marker is
- * there already: a running holder that has not closed fails with ThreadLiveElsewhere; an unreadable
- * marker, a dead holder's, or a closed one is moved aside (rename, atomic: of two processes taking
- * over, one wins), checked once more, removed, and the creation tried again.
+ * Creates `file` holding `marker` (mode 0600, its folder 0700), exclusively (§34): written whole to a
+ * temporary file, then hard-linked to its name (internal/rolloutFs.ts), in one promise: a thread
+ * takes its marker on its hot path. When a marker is there already: a running holder that has not
+ * closed fails with ThreadLiveElsewhere; an unreadable marker, a dead holder's, or a closed one is
+ * moved aside (rename, atomic: of two processes taking over, one wins), checked once more, removed,
+ * and the creation tried again. A file-system failure is RolloutIoFailed (operation `mark`).
  */
 export const acquireLiveMarker = (
+  dirs: KnownDirs,
   file: string,
   threadId: string,
   marker: LiveMarker
-): Effect.Effect<void, ThreadLiveElsewhere | PlatformError, FileSystem.FileSystem | Path.Path> =>
+): Effect.Effect<void, ThreadLiveElsewhere | RolloutIoFailed, FileSystem.FileSystem | Path.Path> => {
+  const text = `${JSON.stringify(marker)}\n`
+  const create = Effect.tryPromise({
+    try: () => linkNewFile(dirs, file, text),
+    catch: (cause) =>
+      new RolloutIoFailed({
+        path: file,
+        operation: "mark",
+        reason: cause instanceof Error ? cause.message : String(cause),
+        cause
+      })
+  })
+  return Effect.flatMap(create, (created) => (created ? Effect.void : takeOver(create, file, threadId)))
+}
+
+/** The marker at `file` was there: take it over if stale (see `acquireLiveMarker`), creating ours with `create`. */
+const takeOver = (
+  create: Effect.Effect<boolean, RolloutIoFailed>,
+  file: string,
+  threadId: string
+): Effect.Effect<void, ThreadLiveElsewhere | RolloutIoFailed, FileSystem.FileSystem | Path.Path> =>
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
     const paths = yield* Path.Path
     const dir = paths.dirname(file)
-    yield* fs.makeDirectory(dir, { recursive: true, mode: 0o700 })
-    const temp = paths.join(dir, `.${paths.basename(file)}.${randomUUID()}.tmp`)
-    yield* Effect.scoped(
-      Effect.gen(function* () {
-        const handle = yield* fs.open(temp, { flag: "wx", mode: 0o600 })
-        yield* handle.writeAll(new TextEncoder().encode(`${JSON.stringify(marker)}\n`))
-      })
-    )
-    const create = fs.link(temp, file).pipe(
-      Effect.as(true),
-      Effect.catchIf(
-        (error) => isReason(error, "AlreadyExists"),
-        () => Effect.succeed(false)
-      )
-    )
-    const attempt = Effect.gen(function* () {
-      for (let round = 0; round < 10; round++) {
-        if (yield* create) return
-        const held = yield* readLiveMarker(file).pipe(
-          Effect.catchIf(
-            (error) => isReason(error, "NotFound"),
-            () => Effect.succeed(undefined)
-          )
+    for (let round = 0; round < 10; round++) {
+      const held = yield* readLiveMarker(file).pipe(
+        Effect.catchIf(
+          (error) => isReason(error, "NotFound"),
+          () => Effect.succeed(undefined)
         )
-        if (held === undefined) continue // removed meanwhile: try again
+      )
+      if (held !== undefined) {
         if (yield* holds(held)) {
           return yield* new ThreadLiveElsewhere({ threadId, pid: Option.getOrThrow(held).pid, marker: file })
         }
@@ -193,17 +210,19 @@ export const acquireLiveMarker = (
             () => Effect.succeed(false)
           )
         )
-        if (!moved) continue
-        // …and check that what it moved is the stale one, not a marker another process just made.
-        const movedMarker = yield* readLiveMarker(aside).pipe(Effect.orElseSucceed(() => Option.none<LiveMarker>()))
-        if (yield* holds(movedMarker)) {
-          yield* Effect.ignore(fs.link(aside, file)) // put it back (fails only if yet another one is there)
+        if (moved) {
+          // …and check that what it moved is the stale one, not a marker another process just made.
+          const movedMarker = yield* readLiveMarker(aside).pipe(Effect.orElseSucceed(() => Option.none<LiveMarker>()))
+          if (yield* holds(movedMarker)) {
+            yield* Effect.ignore(fs.link(aside, file)) // put it back (fails only if yet another one is there)
+            yield* Effect.ignore(fs.remove(aside))
+            return yield* new ThreadLiveElsewhere({ threadId, pid: Option.getOrThrow(movedMarker).pid, marker: file })
+          }
           yield* Effect.ignore(fs.remove(aside))
-          return yield* new ThreadLiveElsewhere({ threadId, pid: Option.getOrThrow(movedMarker).pid, marker: file })
         }
-        yield* Effect.ignore(fs.remove(aside))
       }
-      return yield* new ThreadLiveElsewhere({ threadId, pid: 0, marker: file }) // contended past all reason
-    })
-    yield* attempt.pipe(Effect.ensuring(Effect.ignore(fs.remove(temp))))
-  })
+      // Removed meanwhile, or moved aside by us: try again.
+      if (yield* create) return
+    }
+    return yield* new ThreadLiveElsewhere({ threadId, pid: 0, marker: file }) // contended past all reason
+  }).pipe(Effect.catchTag("BadArgument", "SystemError", (error) => Effect.fail(ioFailed(file, "mark")(error))))

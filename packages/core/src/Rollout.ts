@@ -215,7 +215,8 @@ const make = (
 
   const defaultOnError = (error: RolloutIoFailed) => Effect.logWarning(error.message)
 
-  const create = Effect.fn("RolloutStore.create")(function* (meta: Omit<RolloutMeta, "type">, options: WriterOptions) {
+  // Untraced: a span captures a stack trace per call, and every thread is created through here.
+  const create = Effect.fnUntraced(function* (meta: Omit<RolloutMeta, "type">, options: WriterOptions) {
     const createdAt = new Date(meta.createdAt)
     const when = Number.isNaN(createdAt.getTime()) ? new Date(yield* Clock.currentTimeMillis) : createdAt
     const file = path.join(roots.live, relativeRolloutPath(meta.threadId, when))

@@ -71,6 +71,39 @@ layer(NodeContext.layer, { excludeTestServices: true })("Crashes", (it) => {
     })
   )
 
+  it.scoped(
+    "§20 §34 the store makes its folders once, and again when they were removed between two threads' starts",
+    () =>
+      Effect.gen(function* () {
+        const { fs, home, store } = yield* tempStore
+        const started = (meta: Omit<RolloutMeta, "type">) =>
+          Effect.gen(function* () {
+            const writer = yield* store.create(meta, { mode: "lazy" })
+            yield* writer.submission({ id: "t1", op: userText("hi") })
+            return { writer, path: Option.getOrThrow(yield* writer.path) }
+          })
+        const first = yield* started(metaOf())
+        yield* first.writer.terminal("completed")
+        // Someone tidies up: the day folder of the rollouts and the folder of live markers go.
+        yield* fs.remove(`${home}/sessions`, { recursive: true })
+        yield* fs.remove(`${home}/${LIVE_DIR}`, { recursive: true })
+        const meta = metaOf()
+        const second = yield* started(meta)
+        const marker = `${home}/${LIVE_DIR}/${meta.threadId}.json`
+        assert.strictEqual((JSON.parse(yield* fs.readFileString(marker)) as LiveMarker).path, second.path)
+        // Only the live marker folder goes this time, after the rollout was made: the next marker makes it again.
+        yield* fs.remove(`${home}/${LIVE_DIR}`, { recursive: true })
+        const third = yield* started(metaOf())
+        yield* Effect.forEach([second, third], ({ writer }) => writer.terminal("completed"))
+        for (const { path } of [second, third]) {
+          assert.deepStrictEqual(kinds((yield* store.read(path)).lines), ["submission", "terminal completed"])
+        }
+        // Every marker is gone with its terminal record, and no temporary file was left beside them.
+        assert.deepStrictEqual(yield* fs.readDirectory(`${home}/${LIVE_DIR}`), [])
+        assert.strictEqual((yield* fs.stat(`${home}/sessions`)).mode & 0o777, 0o700) // §32
+      })
+  )
+
   it.scoped("closing a writer in order removes its marker; resuming writes it again", () =>
     Effect.gen(function* () {
       const { fs, home, store } = yield* tempStore

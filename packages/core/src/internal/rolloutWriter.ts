@@ -8,16 +8,26 @@
  * Buffered lines are UTF-8 bytes, encoded a batch at a time as they arrive (pendingLines.ts).
  */
 import { constants as FsConstants } from "node:fs"
-import * as FsPromises from "node:fs/promises"
 import type { RolloutMeta, TerminalState, ThreadId } from "@deputy/protocol"
 import { FileSystem, Path } from "@effect/platform"
 import { Effect, Fiber, Option } from "effect"
-import { acquireLiveMarker, type LiveMarker, liveMarkerName, ownProcessStart } from "../Crashes.js"
+import { acquireLiveMarker, type LiveMarker, liveMarkerName, processStartToken } from "../Crashes.js"
 import { writePointer } from "../Pointer.js"
 import type { RolloutWriter } from "../Rollout.js"
 import { PendingLines, recycle } from "./pendingLines.js"
-import { ioFailed, isAlreadyExists, RolloutIoFailed } from "./rolloutErrors.js"
+import { RolloutIoFailed } from "./rolloutErrors.js"
 import { encodeUtf8, jsonLine, type RolloutWarning } from "./rolloutFile.js"
+import {
+  close,
+  createFile as createNewFile,
+  errorCode,
+  KnownDirs,
+  open,
+  sizeOf,
+  unlinkIfThere,
+  vectorWriter,
+  writeAll
+} from "./rolloutFs.js"
 import { appendEventLines, eventLine, isPersisted, isTurnBoundary } from "./rolloutLines.js"
 
 /** How many thresholds a writer buffers while its background write is under way before the forwarder waits. */
@@ -33,13 +43,25 @@ export interface WriterDeps {
   readonly flushThreshold: number
 }
 
+/** A node:fs failure on `file` as RolloutIoFailed. */
+const failedOn =
+  (file: string, operation: RolloutIoFailed["operation"]) =>
+  (cause: unknown): RolloutIoFailed =>
+    new RolloutIoFailed({
+      path: file,
+      operation,
+      reason: cause instanceof Error ? cause.message : String(cause),
+      cause
+    })
+
 /**
- * A writer for `file` in the caller's scope, and the effect that takes its live marker (a resumed
- * rollout takes it at once; a new file takes it when created).
+ * The writers of one store: each call is a writer for `file` in the caller's scope, and the effect
+ * that takes its live marker (a resumed rollout takes it at once; a new file takes it when created).
+ * The store's writers share the folders they made (rolloutFs.ts: `KnownDirs`).
  */
-export const makeRolloutWriter =
-  ({ fs, path, liveDir, flushThreshold }: WriterDeps) =>
-  (
+export const makeRolloutWriter = ({ fs, path, liveDir, flushThreshold }: WriterDeps) => {
+  const dirs = new KnownDirs()
+  return (
     threadId: ThreadId,
     file: string,
     header: { meta: RolloutMeta | undefined },
@@ -58,20 +80,20 @@ export const makeRolloutWriter =
       }
       // The live marker (Crashes.ts) exists while this writer has a file and has not written `terminal`.
       const markerFile = path.join(liveDir, liveMarkerName(threadId))
-      const acquireMarker = Effect.gen(function* () {
-        const processStart = yield* Effect.promise(ownProcessStart)
+      const acquireMarker = Effect.flatMap(processStartToken, (processStart) => {
         const marker: LiveMarker = {
           pid: process.pid,
           startedAt: now(),
           path: file,
           ...(processStart === undefined ? {} : { processStart })
         }
-        yield* acquireLiveMarker(markerFile, threadId, marker).pipe(
+        return acquireLiveMarker(dirs, markerFile, threadId, marker).pipe(
           Effect.provideService(FileSystem.FileSystem, fs),
           Effect.provideService(Path.Path, path),
-          Effect.catchTag("BadArgument", "SystemError", (error) => Effect.fail(ioFailed(markerFile, "mark")(error)))
+          Effect.tap(() => {
+            state.marker = marker
+          })
         )
-        state.marker = marker
       })
       // A new file: nobody else can hold its thread, so a marker that cannot be made only costs crash detection.
       const markNewFile = acquireMarker.pipe(
@@ -80,12 +102,10 @@ export const makeRolloutWriter =
       // Only once every line is on disk: a terminal line still buffered keeps the marker for the next start.
       const removeMarker = Effect.suspend(() =>
         state.marker !== undefined && state.pending.isEmpty && !state.dirty
-          ? fs.remove(markerFile, { force: true }).pipe(
-              Effect.tap(() =>
-                Effect.sync(() => {
-                  state.marker = undefined
-                })
-              ),
+          ? Effect.tryPromise({ try: () => unlinkIfThere(markerFile), catch: failedOn(markerFile, "mark") }).pipe(
+              Effect.tap(() => {
+                state.marker = undefined
+              }),
               Effect.catchAll((error) => Effect.logWarning(`cannot remove the live marker: ${error.message}`))
             )
           : Effect.void
@@ -121,29 +141,29 @@ export const makeRolloutWriter =
         })
       })
       const createFile = (chunks: ReadonlyArray<Uint8Array>) =>
-        Effect.gen(function* () {
-          const data = Buffer.concat(
-            header.meta === undefined ? chunks : [encodeUtf8(jsonLine(header.meta)), ...chunks]
-          )
-          // §32: rollouts and their folders are private.
-          yield* fs
-            .makeDirectory(path.dirname(file), { recursive: true, mode: 0o700 })
-            .pipe(Effect.mapError(ioFailed(file, "create")))
-          // `wx` never clobbers another thread's file; after a failed attempt of ours, `w` redoes it.
-          yield* fs.writeFile(file, data, { flag: state.ownsFile ? "w" : "wx", mode: 0o600 }).pipe(
-            Effect.tapError((error) =>
-              Effect.sync(() => {
-                if (!isAlreadyExists(error)) state.ownsFile = true
-              })
+        Effect.tryPromise({
+          // §32: rollouts and their folders are private. `wx` never clobbers another thread's file;
+          // after a failed attempt of ours, `w` redoes it.
+          try: () =>
+            createNewFile(
+              dirs,
+              file,
+              header.meta === undefined ? chunks : [encodeUtf8(jsonLine(header.meta)), ...chunks],
+              state.ownsFile ? "w" : "wx"
             ),
-            Effect.mapError(ioFailed(file, "create"))
-          )
-          state.exists = true
-          state.ownsFile = true
-          state.size = data.byteLength
-          recycle(chunks) // on disk: their slabs may take new lines
-          yield* markNewFile
-        })
+          catch: (cause) => {
+            if (errorCode(cause) !== "EEXIST") state.ownsFile = true
+            return failedOn(file, "create")(cause)
+          }
+        }).pipe(
+          Effect.flatMap((size) => {
+            state.exists = true
+            state.ownsFile = true
+            state.size = size
+            recycle(chunks) // on disk: their slabs may take new lines
+            return markNewFile
+          })
+        )
       // §34: O_APPEND, never a write at a remembered offset, and no O_CREAT: a rollout moved away
       // (archived) is an error, never a new file without metadata. A failed write may have left part
       // of a line: the next append starts on a new line, so the reader skips that part with a warning
@@ -152,30 +172,24 @@ export const makeRolloutWriter =
         Effect.tryPromise({
           try: async () => {
             let data = chunks
-            const handle = await FsPromises.open(file, FsConstants.O_WRONLY | FsConstants.O_APPEND)
+            const fd = await open(file, FsConstants.O_WRONLY | FsConstants.O_APPEND)
             try {
               if (state.dirty) {
-                const size = (await handle.stat()).size
+                const size = await sizeOf(fd)
                 if (size > state.size) data = [NEWLINE, ...data]
                 state.size = size
               }
-              // One writev call a flush, not a copy into one buffer first nor FileHandle.writeFile's 512 KiB
-              // calls; then no stat: the file ends in a whole line of ours, and only a later failed write
+              // One writev call a flush, not a copy into one buffer first nor writeFile's 512 KiB calls;
+              // then no stat: the file ends in a whole line of ours, and only a later failed write
               // compares sizes again.
-              state.size += await writeAll(handle, data)
+              state.size += await writeAll(vectorWriter(fd), data)
               recycle(chunks) // on disk: their slabs may take new lines
               state.dirty = false
             } finally {
-              await handle.close()
+              await close(fd)
             }
           },
-          catch: (cause) =>
-            new RolloutIoFailed({
-              path: file,
-              operation: "append",
-              reason: cause instanceof Error ? cause.message : String(cause),
-              cause
-            })
+          catch: failedOn(file, "append")
         }).pipe(
           Effect.tapError(() =>
             Effect.sync(() => {
@@ -184,7 +198,8 @@ export const makeRolloutWriter =
           )
         )
       // Waiting for the lock can be interrupted; a write under way cannot.
-      const flush = lock.withPermits(1)(Effect.uninterruptible(write)).pipe(Effect.withSpan("RolloutWriter.flush"))
+      // No span: a flush is on every thread's hot path, and a span captures a stack trace per call.
+      const flush = lock.withPermits(1)(Effect.uninterruptible(write))
       // onError runs outside the lock, so it may record an `error` event through this writer.
       const autoFlush = Effect.catchAll(flush, onError)
       // Past the threshold the writes go on in the background, so the forwarder is not held by the disk
@@ -257,10 +272,11 @@ export const makeRolloutWriter =
               jsonLine({ type: "terminal", at, state: terminalState, ...(reason === undefined ? {} : { reason }) })
             )
             return Effect.zipRight(autoFlush, removeMarker)
-          }).pipe(Effect.withSpan("RolloutWriter.terminal"))
+          })
       }
       return { writer, acquireMarker }
     })
+}
 
 /** One writer's state, owned by it alone. */
 export interface WriterState {
@@ -304,24 +320,4 @@ export const newState = (options: { readonly started: boolean }): WriterState =>
 
 const NEWLINE = encodeUtf8("\n")
 
-/** What `writeAll` needs of a file handle. */
-export interface VectorWriter {
-  readonly writev: (buffers: ReadonlyArray<Uint8Array>) => Promise<{ readonly bytesWritten: number }>
-}
-
-/** Writes every byte of `chunks` in order (writev, again from where a short write stopped); returns how many. */
-export const writeAll = async (handle: VectorWriter, chunks: ReadonlyArray<Uint8Array>): Promise<number> => {
-  let total = 0
-  let rest = chunks
-  while (rest.length > 0) {
-    const { bytesWritten } = await handle.writev(rest)
-    if (bytesWritten === 0) throw new Error(`wrote 0 of the ${rest.length} chunk(s) left`)
-    total += bytesWritten
-    let skip = bytesWritten
-    let index = 0
-    while (index < rest.length && skip >= rest[index]!.byteLength) skip -= rest[index++]!.byteLength
-    rest = rest.slice(index)
-    if (skip > 0) rest = [rest[0]!.subarray(skip), ...rest.slice(1)]
-  }
-  return total
-}
+export { type VectorWriter, writeAll } from "./rolloutFs.js"

@@ -20,7 +20,14 @@ import type { PlatformError } from "@effect/platform/Error"
 import { Data, Effect, Option } from "effect"
 import { z } from "zod"
 import { ioFailed, RolloutIoFailed } from "./internal/rolloutErrors.js"
-import { type KnownDirs, linkNewFile } from "./internal/rolloutFs.js"
+import {
+  createFile,
+  errorCode,
+  type KnownDirs,
+  linkNewFile,
+  linkUnlessThere,
+  unlinkIfThere
+} from "./internal/rolloutFs.js"
 
 /** The folder of live markers, relative to home. */
 export const LIVE_DIR = "live"
@@ -29,10 +36,13 @@ export const LIVE_DIR = "live"
 export const LiveMarker = z.object({
   /** The process writing the rollout. */
   pid: z.number().int().positive(),
-  /** When the marker was written (ISO 8601). */
+  /** When the marker was written (ISO 8601); for a process's shared marker, when that was. */
   startedAt: z.iso.datetime({ offset: true }),
-  /** The rollout file. */
-  path: z.string().min(1),
+  /**
+   * The rollout file. Absent from a new thread's marker, which is a hard link to its process's shared
+   * marker (see `ProcessMarker`): that rollout is under `sessions/`, found by thread id.
+   */
+  path: z.string().min(1).optional(),
   /**
    * When that process started, as the kernel counts it (Linux: field 22 of `/proc/<pid>/stat`, clock
    * ticks since boot), so a pid reused by another process is not taken for ours. Absent elsewhere:
@@ -58,6 +68,10 @@ export const liveMarkerName = (threadId: string): string => `${threadId}.json`
 
 /** Matches a live marker's file name; group 1 is the thread id. */
 export const LIVE_MARKER_FILE = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.json$/
+
+/** Matches a process's shared marker (`ProcessMarker`): `.process-<pid>-<uuid>.json`; group 1 is the pid. */
+export const PROCESS_MARKER_FILE =
+  /^\.process-(\d+)-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.json$/
 
 interface ProcStat {
   readonly state: string
@@ -114,6 +128,75 @@ export const isMarkerProcessAlive = async (marker: LiveMarker): Promise<boolean>
   return marker.processStart === undefined || marker.processStart === stat.start
 }
 
+/**
+ * The marker every new thread of one store shares (issue 12): `live/.process-<pid>-<uuid>.json`,
+ * naming this process and no rollout, written once; a new thread's marker is a hard link to it. One
+ * `link` call takes a marker, exclusively (it fails when the name exists) and whole (the file it
+ * links to was complete before the first link): a temporary file per thread, written, linked and
+ * removed, cost ten times as much. The rollout of such a marker is found by thread id under
+ * `sessions/`, where new rollouts are; a resumed rollout, which may be anywhere, gets a marker of
+ * its own naming it. The store removes the file when it closes; the crash sweep removes a dead
+ * process's.
+ */
+export class ProcessMarker {
+  private made: Promise<{ readonly file: string; readonly marker: LiveMarker }> | undefined = undefined
+  private closed = false
+
+  constructor(
+    private readonly dirs: KnownDirs,
+    private readonly liveDir: string
+  ) {}
+
+  /**
+   * Hard-links `file` to the shared marker (made first, or again when someone removed it or its
+   * folder); the marker it holds, or undefined when `file` exists. Rejects with node's error when the
+   * link cannot be made at all (a file system without hard links, or too many of them: EMLINK).
+   */
+  async link(file: string): Promise<LiveMarker | undefined> {
+    // A store used after its layer closed: its threads get markers of their own, none left behind.
+    if (this.closed) throw new Error("the store's shared live marker was removed when the store closed")
+    for (let attempt = 0; ; attempt++) {
+      const shared = await this.shared()
+      try {
+        return (await linkUnlessThere(shared.file, file)) ? shared.marker : undefined
+      } catch (error) {
+        if (errorCode(error) !== "ENOENT" || attempt > 0) throw error
+        this.made = undefined // the live folder or the shared file was removed: make both again
+        this.dirs.forget(this.liveDir)
+      }
+    }
+  }
+
+  /** Removes the shared marker, if made (threads' markers linked to it stay); later links fail. */
+  async remove(): Promise<void> {
+    this.closed = true
+    const made = this.made
+    this.made = undefined
+    if (made !== undefined) await made.then(({ file }) => unlinkIfThere(file)).catch(() => false)
+  }
+
+  private shared() {
+    this.made ??= this.make().catch((error: unknown) => {
+      this.made = undefined
+      throw error
+    })
+    return this.made
+  }
+
+  private async make() {
+    const processStart = await ownProcessStart()
+    const marker: LiveMarker = {
+      pid: process.pid,
+      startedAt: new Date().toISOString(),
+      ...(processStart === undefined ? {} : { processStart })
+    }
+    // Written in place: nothing links to it, nor reads it as a thread's marker, before it is whole.
+    const file = `${this.liveDir}/.process-${process.pid}-${randomUUID()}.json`
+    await createFile(this.dirs, file, [new TextEncoder().encode(`${JSON.stringify(marker)}\n`)], "wx")
+    return { file, marker }
+  }
+}
+
 /** The thread is live in another process (or another writer of this one): its live marker names a running holder. */
 export class ThreadLiveElsewhere extends Data.TaggedError("ThreadLiveElsewhere")<{
   readonly threadId: string
@@ -165,20 +248,50 @@ export const acquireLiveMarker = (
   file: string,
   threadId: string,
   marker: LiveMarker
-): Effect.Effect<void, ThreadLiveElsewhere | RolloutIoFailed, FileSystem.FileSystem | Path.Path> => {
+): Effect.Effect<LiveMarker, ThreadLiveElsewhere | RolloutIoFailed, FileSystem.FileSystem | Path.Path> => {
   const text = `${JSON.stringify(marker)}\n`
-  const create = Effect.tryPromise({
-    try: () => linkNewFile(dirs, file, text),
-    catch: (cause) =>
-      new RolloutIoFailed({
-        path: file,
-        operation: "mark",
-        reason: cause instanceof Error ? cause.message : String(cause),
-        cause
-      })
-  })
-  return Effect.flatMap(create, (created) => (created ? Effect.void : takeOver(create, file, threadId)))
+  const create = Effect.tryPromise({ try: () => linkNewFile(dirs, file, text), catch: markFailed(file) })
+  return Effect.flatMap(create, (created) =>
+    created ? Effect.succeed(marker) : Effect.as(takeOver(create, file, threadId), marker)
+  )
 }
+
+/**
+ * `acquireLiveMarker` for a new rollout under `sessions/`: a hard link to this process's shared
+ * marker (`ProcessMarker`), or, where hard links cannot be made, a marker of its own (`marker`).
+ * Returns the marker taken.
+ */
+export const acquireNewThreadMarker = (
+  shared: ProcessMarker,
+  dirs: KnownDirs,
+  file: string,
+  threadId: string,
+  marker: LiveMarker
+): Effect.Effect<LiveMarker, ThreadLiveElsewhere | RolloutIoFailed, FileSystem.FileSystem | Path.Path> =>
+  Effect.flatMap(
+    Effect.tryPromise({ try: () => shared.link(file), catch: markFailed(file) }).pipe(Effect.option),
+    (linked) => {
+      if (Option.isNone(linked)) return acquireLiveMarker(dirs, file, threadId, marker) // no hard links here
+      if (linked.value !== undefined) return Effect.succeed(linked.value)
+      // The name exists: take it over if stale, linking again.
+      let taken: LiveMarker | undefined
+      const create = Effect.tryPromise({ try: () => shared.link(file), catch: markFailed(file) }).pipe(
+        Effect.map((held) => {
+          taken = held
+          return held !== undefined
+        })
+      )
+      return Effect.map(takeOver(create, file, threadId), () => taken ?? marker)
+    }
+  )
+
+const markFailed = (file: string) => (cause: unknown) =>
+  new RolloutIoFailed({
+    path: file,
+    operation: "mark",
+    reason: cause instanceof Error ? cause.message : String(cause),
+    cause
+  })
 
 /** The marker at `file` was there: take it over if stale (see `acquireLiveMarker`), creating ours with `create`. */
 const takeOver = (

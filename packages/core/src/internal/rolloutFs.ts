@@ -45,7 +45,7 @@ export const unlinkIfThere = (file: string): Promise<boolean> =>
   )
 
 /** `link(2)`; false when `to` exists (EEXIST). */
-const linkUnlessThere = (from: string, to: string): Promise<boolean> =>
+export const linkUnlessThere = (from: string, to: string): Promise<boolean> =>
   new Promise((resolve, reject) =>
     NodeFs.link(from, to, (error) =>
       error === null ? resolve(true) : errorCode(error) === "EEXIST" ? resolve(false) : reject(error)
@@ -93,6 +93,11 @@ export class KnownDirs {
   private readonly made = new Set<string>()
   private readonly making = new Map<string, Promise<void>>()
 
+  /** Forgets that `dir` was made (someone removed it): the next `ensure` makes it again. */
+  forget(dir: string): void {
+    this.made.delete(dir)
+  }
+
   /** Makes `dir` (and its parents) unless this store made it already. */
   ensure(dir: string): Promise<void> {
     if (this.made.has(dir)) return Promise.resolve()
@@ -121,7 +126,7 @@ export class KnownDirs {
       return await operation()
     } catch (error) {
       if (errorCode(error) !== "ENOENT") throw error
-      this.made.delete(dir)
+      this.forget(dir)
       await this.ensure(dir)
       return await operation()
     }

@@ -13,8 +13,10 @@ import { FileSystem, Path } from "@effect/platform"
 import { type Clock, Effect, Fiber, Option, type Scope } from "effect"
 import {
   acquireLiveMarker,
+  acquireNewThreadMarker,
   type LiveMarker,
   liveMarkerName,
+  ProcessMarker,
   processStartToken,
   type ThreadLiveElsewhere
 } from "../Crashes.js"
@@ -47,6 +49,10 @@ export interface WriterDeps {
   readonly liveDir: string
   /** Flush once this many bytes are buffered, turn boundary or not. */
   readonly flushThreshold: number
+  /** The folders the store made (default: a set of this store's writers' own). */
+  readonly dirs?: KnownDirs
+  /** The marker the store's new threads share (default: one of this store's writers' own). */
+  readonly processMarker?: ProcessMarker
 }
 
 /** A node:fs failure on `file` as RolloutIoFailed. */
@@ -66,7 +72,8 @@ const failedOn =
  * The store's writers share the folders they made (rolloutFs.ts: `KnownDirs`).
  */
 export const makeRolloutWriter = (deps: WriterDeps) => {
-  const shared: Shared = { ...deps, dirs: new KnownDirs() }
+  const dirs = deps.dirs ?? new KnownDirs()
+  const shared: Shared = { ...deps, dirs, processMarker: deps.processMarker ?? new ProcessMarker(dirs, deps.liveDir) }
   return (
     threadId: ThreadId,
     file: string,
@@ -85,16 +92,20 @@ export const makeRolloutWriter = (deps: WriterDeps) => {
         // Effect.addFinalizer keeps the creating fiber's references for the close (about 0.9 KB a
         // writer); the scope's own list (Scope.addFinalizer) runs it with the closing fiber's, and
         // with that the 1,000-agent stress run hung in 2 of 5 runs (0 of 10 this way).
-        return Effect.as(Effect.addFinalizer(() => writer.close), {
-          writer,
-          acquireMarker: Effect.suspend(() => writer.acquireMarker)
-        })
+        return Effect.as(
+          Effect.addFinalizer(() => writer.close),
+          {
+            writer,
+            acquireMarker: Effect.suspend(() => writer.acquireMarker)
+          }
+        )
       })
     )
 }
 
 interface Shared extends WriterDeps {
   readonly dirs: KnownDirs
+  readonly processMarker: ProcessMarker
 }
 
 type RolloutError = RolloutIoFailed | ThreadLiveElsewhere
@@ -134,7 +145,13 @@ class FileWriter implements RolloutWriter {
     return this.shared.path.join(this.shared.liveDir, liveMarkerName(this.threadId))
   }
 
+  /** Takes the thread's marker (a resumed rollout: one of its own, naming the file). */
   get acquireMarker(): Effect.Effect<void, RolloutError> {
+    return this.takeMarker(false)
+  }
+
+  private takeMarker(newFile: boolean): Effect.Effect<void, RolloutError> {
+    const { shared } = this
     return Effect.flatMap(processStartToken, (processStart) => {
       const marker: LiveMarker = {
         pid: process.pid,
@@ -142,19 +159,25 @@ class FileWriter implements RolloutWriter {
         path: this.file,
         ...(processStart === undefined ? {} : { processStart })
       }
-      return acquireLiveMarker(this.shared.dirs, this.markerFile, this.threadId, marker).pipe(
-        Effect.provideService(FileSystem.FileSystem, this.shared.fs),
-        Effect.provideService(Path.Path, this.shared.path),
-        Effect.tap(() => {
-          this.state.marker = marker
-        })
+      const markerFile = this.markerFile
+      const take = newFile
+        ? acquireNewThreadMarker(shared.processMarker, shared.dirs, markerFile, this.threadId, marker)
+        : acquireLiveMarker(shared.dirs, markerFile, this.threadId, marker)
+      return take.pipe(
+        Effect.provideService(FileSystem.FileSystem, shared.fs),
+        Effect.provideService(Path.Path, shared.path),
+        Effect.tap((taken) => {
+          this.state.marker = taken
+        }),
+        Effect.asVoid
       )
     })
   }
 
-  // A new file: nobody else can hold its thread, so a marker that cannot be made only costs crash detection.
+  // A new file (under sessions/: its marker is a link to the process's shared one, Crashes.ts): nobody
+  // else can hold its thread, so a marker that cannot be made only costs crash detection.
   private get markNewFile(): Effect.Effect<void> {
-    return this.acquireMarker.pipe(
+    return this.takeMarker(true).pipe(
       Effect.catchAll((error) => Effect.logWarning(`${error.message}: a crash will not be noticed for ${this.file}`))
     )
   }
@@ -185,6 +208,7 @@ class FileWriter implements RolloutWriter {
       const markerFile = this.markerFile
       const closed: LiveMarker = {
         ...marker,
+        path: this.file, // a shared marker names no rollout; this one is the thread's own
         closed: { at: this.now(), ...(state.terminal === undefined ? {} : { terminal: state.terminal }) }
       }
       return writePointer(markerFile, jsonLine(closed)).pipe(

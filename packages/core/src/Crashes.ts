@@ -1,8 +1,9 @@
 /**
  * Live markers: one live writer per thread (§34), and how the next start learns that a deputy process
  * died with threads open. While a rollout writer has a file, `home/live/<threadId>.json` names the
- * process writing it (pid and start time). It is created exclusively: written whole to a temporary
- * file, then hard-linked to its name, which fails when the name exists, so a marker is never seen
+ * process writing it (pid and start time). It is created exclusively as a hard link to a file written
+ * whole before (a new thread's: its process's shared marker, `ProcessMarker`; a resumed thread's: a
+ * temporary file of its own), which fails when the name exists, so a marker is never seen
  * half-written and two processes never both hold one. A second process that wants the thread fails
  * with ThreadLiveElsewhere naming the holder; a marker whose process is gone (or whose pid now belongs
  * to a process that started at another time) is taken over. The writer removes its marker when it

@@ -91,7 +91,7 @@ export const makeRolloutWriter = (deps: WriterDeps) => {
         const writer = new FileWriter(shared, threadId, file, header, state, onError, repairs, scope, clock)
         // Effect.addFinalizer keeps the creating fiber's references for the close (about 0.9 KB a
         // writer); the scope's own list (Scope.addFinalizer) runs it with the closing fiber's, and
-        // with that the 1,000-agent stress run hung in 2 of 5 runs (0 of 10 this way).
+        // with that the 1,000-agent stress run hung in 2 of 5 runs (0 of 12 this way).
         return Effect.as(
           Effect.addFinalizer(() => writer.close),
           {

@@ -18,13 +18,14 @@
 import type { Event, RolloutItem, RolloutMeta, Submission, TerminalState, ThreadId } from "@deputy/protocol"
 import { FileSystem, Path } from "@effect/platform"
 import { Clock, Context, Effect, Layer, type Option, type Scope } from "effect"
-import { LIVE_DIR, type ThreadLiveElsewhere } from "./Crashes.js"
+import { LIVE_DIR, ProcessMarker, type ThreadLiveElsewhere } from "./Crashes.js"
 import type { InvalidInput } from "./errors.js"
 import { makeCrashSweep } from "./internal/crashSweep.js"
 import { deputyHome } from "./internal/home.js"
 import type { RolloutIoFailed, RolloutNotFound, RolloutUnreadable } from "./internal/rolloutErrors.js"
 import { jsonLine, type RolloutWarning, relativeRolloutPath } from "./internal/rolloutFile.js"
 import { makeRolloutFinder } from "./internal/rolloutFinder.js"
+import { KnownDirs } from "./internal/rolloutFs.js"
 import { makeRolloutReader } from "./internal/rolloutReader.js"
 import { makeRolloutWriter, newState } from "./internal/rolloutWriter.js"
 
@@ -182,16 +183,25 @@ export interface RolloutStoreOptions {
 
 /** Where rollouts live, how to write one, read one back, find, list and archive them (§20, §21). */
 export class RolloutStore extends Context.Tag("@deputy/core/RolloutStore")<RolloutStore, RolloutStoreService>() {
-  /** The store on the real file system, in `options.home` or the default home. */
+  /**
+   * The store on the real file system, in `options.home` or the default home. Closing the layer
+   * removes the marker its new threads shared (Crashes.ts `ProcessMarker`).
+   */
   static readonly layer = (
     options: RolloutStoreOptions = {}
   ): Layer.Layer<RolloutStore, never, FileSystem.FileSystem | Path.Path> =>
-    Layer.effect(
+    Layer.scoped(
       RolloutStore,
       Effect.gen(function* () {
         const path = yield* Path.Path
         const home = options.home === undefined ? yield* deputyHome : path.resolve(options.home)
-        return make(yield* FileSystem.FileSystem, path, home, options.flushThreshold ?? 1024 * 1024)
+        const dirs = new KnownDirs()
+        const processMarker = new ProcessMarker(dirs, path.join(home, LIVE_DIR))
+        yield* Effect.addFinalizer(() => Effect.promise(() => processMarker.remove()))
+        return make(yield* FileSystem.FileSystem, path, home, options.flushThreshold ?? 1024 * 1024, {
+          dirs,
+          processMarker
+        })
       })
     )
 }
@@ -205,17 +215,19 @@ const make = (
   fs: FileSystem.FileSystem,
   path: Path.Path,
   home: string,
-  flushThreshold: number
+  flushThreshold: number,
+  shared: { readonly dirs: KnownDirs; readonly processMarker: ProcessMarker }
 ): RolloutStoreService => {
   const roots = { live: path.join(home, SESSIONS_DIR), archived: path.join(home, ARCHIVED_SESSIONS_DIR) }
   const liveDir = path.join(home, LIVE_DIR)
   const reader = makeRolloutReader(fs) // reading a rollout, and readying its end for appends
   const finder = makeRolloutFinder({ fs, path, roots, readMeta: reader.readMeta }) // where rollouts are
-  const makeWriter = makeRolloutWriter({ fs, path, liveDir, flushThreshold }) // one thread's file and marker
+  const makeWriter = makeRolloutWriter({ fs, path, liveDir, flushThreshold, ...shared }) // one thread's file and marker
 
   const defaultOnError = (error: RolloutIoFailed) => Effect.logWarning(error.message)
 
-  const create = Effect.fn("RolloutStore.create")(function* (meta: Omit<RolloutMeta, "type">, options: WriterOptions) {
+  // Untraced: a span captures a stack trace per call, and every thread is created through here.
+  const create = Effect.fnUntraced(function* (meta: Omit<RolloutMeta, "type">, options: WriterOptions) {
     const createdAt = new Date(meta.createdAt)
     const when = Number.isNaN(createdAt.getTime()) ? new Date(yield* Clock.currentTimeMillis) : createdAt
     const file = path.join(roots.live, relativeRolloutPath(meta.threadId, when))
@@ -252,7 +264,7 @@ const make = (
     return writer
   })
 
-  const markCrashed = makeCrashSweep({ fs, path, liveDir, read: reader.read, resume })
+  const markCrashed = makeCrashSweep({ fs, path, liveDir, liveIndex: finder.liveIndex, read: reader.read, resume })
 
   return {
     home,

@@ -1,12 +1,19 @@
 import { spawn, spawnSync } from "node:child_process"
+import { statSync } from "node:fs"
 import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
 import { newThreadId, type RolloutItem, type RolloutMeta, userText } from "@deputy/protocol"
 import { FileSystem } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { assert, layer } from "@effect/vitest"
-import { Effect, Exit, Option, Scope } from "effect"
-import { isMarkerProcessAlive, LIVE_DIR, type LiveMarker, ownProcessStart } from "../src/Crashes.js"
+import { Context, Effect, Exit, Layer, Option, Scope } from "effect"
+import {
+  isMarkerProcessAlive,
+  LIVE_DIR,
+  type LiveMarker,
+  ownProcessStart,
+  PROCESS_MARKER_FILE
+} from "../src/Crashes.js"
 import { RolloutStore, type RolloutStoreService } from "../src/Rollout.js"
 
 const repoRoot = fileURLToPath(new URL("../../../", import.meta.url))
@@ -26,10 +33,11 @@ const deadPid = (): number => {
   return Number(ran.stdout.trim())
 }
 
+/** A store in a fresh temp home, open (its layer built) until the test's scope closes. */
 const tempStore = Effect.gen(function* () {
   const fs = yield* FileSystem.FileSystem
   const home = yield* fs.makeTempDirectoryScoped({ prefix: "deputy-crashes-" })
-  const store = yield* Effect.provide(RolloutStore, RolloutStore.layer({ home }))
+  const store = Context.get(yield* Layer.build(RolloutStore.layer({ home })), RolloutStore)
   return { fs, home, store }
 })
 
@@ -59,16 +67,57 @@ layer(NodeContext.layer, { excludeTestServices: true })("Crashes", (it) => {
       yield* writer.submission({ id: "t1", op: userText("hi") })
       const written = JSON.parse(yield* fs.readFileString(marker)) as LiveMarker
       assert.strictEqual(written.pid, process.pid)
-      assert.strictEqual(written.path, Option.getOrThrow(yield* writer.path))
       assert.strictEqual(written.processStart, yield* Effect.promise(ownProcessStart))
       assert.isTrue(yield* Effect.promise(() => isMarkerProcessAlive(written)))
+      // A new thread's marker is a hard link to the marker its process's new threads share, which
+      // names no rollout (its rollout is under sessions/, found by thread id).
+      assert.isUndefined(written.path)
+      const shared = (yield* fs.readDirectory(`${home}/${LIVE_DIR}`)).filter((name) => PROCESS_MARKER_FILE.test(name))
+      assert.deepStrictEqual(shared, [`.process-${process.pid}-${shared[0]?.slice(`.process-${process.pid}-`.length)}`])
+      assert.strictEqual(statSync(marker).ino, statSync(`${home}/${LIVE_DIR}/${shared[0]}`).ino)
       yield* writer.terminal("completed", "done")
       yield* writer.terminal("failed") // only the first counts
       assert.isFalse(yield* fs.exists(marker))
-      const contents = yield* store.read(written.path)
+      const contents = yield* store.read(Option.getOrThrow(yield* writer.path))
       assert.deepStrictEqual(kinds(contents.lines), ["submission", "terminal completed"])
       assert.deepInclude(contents.lines[1], { type: "terminal", state: "completed", reason: "done" })
     })
+  )
+
+  it.scoped(
+    "§20 §34 the store makes its folders once, and again when they were removed between two threads' starts",
+    () =>
+      Effect.gen(function* () {
+        const { fs, home, store } = yield* tempStore
+        const started = (meta: Omit<RolloutMeta, "type">) =>
+          Effect.gen(function* () {
+            const writer = yield* store.create(meta, { mode: "lazy" })
+            yield* writer.submission({ id: "t1", op: userText("hi") })
+            return { writer, path: Option.getOrThrow(yield* writer.path) }
+          })
+        const first = yield* started(metaOf())
+        yield* first.writer.terminal("completed")
+        // Someone tidies up: the day folder of the rollouts and the folder of live markers go.
+        yield* fs.remove(`${home}/sessions`, { recursive: true })
+        yield* fs.remove(`${home}/${LIVE_DIR}`, { recursive: true })
+        const meta = metaOf()
+        const second = yield* started(meta)
+        const marker = `${home}/${LIVE_DIR}/${meta.threadId}.json`
+        assert.strictEqual((JSON.parse(yield* fs.readFileString(marker)) as LiveMarker).pid, process.pid)
+        // Only the live marker folder goes this time, after the rollout was made: the next marker makes it again.
+        yield* fs.remove(`${home}/${LIVE_DIR}`, { recursive: true })
+        const third = yield* started(metaOf())
+        yield* Effect.forEach([second, third], ({ writer }) => writer.terminal("completed"))
+        for (const { path } of [second, third]) {
+          assert.deepStrictEqual(kinds((yield* store.read(path)).lines), ["submission", "terminal completed"])
+        }
+        // Every marker is gone with its terminal record, and no temporary file was left beside them:
+        // only the marker they shared (made again with the folder) stays, until the store closes.
+        const left = yield* fs.readDirectory(`${home}/${LIVE_DIR}`)
+        assert.strictEqual(left.length, 1)
+        assert.match(left[0]!, PROCESS_MARKER_FILE)
+        assert.strictEqual((yield* fs.stat(`${home}/sessions`)).mode & 0o777, 0o700) // §32
+      })
   )
 
   it.scoped("closing a writer in order removes its marker; resuming writes it again", () =>
@@ -149,8 +198,51 @@ layer(NodeContext.layer, { excludeTestServices: true })("Crashes", (it) => {
       assert.deepStrictEqual(marked, canTell ? [reused.threadId] : [])
       assert.deepStrictEqual(kinds((yield* store.read(endedPath)).lines), ["submission", "event", "terminal shutdown"])
       assert.deepStrictEqual(kinds((yield* store.read(oursPath)).lines), ["submission", "event"])
-      const left = (yield* fs.readDirectory(live)).sort()
+      // The marker this process's new threads share stays too: its process is alive.
+      const left = (yield* fs.readDirectory(live)).filter((name) => !PROCESS_MARKER_FILE.test(name)).sort()
       assert.deepStrictEqual(left, [`${ours.threadId}.json`, ...(canTell ? [] : [`${reused.threadId}.json`])].sort())
+      assert.strictEqual((yield* fs.readDirectory(live)).filter((name) => PROCESS_MARKER_FILE.test(name)).length, 1)
+    })
+  )
+
+  it.scoped(
+    "markCrashed ends a crashed new thread whose marker is a link to its dead process's shared marker (no rollout path), and removes both",
+    () =>
+      Effect.gen(function* () {
+        const { fs, home, store } = yield* tempStore
+        const live = `${home}/${LIVE_DIR}`
+        const meta = metaOf()
+        const path = yield* writtenRollout(store, meta)
+        // What a process that died with the thread open left: its shared marker, and the thread's link to it.
+        const pid = deadPid()
+        const shared = `${live}/.process-${pid}-${newThreadId()}.json`
+        yield* fs.writeFileString(shared, `${JSON.stringify({ pid, startedAt: new Date().toISOString() })}\n`)
+        yield* fs.link(shared, `${live}/${meta.threadId}.json`)
+        assert.deepStrictEqual(yield* store.markCrashed, [meta.threadId])
+        const lines = (yield* store.read(path)).lines
+        assert.deepStrictEqual(kinds(lines), ["submission", "event", "terminal crashed"])
+        const last = lines.at(-1)
+        assert.include(last?.type === "terminal" ? last.reason : "", `pid ${pid}`)
+        // Both gone; this process's own shared marker (it resumed the rollout to end it) stays while it runs.
+        const left = yield* fs.readDirectory(live)
+        assert.notInclude(left, `${meta.threadId}.json`)
+        assert.notInclude(left, shared.slice(live.length + 1))
+        assert.deepStrictEqual(yield* store.markCrashed, [])
+      })
+  )
+
+  it.effect("closing the store removes the marker its new threads shared", () =>
+    Effect.gen(function* () {
+      const fs = yield* FileSystem.FileSystem
+      const home = yield* fs.makeTempDirectory({ prefix: "deputy-crashes-" })
+      const open = yield* Effect.gen(function* () {
+        yield* writtenRollout(yield* RolloutStore, metaOf())
+        return yield* fs.readDirectory(`${home}/${LIVE_DIR}`)
+      }).pipe(Effect.provide(RolloutStore.layer({ home })))
+      const left = yield* fs.readDirectory(`${home}/${LIVE_DIR}`)
+      yield* fs.remove(home, { recursive: true })
+      assert.strictEqual(open.filter((name) => PROCESS_MARKER_FILE.test(name)).length, 1)
+      assert.deepStrictEqual(left, [])
     })
   )
 

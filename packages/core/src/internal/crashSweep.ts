@@ -6,7 +6,7 @@
 import type { ThreadId } from "@deputy/protocol"
 import { FileSystem, type Path } from "@effect/platform"
 import { Effect, Either, Option, type Scope } from "effect"
-import { isMarkerProcessAlive, LIVE_MARKER_FILE, readLiveMarker } from "../Crashes.js"
+import { isMarkerProcessAlive, LIVE_MARKER_FILE, PROCESS_MARKER_FILE, readLiveMarker } from "../Crashes.js"
 import type { RolloutContents, RolloutError, RolloutWriter } from "../Rollout.js"
 import { isNotFound, type RolloutIoFailed, type RolloutNotFound, type RolloutUnreadable } from "./rolloutErrors.js"
 
@@ -15,6 +15,8 @@ export const makeCrashSweep = (deps: {
   readonly fs: FileSystem.FileSystem
   readonly path: Path.Path
   readonly liveDir: string
+  /** Every live rollout by thread id: where the rollout of a marker naming none is (Crashes.ts `ProcessMarker`). */
+  readonly liveIndex: Effect.Effect<ReadonlyMap<string, string>, RolloutIoFailed>
   readonly read: (file: string) => Effect.Effect<RolloutContents, RolloutNotFound | RolloutUnreadable | RolloutIoFailed>
   readonly resume: (
     file: string,
@@ -29,7 +31,11 @@ export const makeCrashSweep = (deps: {
    * a writer that closed in order (`closed`) is no crash: its own terminal record is written instead,
    * when the disk refused it then.
    */
-  const endCrashed = (threadId: ThreadId, markerFile: string) =>
+  const endCrashed = (
+    threadId: ThreadId,
+    markerFile: string,
+    index: Effect.Effect<ReadonlyMap<string, string>, RolloutIoFailed>
+  ) =>
     Effect.gen(function* () {
       const read_ = yield* readLiveMarker(markerFile).pipe(
         Effect.provideService(FileSystem.FileSystem, fs),
@@ -41,8 +47,16 @@ export const makeCrashSweep = (deps: {
         yield* removeQuietly(markerFile)
         return false
       }
-      const marker = read_.value.value
-      if (marker.closed === undefined && (yield* Effect.promise(() => isMarkerProcessAlive(marker)))) return false
+      const held = read_.value.value
+      if (held.closed === undefined && (yield* Effect.promise(() => isMarkerProcessAlive(held)))) return false
+      // A new thread's marker (a link to its process's shared one) names no rollout: it is under sessions/.
+      const rollout = held.path ?? (yield* index).get(threadId)
+      if (rollout === undefined) {
+        yield* Effect.logWarning(`thread ${threadId} crashed, but it has no rollout under sessions/ to end`)
+        yield* removeQuietly(markerFile)
+        return false
+      }
+      const marker = { ...held, path: rollout }
       const contents = yield* Effect.either(read(marker.path))
       if (Either.isLeft(contents)) {
         yield* Effect.logWarning(
@@ -74,6 +88,21 @@ export const makeCrashSweep = (deps: {
       return ending === undefined
     })
 
+  /** A process's shared marker goes once that process is gone (its threads' markers are links, kept). */
+  const removeIfDead = (file: string) =>
+    Effect.gen(function* () {
+      const shared = yield* readLiveMarker(file).pipe(
+        Effect.provideService(FileSystem.FileSystem, fs),
+        Effect.orElseSucceed(() => Option.none())
+      )
+      // Unreadable: being written by its (live) process right now, or torn by a crash; the pid in its name decides.
+      const pid = Number(PROCESS_MARKER_FILE.exec(path.basename(file))?.[1])
+      const alive = Option.isSome(shared)
+        ? yield* Effect.promise(() => isMarkerProcessAlive(shared.value))
+        : yield* Effect.promise(() => isMarkerProcessAlive({ pid, startedAt: new Date(0).toISOString() }))
+      if (!alive) yield* removeQuietly(file)
+    })
+
   const markCrashed = Effect.gen(function* () {
     const names = yield* fs
       .readDirectory(liveDir)
@@ -84,12 +113,18 @@ export const makeCrashSweep = (deps: {
             : Effect.as(Effect.logWarning(`cannot list live markers: ${error.message}`), [])
         )
       )
+    // Listed once per sweep, at the first marker that needs it.
+    const index = yield* Effect.cached(deps.liveIndex)
     const marked: Array<ThreadId> = []
     for (const name of names) {
+      if (PROCESS_MARKER_FILE.test(name)) {
+        yield* removeIfDead(path.join(liveDir, name))
+        continue
+      }
       const match = LIVE_MARKER_FILE.exec(name) // skips the pointer writer's temp files
       if (match?.[1] === undefined) continue
       const threadId = match[1] as ThreadId
-      const ended = yield* endCrashed(threadId, path.join(liveDir, name)).pipe(
+      const ended = yield* endCrashed(threadId, path.join(liveDir, name), index).pipe(
         Effect.catchAll((error) =>
           Effect.as(Effect.logWarning(`cannot mark thread ${threadId} crashed: ${error.message}`), false)
         )

@@ -160,7 +160,19 @@ export const makeRolloutFinder = (deps: {
       return target
     })
 
-  return { findIn, findById, list, allMetas, move }
+  /** Every live (not archived) rollout by thread id, in one pass (the crash sweep's many lookups). */
+  const liveIndex = Effect.gen(function* () {
+    const index = new Map<string, string>()
+    for (const day of yield* dayFolders(roots.live)) {
+      for (const name of yield* listSubDir(path.join(roots.live, day))) {
+        const id = ROLLOUT_FILE.exec(name)?.[2]
+        if (id !== undefined) index.set(id, path.join(roots.live, day, name))
+      }
+    }
+    return index as ReadonlyMap<string, string>
+  })
+
+  return { findIn, findById, list, allMetas, move, liveIndex }
 }
 
 /** What `makeRolloutFinder` gives. */

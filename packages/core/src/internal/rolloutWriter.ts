@@ -8,16 +8,34 @@
  * Buffered lines are UTF-8 bytes, encoded a batch at a time as they arrive (pendingLines.ts).
  */
 import { constants as FsConstants } from "node:fs"
-import * as FsPromises from "node:fs/promises"
-import type { RolloutMeta, TerminalState, ThreadId } from "@deputy/protocol"
+import type { Event, RolloutMeta, Submission, TerminalState, ThreadId } from "@deputy/protocol"
 import { FileSystem, Path } from "@effect/platform"
-import { Effect, Fiber, Option } from "effect"
-import { acquireLiveMarker, type LiveMarker, liveMarkerName, ownProcessStart } from "../Crashes.js"
+import { type Clock, Effect, Fiber, Option, type Scope } from "effect"
+import {
+  acquireLiveMarker,
+  acquireNewThreadMarker,
+  type LiveMarker,
+  liveMarkerName,
+  ProcessMarker,
+  processStartToken,
+  type ThreadLiveElsewhere
+} from "../Crashes.js"
 import { writePointer } from "../Pointer.js"
 import type { RolloutWriter } from "../Rollout.js"
 import { PendingLines, recycle } from "./pendingLines.js"
-import { ioFailed, isAlreadyExists, RolloutIoFailed } from "./rolloutErrors.js"
+import { RolloutIoFailed } from "./rolloutErrors.js"
 import { encodeUtf8, jsonLine, type RolloutWarning } from "./rolloutFile.js"
+import {
+  close,
+  createFile as createNewFile,
+  errorCode,
+  KnownDirs,
+  open,
+  sizeOf,
+  unlinkIfThere,
+  vectorWriter,
+  writeAll
+} from "./rolloutFs.js"
 import { appendEventLines, eventLine, isPersisted, isTurnBoundary } from "./rolloutLines.js"
 
 /** How many thresholds a writer buffers while its background write is under way before the forwarder waits. */
@@ -31,236 +49,367 @@ export interface WriterDeps {
   readonly liveDir: string
   /** Flush once this many bytes are buffered, turn boundary or not. */
   readonly flushThreshold: number
+  /** The folders the store made (default: a set of this store's writers' own). */
+  readonly dirs?: KnownDirs
+  /** The marker the store's new threads share (default: one of this store's writers' own). */
+  readonly processMarker?: ProcessMarker
 }
 
+/** A node:fs failure on `file` as RolloutIoFailed. */
+const failedOn =
+  (file: string, operation: RolloutIoFailed["operation"]) =>
+  (cause: unknown): RolloutIoFailed =>
+    new RolloutIoFailed({
+      path: file,
+      operation,
+      reason: cause instanceof Error ? cause.message : String(cause),
+      cause
+    })
+
 /**
- * A writer for `file` in the caller's scope, and the effect that takes its live marker (a resumed
- * rollout takes it at once; a new file takes it when created).
+ * The writers of one store: each call is a writer for `file` in the caller's scope, and the effect
+ * that takes its live marker (a resumed rollout takes it at once; a new file takes it when created).
+ * The store's writers share the folders they made (rolloutFs.ts: `KnownDirs`).
  */
-export const makeRolloutWriter =
-  ({ fs, path, liveDir, flushThreshold }: WriterDeps) =>
-  (
+export const makeRolloutWriter = (deps: WriterDeps) => {
+  const dirs = deps.dirs ?? new KnownDirs()
+  const shared: Shared = { ...deps, dirs, processMarker: deps.processMarker ?? new ProcessMarker(dirs, deps.liveDir) }
+  return (
     threadId: ThreadId,
     file: string,
     header: { meta: RolloutMeta | undefined },
     state: WriterState,
     onError: (error: RolloutIoFailed) => Effect.Effect<void>,
     repairs: ReadonlyArray<RolloutWarning> = []
-  ) =>
-    Effect.gen(function* () {
-      const lock = yield* Effect.makeSemaphore(1)
-      // Read once: `submission` and `event` are on every agent's hot path.
-      const clock = yield* Effect.clock
-      const now = () => new Date(clock.unsafeCurrentTimeMillis()).toISOString()
-      const append = (lines: string) => {
-        state.pending.push(lines)
-        state.pending.settle()
+  ): Effect.Effect<
+    { readonly writer: RolloutWriter; readonly acquireMarker: Effect.Effect<void, RolloutError> },
+    never,
+    Scope.Scope
+  > =>
+    Effect.flatMap(Effect.scope, (scope) =>
+      Effect.flatMap(Effect.clock, (clock) => {
+        const writer = new FileWriter(shared, threadId, file, header, state, onError, repairs, scope, clock)
+        // Effect.addFinalizer keeps the creating fiber's references for the close (about 0.9 KB a
+        // writer); the scope's own list (Scope.addFinalizer) runs it with the closing fiber's, and
+        // with that the 1,000-agent stress run hung in 2 of 5 runs (0 of 12 this way).
+        return Effect.as(
+          Effect.addFinalizer(() => writer.close),
+          {
+            writer,
+            acquireMarker: Effect.suspend(() => writer.acquireMarker)
+          }
+        )
+      })
+    )
+}
+
+interface Shared extends WriterDeps {
+  readonly dirs: KnownDirs
+  readonly processMarker: ProcessMarker
+}
+
+type RolloutError = RolloutIoFailed | ThreadLiveElsewhere
+
+/**
+ * One thread's writer. A class, its effects built when first needed: a thousand idle threads each
+ * hold one, and most never flush past a threshold nor take their marker over.
+ */
+class FileWriter implements RolloutWriter {
+  /** `flush`, made when first needed: its lock (a semaphore) is most of an idle writer's size. */
+  private flushEffect: Effect.Effect<void, RolloutIoFailed> | undefined = undefined
+
+  constructor(
+    private readonly shared: Shared,
+    readonly threadId: ThreadId,
+    private readonly file: string,
+    private readonly header: { meta: RolloutMeta | undefined },
+    private readonly state: WriterState,
+    private readonly onError: (error: RolloutIoFailed) => Effect.Effect<void>,
+    readonly repairs: ReadonlyArray<RolloutWarning>,
+    private readonly scope: Scope.Scope,
+    // Read once: `submission` and `event` are on every agent's hot path.
+    private readonly clock: Clock.Clock
+  ) {}
+
+  private now(): string {
+    return new Date(this.clock.unsafeCurrentTimeMillis()).toISOString()
+  }
+
+  private append(lines: string): void {
+    this.state.pending.push(lines)
+    this.state.pending.settle()
+  }
+
+  // The live marker (Crashes.ts) exists while this writer has a file and has not written `terminal`.
+  private get markerFile(): string {
+    return this.shared.path.join(this.shared.liveDir, liveMarkerName(this.threadId))
+  }
+
+  /** Takes the thread's marker (a resumed rollout: one of its own, naming the file). */
+  get acquireMarker(): Effect.Effect<void, RolloutError> {
+    return this.takeMarker(false)
+  }
+
+  private takeMarker(newFile: boolean): Effect.Effect<void, RolloutError> {
+    const { shared } = this
+    return Effect.flatMap(processStartToken, (processStart) => {
+      const marker: LiveMarker = {
+        pid: process.pid,
+        startedAt: this.now(),
+        path: this.file,
+        ...(processStart === undefined ? {} : { processStart })
       }
-      // The live marker (Crashes.ts) exists while this writer has a file and has not written `terminal`.
-      const markerFile = path.join(liveDir, liveMarkerName(threadId))
-      const acquireMarker = Effect.gen(function* () {
-        const processStart = yield* Effect.promise(ownProcessStart)
-        const marker: LiveMarker = {
-          pid: process.pid,
-          startedAt: now(),
-          path: file,
-          ...(processStart === undefined ? {} : { processStart })
-        }
-        yield* acquireLiveMarker(markerFile, threadId, marker).pipe(
-          Effect.provideService(FileSystem.FileSystem, fs),
-          Effect.provideService(Path.Path, path),
-          Effect.catchTag("BadArgument", "SystemError", (error) => Effect.fail(ioFailed(markerFile, "mark")(error)))
-        )
-        state.marker = marker
-      })
-      // A new file: nobody else can hold its thread, so a marker that cannot be made only costs crash detection.
-      const markNewFile = acquireMarker.pipe(
-        Effect.catchAll((error) => Effect.logWarning(`${error.message}: a crash will not be noticed for ${file}`))
+      const markerFile = this.markerFile
+      const take = newFile
+        ? acquireNewThreadMarker(shared.processMarker, shared.dirs, markerFile, this.threadId, marker)
+        : acquireLiveMarker(shared.dirs, markerFile, this.threadId, marker)
+      return take.pipe(
+        Effect.provideService(FileSystem.FileSystem, shared.fs),
+        Effect.provideService(Path.Path, shared.path),
+        Effect.tap((taken) => {
+          this.state.marker = taken
+        }),
+        Effect.asVoid
       )
-      // Only once every line is on disk: a terminal line still buffered keeps the marker for the next start.
-      const removeMarker = Effect.suspend(() =>
-        state.marker !== undefined && state.pending.isEmpty && !state.dirty
-          ? fs.remove(markerFile, { force: true }).pipe(
-              Effect.tap(() =>
-                Effect.sync(() => {
-                  state.marker = undefined
-                })
-              ),
-              Effect.catchAll((error) => Effect.logWarning(`cannot remove the live marker: ${error.message}`))
-            )
-          : Effect.void
-      )
-      // Closed in order with lines the disk refused: not a crash. The marker says how the thread ended
-      // (Crashes.ts), so the next start writes that ending, not `crashed`; if even that fails, it goes.
-      const closeMarker = Effect.suspend(() => {
-        const marker = state.marker
-        if (marker === undefined) return Effect.void
-        if (state.pending.isEmpty && !state.dirty) return removeMarker
-        const closed: LiveMarker = {
-          ...marker,
-          closed: { at: now(), ...(state.terminal === undefined ? {} : { terminal: state.terminal }) }
-        }
-        return writePointer(markerFile, jsonLine(closed)).pipe(
-          Effect.provideService(FileSystem.FileSystem, fs),
-          Effect.provideService(Path.Path, path),
-          Effect.tap(() =>
-            Effect.logWarning(`closed ${file} with ${state.pending.bytes} bytes of lines the disk refused`)
-          ),
-          Effect.catchAll(() => Effect.ignore(fs.remove(markerFile, { force: true })))
-        )
-      })
-      // One write per flush, whole lines only; uninterruptible so a cancelled fiber cannot cut a line (§21).
-      const write = Effect.gen(function* () {
-        if (!state.started) return // §20: a lazy writer waits for the first turn
-        if (state.exists && state.pending.isEmpty && !state.dirty) return
-        const chunks = state.pending.take()
-        const attempt = state.exists ? appendLines(chunks) : createFile(chunks)
-        yield* Effect.catchAll(attempt, (error) => {
-          state.pending.restore(chunks) // keep them, in order, for the next try
-          return Effect.fail(error)
-        })
-      })
-      const createFile = (chunks: ReadonlyArray<Uint8Array>) =>
-        Effect.gen(function* () {
-          const data = Buffer.concat(
-            header.meta === undefined ? chunks : [encodeUtf8(jsonLine(header.meta)), ...chunks]
-          )
-          // §32: rollouts and their folders are private.
-          yield* fs
-            .makeDirectory(path.dirname(file), { recursive: true, mode: 0o700 })
-            .pipe(Effect.mapError(ioFailed(file, "create")))
-          // `wx` never clobbers another thread's file; after a failed attempt of ours, `w` redoes it.
-          yield* fs.writeFile(file, data, { flag: state.ownsFile ? "w" : "wx", mode: 0o600 }).pipe(
-            Effect.tapError((error) =>
-              Effect.sync(() => {
-                if (!isAlreadyExists(error)) state.ownsFile = true
-              })
-            ),
-            Effect.mapError(ioFailed(file, "create"))
-          )
-          state.exists = true
-          state.ownsFile = true
-          state.size = data.byteLength
-          recycle(chunks) // on disk: their slabs may take new lines
-          yield* markNewFile
-        })
-      // §34: O_APPEND, never a write at a remembered offset, and no O_CREAT: a rollout moved away
-      // (archived) is an error, never a new file without metadata. A failed write may have left part
-      // of a line: the next append starts on a new line, so the reader skips that part with a warning
-      // and nothing written is overwritten.
-      const appendLines = (chunks: ReadonlyArray<Uint8Array>) =>
-        Effect.tryPromise({
-          try: async () => {
-            let data = chunks
-            const handle = await FsPromises.open(file, FsConstants.O_WRONLY | FsConstants.O_APPEND)
-            try {
-              if (state.dirty) {
-                const size = (await handle.stat()).size
-                if (size > state.size) data = [NEWLINE, ...data]
-                state.size = size
-              }
-              // One writev call a flush, not a copy into one buffer first nor FileHandle.writeFile's 512 KiB
-              // calls; then no stat: the file ends in a whole line of ours, and only a later failed write
-              // compares sizes again.
-              state.size += await writeAll(handle, data)
-              recycle(chunks) // on disk: their slabs may take new lines
-              state.dirty = false
-            } finally {
-              await handle.close()
-            }
-          },
-          catch: (cause) =>
-            new RolloutIoFailed({
-              path: file,
-              operation: "append",
-              reason: cause instanceof Error ? cause.message : String(cause),
-              cause
-            })
-        }).pipe(
-          Effect.tapError(() =>
-            Effect.sync(() => {
-              state.dirty = true
-            })
-          )
-        )
-      // Waiting for the lock can be interrupted; a write under way cannot.
-      const flush = lock.withPermits(1)(Effect.uninterruptible(write)).pipe(Effect.withSpan("RolloutWriter.flush"))
-      // onError runs outside the lock, so it may record an `error` event through this writer.
-      const autoFlush = Effect.catchAll(flush, onError)
-      // Past the threshold the writes go on in the background, so the forwarder is not held by the disk
-      // (issue 12): one fiber, writing until less than a threshold is buffered (or a write fails). The
-      // forwarder waits for it only once BACKLOG thresholds are buffered (backpressure): a write takes
-      // several trips to the thread pool, and waiting at the second threshold held the forwarder for
-      // most of them. Turn boundaries, `terminal` and closing still wait for every line to be on disk.
-      const scope = yield* Effect.scope
-      const writeBacklog = Effect.catchAll(
-        Effect.repeat(flush, { while: () => state.pending.bytes >= flushThreshold }),
-        onError
-      )
-      const flushInBackground = Effect.suspend(() => {
-        const running = state.background
-        if (running !== undefined) {
-          return state.pending.bytes >= BACKLOG * flushThreshold ? Effect.asVoid(Fiber.await(running)) : Effect.void
-        }
-        return Effect.map(Effect.forkIn(writeBacklog, scope), (fiber) => {
-          state.background = fiber
-          fiber.addObserver(() => {
-            if (state.background === fiber) state.background = undefined
-          })
-        })
-      })
-      const maybeFlush = (boundary: boolean) =>
-        boundary || state.closed ? autoFlush : state.pending.bytes >= flushThreshold ? flushInBackground : Effect.void
-      yield* Effect.addFinalizer(() =>
-        Effect.suspend(() => {
-          state.closed = true
-          return Effect.zipRight(autoFlush, closeMarker) // closed in an orderly way: not a crash
-        })
-      )
-      const writer: RolloutWriter = {
-        threadId,
-        repairs,
-        path: Effect.sync(() => (state.exists ? Option.some(file) : Option.none())),
-        setBackendThreadId: (backendThreadId) =>
-          Effect.sync(() => {
-            if (!state.exists && header.meta !== undefined) header.meta = { ...header.meta, backendThreadId }
-          }),
-        submission: (submission) =>
-          Effect.suspend(() => {
-            append(`{"type":"submission","at":"${now()}","submission":${JSON.stringify(submission)}}\n`)
-            // §20: the first turn creates the file (and each later one retries a failed creation).
-            const startsTurn = submission.op.type === "user_input"
-            if (startsTurn) state.started = true
-            return maybeFlush(startsTurn && !state.exists)
-          }),
-        event: (event) =>
-          Effect.suspend(() => {
-            // §2: streaming deltas are not persisted (Codex's rollout policy); the completed item is.
-            if (!isPersisted(event.msg.type)) return Effect.void
-            append(eventLine(now(), event))
-            return maybeFlush(isTurnBoundary(event.msg.type))
-          }),
-        events: (events) =>
-          Effect.suspend(() => {
-            // One timestamp per batch: formatting a date costs as much as serialising the event.
-            // Per event type, a hand-built line (rolloutLines.ts): JSON.stringify of the whole line was the cost.
-            return maybeFlush(appendEventLines(state.pending, now(), events))
-          }),
-        flush,
-        terminal: (terminalState, reason) =>
-          Effect.suspend(() => {
-            if (state.terminated) return Effect.void
-            state.terminated = true
-            state.terminal = { state: terminalState, ...(reason === undefined ? {} : { reason }) }
-            const at = now()
-            append(
-              jsonLine({ type: "terminal", at, state: terminalState, ...(reason === undefined ? {} : { reason }) })
-            )
-            return Effect.zipRight(autoFlush, removeMarker)
-          }).pipe(Effect.withSpan("RolloutWriter.terminal"))
-      }
-      return { writer, acquireMarker }
     })
+  }
+
+  // A new file (under sessions/: its marker is a link to the process's shared one, Crashes.ts): nobody
+  // else can hold its thread, so a marker that cannot be made only costs crash detection.
+  private get markNewFile(): Effect.Effect<void> {
+    return this.takeMarker(true).pipe(
+      Effect.catchAll((error) => Effect.logWarning(`${error.message}: a crash will not be noticed for ${this.file}`))
+    )
+  }
+
+  // Only once every line is on disk: a terminal line still buffered keeps the marker for the next start.
+  private get removeMarker(): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      const { state } = this
+      if (state.marker === undefined || !state.pending.isEmpty || state.dirty) return Effect.void
+      const markerFile = this.markerFile
+      return Effect.tryPromise({ try: () => unlinkIfThere(markerFile), catch: failedOn(markerFile, "mark") }).pipe(
+        Effect.tap(() => {
+          state.marker = undefined
+        }),
+        Effect.catchAll((error) => Effect.logWarning(`cannot remove the live marker: ${error.message}`))
+      )
+    })
+  }
+
+  // Closed in order with lines the disk refused: not a crash. The marker says how the thread ended
+  // (Crashes.ts), so the next start writes that ending, not `crashed`; if even that fails, it goes.
+  private get closeMarker(): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      const { state, shared } = this
+      const marker = state.marker
+      if (marker === undefined) return Effect.void
+      if (state.pending.isEmpty && !state.dirty) return this.removeMarker
+      const markerFile = this.markerFile
+      const closed: LiveMarker = {
+        ...marker,
+        path: this.file, // a shared marker names no rollout; this one is the thread's own
+        closed: { at: this.now(), ...(state.terminal === undefined ? {} : { terminal: state.terminal }) }
+      }
+      return writePointer(markerFile, jsonLine(closed)).pipe(
+        Effect.provideService(FileSystem.FileSystem, shared.fs),
+        Effect.provideService(Path.Path, shared.path),
+        Effect.tap(() =>
+          Effect.logWarning(`closed ${this.file} with ${state.pending.bytes} bytes of lines the disk refused`)
+        ),
+        Effect.catchAll(() => Effect.ignore(Effect.promise(() => unlinkIfThere(markerFile).catch(() => false))))
+      )
+    })
+  }
+
+  /** Closing the scope: closed in an orderly way, so not a crash. */
+  get close(): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      this.state.closed = true
+      return Effect.zipRight(this.autoFlush, this.closeMarker)
+    })
+  }
+
+  // One write per flush, whole lines only; uninterruptible so a cancelled fiber cannot cut a line (§21).
+  private get write(): Effect.Effect<void, RolloutIoFailed> {
+    return Effect.suspend(() => {
+      const { state } = this
+      if (!state.started) return Effect.void // §20: a lazy writer waits for the first turn
+      if (state.exists && state.pending.isEmpty && !state.dirty) return Effect.void
+      const chunks = state.pending.take()
+      const attempt = state.exists ? this.appendLines(chunks) : this.createFile(chunks)
+      return Effect.catchAll(attempt, (error) => {
+        state.pending.restore(chunks) // keep them, in order, for the next try
+        return Effect.fail(error)
+      })
+    })
+  }
+
+  private createFile(chunks: ReadonlyArray<Uint8Array>): Effect.Effect<void, RolloutIoFailed> {
+    const { state, file } = this
+    const meta = this.header.meta
+    return Effect.tryPromise({
+      // §32: rollouts and their folders are private. `wx` never clobbers another thread's file;
+      // after a failed attempt of ours, `w` redoes it.
+      try: () =>
+        createNewFile(
+          this.shared.dirs,
+          file,
+          meta === undefined ? chunks : [encodeUtf8(jsonLine(meta)), ...chunks],
+          state.ownsFile ? "w" : "wx"
+        ),
+      catch: (cause) => {
+        if (errorCode(cause) !== "EEXIST") state.ownsFile = true
+        return failedOn(file, "create")(cause)
+      }
+    }).pipe(
+      Effect.flatMap((size) => {
+        state.exists = true
+        state.ownsFile = true
+        state.size = size
+        recycle(chunks) // on disk: their slabs may take new lines
+        return this.markNewFile
+      })
+    )
+  }
+
+  // §34: O_APPEND, never a write at a remembered offset, and no O_CREAT: a rollout moved away
+  // (archived) is an error, never a new file without metadata. A failed write may have left part
+  // of a line: the next append starts on a new line, so the reader skips that part with a warning
+  // and nothing written is overwritten.
+  private appendLines(chunks: ReadonlyArray<Uint8Array>): Effect.Effect<void, RolloutIoFailed> {
+    const { state, file } = this
+    return Effect.tryPromise({
+      try: async () => {
+        let data = chunks
+        const fd = await open(file, FsConstants.O_WRONLY | FsConstants.O_APPEND)
+        try {
+          if (state.dirty) {
+            const size = await sizeOf(fd)
+            if (size > state.size) data = [NEWLINE, ...data]
+            state.size = size
+          }
+          // One writev call a flush, not a copy into one buffer first nor writeFile's 512 KiB calls;
+          // then no stat: the file ends in a whole line of ours, and only a later failed write
+          // compares sizes again.
+          state.size += await writeAll(vectorWriter(fd), data)
+          recycle(chunks) // on disk: their slabs may take new lines
+          state.dirty = false
+        } finally {
+          await close(fd)
+        }
+      },
+      catch: failedOn(file, "append")
+    }).pipe(
+      Effect.tapError(() =>
+        Effect.sync(() => {
+          state.dirty = true
+        })
+      )
+    )
+  }
+
+  // Waiting for the lock can be interrupted; a write under way cannot. No span: a flush is on every
+  // thread's hot path, and a span captures a stack trace per call.
+  get flush(): Effect.Effect<void, RolloutIoFailed> {
+    if (this.flushEffect === undefined) {
+      this.flushEffect = Effect.unsafeMakeSemaphore(1).withPermits(1)(Effect.uninterruptible(this.write))
+    }
+    return this.flushEffect
+  }
+
+  // onError runs outside the lock, so it may record an `error` event through this writer.
+  private get autoFlush(): Effect.Effect<void> {
+    return Effect.catchAll(this.flush, this.onError)
+  }
+
+  // Past the threshold the writes go on in the background, so the forwarder is not held by the disk
+  // (issue 12): one fiber, writing until less than a threshold is buffered (or a write fails). The
+  // forwarder waits for it only once BACKLOG thresholds are buffered (backpressure): a write takes
+  // several trips to the thread pool, and waiting at the second threshold held the forwarder for
+  // most of them. Turn boundaries, `terminal` and closing still wait for every line to be on disk.
+  private get flushInBackground(): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      const { state, shared } = this
+      const running = state.background
+      if (running !== undefined) {
+        return state.pending.bytes >= BACKLOG * shared.flushThreshold
+          ? Effect.asVoid(Fiber.await(running))
+          : Effect.void
+      }
+      const writeBacklog = Effect.catchAll(
+        Effect.repeat(this.flush, { while: () => state.pending.bytes >= shared.flushThreshold }),
+        this.onError
+      )
+      return Effect.map(Effect.forkIn(writeBacklog, this.scope), (fiber) => {
+        state.background = fiber
+        fiber.addObserver(() => {
+          if (state.background === fiber) state.background = undefined
+        })
+      })
+    })
+  }
+
+  private maybeFlush(boundary: boolean): Effect.Effect<void> {
+    const { state } = this
+    return boundary || state.closed
+      ? this.autoFlush
+      : state.pending.bytes >= this.shared.flushThreshold
+        ? this.flushInBackground
+        : Effect.void
+  }
+
+  get path(): Effect.Effect<Option.Option<string>> {
+    return Effect.sync(() => (this.state.exists ? Option.some(this.file) : Option.none()))
+  }
+
+  // The methods below are fields (bound): callers pass them on as callbacks (`onEvents: writer.events`).
+
+  readonly setBackendThreadId = (backendThreadId: string): Effect.Effect<void> =>
+    Effect.sync(() => {
+      const meta = this.header.meta
+      if (!this.state.exists && meta !== undefined) this.header.meta = { ...meta, backendThreadId }
+    })
+
+  readonly submission = (submission: Submission): Effect.Effect<void> =>
+    Effect.suspend(() => {
+      this.append(`{"type":"submission","at":"${this.now()}","submission":${JSON.stringify(submission)}}\n`)
+      // §20: the first turn creates the file (and each later one retries a failed creation).
+      const startsTurn = submission.op.type === "user_input"
+      if (startsTurn) this.state.started = true
+      return this.maybeFlush(startsTurn && !this.state.exists)
+    })
+
+  readonly event = (event: Event): Effect.Effect<void> =>
+    Effect.suspend(() => {
+      // §2: streaming deltas are not persisted (Codex's rollout policy); the completed item is.
+      if (!isPersisted(event.msg.type)) return Effect.void
+      this.append(eventLine(this.now(), event))
+      return this.maybeFlush(isTurnBoundary(event.msg.type))
+    })
+
+  // One timestamp per batch: formatting a date costs as much as serialising the event. Per event
+  // type, a hand-built line (rolloutLines.ts): JSON.stringify of the whole line was the cost.
+  readonly events = (events: ReadonlyArray<Event>): Effect.Effect<void> =>
+    Effect.suspend(() => this.maybeFlush(appendEventLines(this.state.pending, this.now(), events)))
+
+  readonly terminal = (terminalState: TerminalState, reason?: string): Effect.Effect<void> =>
+    Effect.suspend(() => {
+      const { state } = this
+      if (state.terminated) return Effect.void
+      state.terminated = true
+      state.terminal = { state: terminalState, ...(reason === undefined ? {} : { reason }) }
+      this.append(
+        jsonLine({
+          type: "terminal",
+          at: this.now(),
+          state: terminalState,
+          ...(reason === undefined ? {} : { reason })
+        })
+      )
+      return Effect.zipRight(this.autoFlush, this.removeMarker)
+    })
+}
 
 /** One writer's state, owned by it alone. */
 export interface WriterState {
@@ -304,24 +453,4 @@ export const newState = (options: { readonly started: boolean }): WriterState =>
 
 const NEWLINE = encodeUtf8("\n")
 
-/** What `writeAll` needs of a file handle. */
-export interface VectorWriter {
-  readonly writev: (buffers: ReadonlyArray<Uint8Array>) => Promise<{ readonly bytesWritten: number }>
-}
-
-/** Writes every byte of `chunks` in order (writev, again from where a short write stopped); returns how many. */
-export const writeAll = async (handle: VectorWriter, chunks: ReadonlyArray<Uint8Array>): Promise<number> => {
-  let total = 0
-  let rest = chunks
-  while (rest.length > 0) {
-    const { bytesWritten } = await handle.writev(rest)
-    if (bytesWritten === 0) throw new Error(`wrote 0 of the ${rest.length} chunk(s) left`)
-    total += bytesWritten
-    let skip = bytesWritten
-    let index = 0
-    while (index < rest.length && skip >= rest[index]!.byteLength) skip -= rest[index++]!.byteLength
-    rest = rest.slice(index)
-    if (skip > 0) rest = [rest[0]!.subarray(skip), ...rest.slice(1)]
-  }
-  return total
-}
+export { type VectorWriter, writeAll } from "./rolloutFs.js"

@@ -1,4 +1,5 @@
 // The rollout reader and its repair (internal/rolloutReader.ts), on real files.
+import { dirname } from "node:path"
 import { newThreadId } from "@deputy/protocol"
 import { FileSystem } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
@@ -67,6 +68,17 @@ layer(NodeContext.layer, { excludeTestServices: true })("rolloutReader", (it) =>
         [["invalid_json", 2]]
       )
       assert.strictEqual((yield* Effect.flip(reader.read(`${file}.none`)))._tag, "RolloutNotFound")
+    })
+  )
+
+  it.scoped("a path that cannot be read (a folder) is RolloutIoFailed naming it and the read", () =>
+    Effect.gen(function* () {
+      const { file, reader } = yield* inFile(`${meta}
+`)
+      const folder = dirname(file)
+      const error = yield* Effect.flip(reader.read(folder))
+      assert.strictEqual(error._tag, "RolloutIoFailed")
+      assert.include(error.message, `rollout read failed for ${folder}`)
     })
   )
 })

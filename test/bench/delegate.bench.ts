@@ -12,7 +12,7 @@
  *
  *   node --expose-gc --conditions=@deputy/source --import tsx test/bench/delegate.bench.ts
  */
-import { type Agent, Delegate, FairScheduler, Parent, RolloutStore, ThreadManager } from "@deputy/core"
+import { type Agent, Delegate, FairScheduler, Mailboxes, Parent, RolloutStore, ThreadManager } from "@deputy/core"
 import { type Event, newThreadId, type Script, userText } from "@deputy/protocol"
 import { Scripted } from "@deputy/scripted"
 import { FileSystem } from "@effect/platform"
@@ -47,16 +47,16 @@ const fairLimit = Effect.gen(function* () {
   yield* Effect.forkScoped(
     Effect.gen(function* () {
       while (true) {
-        const [chunk, done] = yield* agent.events.takeAll
+        const [chunk, done] = yield* Mailboxes.takeAll(agent.events)
         const kept: Array<Event> = []
         for (const event of Chunk.toReadonlyArray(chunk)) if (Delegate.defaultEventFilter(event.msg)) kept.push(event)
-        yield* out.offerAll(kept)
+        yield* Mailboxes.offerAll(out, kept)
         if (done) return yield* out.end
       }
     })
   )
   yield* agent.submit({ id: "t", op: userText("go") })
-  return yield* Mailbox.toStream(out).pipe(Stream.takeUntil(isEnd), Stream.runCount)
+  return yield* Mailboxes.toStream(out).pipe(Stream.takeUntil(isEnd), Stream.runCount)
 }).pipe(Effect.scoped, FairScheduler.withFairScheduler)
 
 /** (a) The same agent through Delegate.interactive; counts what the caller receives. */

@@ -41,6 +41,7 @@ import {
 } from "effect"
 import type { Agent } from "./Agent.js"
 import { fairScheduler } from "./FairScheduler.js"
+import * as Mailboxes from "./Mailboxes.js"
 import { Parent, type ParentError, type ParentRequest, type ParentService } from "./Parent.js"
 import { confinePatch } from "./Workspace.js"
 
@@ -240,7 +241,7 @@ const startOnCurrentScheduler = <E, R>(
     /** Reads the agent's events until its turn ends or it shuts down; says which, "ended" if the events end first. */
     const drain = Effect.gen(function* () {
       while (true) {
-        const event = yield* agent.events.take
+        const event = yield* Mailboxes.take(agent.events)
         if (observeEvents) yield* observeEvents([event])
         if (isTurnEnd(event.msg) || event.msg.type === "shutdown_complete") return event.msg.type
       }
@@ -268,7 +269,7 @@ const startOnCurrentScheduler = <E, R>(
 
     // Answer ids (`exec:<approval id>`, …) of requests waiting for the parent: one answer each (§30).
     const pendingAnswers = new Set<string>()
-    const report = (msg: EventMsg, id: string) => Effect.asVoid(events.offer({ id, msg }))
+    const report = (msg: EventMsg, id: string) => Effect.asVoid(Mailboxes.offer(events, { id, msg }))
     const handleApproval = approvalHandler(parent, agent, send, report, options, (requestId) =>
       withdrawn.push(requestId)
     )
@@ -277,7 +278,7 @@ const startOnCurrentScheduler = <E, R>(
 
     const forwardEvents = Effect.gen(function* () {
       while (true) {
-        const [chunk, done] = yield* agent.events.takeAll
+        const [chunk, done] = yield* Mailboxes.takeAll(agent.events)
         const out: Array<Event> = []
         let turnEnded = false
         const batch = Chunk.toReadonlyArray(chunk)
@@ -309,7 +310,11 @@ const startOnCurrentScheduler = <E, R>(
         }
         // §6: a full events mailbox blocks us here; cancellation still interrupts the wait.
         const undelivered =
-          out.length === 1 ? ((yield* events.offer(out[0]!)) ? 0 : 1) : (yield* events.offerAll(out)).length
+          out.length === 1
+            ? (yield* Mailboxes.offer(events, out[0]!))
+              ? 0
+              : 1
+            : (yield* Mailboxes.offerAll(events, out)).length
         if (undelivered > 0) return yield* closeFromOutside // §7: the caller has gone
         if (turnEnded) {
           // §9: a one-shot ends itself without the caller cancelling.
@@ -331,7 +336,7 @@ const startOnCurrentScheduler = <E, R>(
     const forwardOps = (mailbox: Mailbox.Mailbox<Submission>) =>
       Effect.gen(function* () {
         while (true) {
-          const [chunk, done] = yield* mailbox.takeAll
+          const [chunk, done] = yield* Mailboxes.takeAll(mailbox)
           for (const submission of Chunk.toReadonlyArray(chunk)) yield* send(submission)
           if (done || (yield* opsEmpty)) return
         }
@@ -357,7 +362,7 @@ const startOnCurrentScheduler = <E, R>(
         opsShut
           ? Effect.fail(opsClosed())
           : Effect.flatMap(opsMailbox, (mailbox) =>
-              Effect.flatMap(mailbox.offer(submission), (accepted) =>
+              Effect.flatMap(Mailboxes.offer(mailbox, submission), (accepted) =>
                 accepted ? Effect.as(wakeForwarder(mailbox), submission.id) : Effect.fail(opsClosed())
               )
             )
@@ -382,7 +387,7 @@ const startOnCurrentScheduler = <E, R>(
                     streaming = false
                   })
               ),
-              Mailbox.toStream(events)
+              Mailboxes.toStream(events)
             )
       )
     )
@@ -396,7 +401,7 @@ const startOnCurrentScheduler = <E, R>(
           ? Effect.fail(new CallerCannotAnswer({ threadId: agent.threadId, op: op.type }))
           : enqueue({ id, op }),
       events: readEvents,
-      take: Effect.suspend(() => (streaming ? alreadyRead("take") : events.take)),
+      take: Effect.suspend(() => (streaming ? alreadyRead("take") : Mailboxes.take(events))),
       report: (msg, id = "") => report(msg, id),
       status: agent.status,
       // §7 at once, not at the agent's next event: nobody will read what it says.

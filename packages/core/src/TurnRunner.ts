@@ -10,6 +10,7 @@
  */
 import type { AgentStatus, Event, EventMsg } from "@deputy/protocol"
 import { Effect, Exit, Fiber, type Mailbox, Runtime, Scope, SubscriptionRef } from "effect"
+import * as Mailboxes from "./Mailboxes.js"
 
 /** What a turn fiber posts to the driver's inbox when it ends by itself. */
 export interface TurnDone<A> {
@@ -79,7 +80,7 @@ export const make = <I, A, R>(options: {
         const seq = nextSeq++
         const turn = run(turnId, input)
         yield* SubscriptionRef.set(status, { type: "running", turnId })
-        if (options.announce) yield* events.offer({ id: turnId, msg: { type: "turn_started", turnId } })
+        if (options.announce) yield* Mailboxes.offer(events, { id: turnId, msg: { type: "turn_started", turnId } })
         const fiber = yield* Effect.forkDaemon(
           turnFiber(
             turn.pipe(
@@ -102,7 +103,7 @@ export const make = <I, A, R>(options: {
       Effect.gen(function* () {
         current = undefined
         yield* SubscriptionRef.set(status, { type: "idle" })
-        yield* events.offer({ id: turnId, msg: last })
+        yield* Mailboxes.offer(events, { id: turnId, msg: last })
         const next = queued.shift()
         if (next !== undefined) yield* begin(next.turnId, next.input)
       })
@@ -131,7 +132,7 @@ export const make = <I, A, R>(options: {
         queued.length = 0
         yield* interrupt
         yield* SubscriptionRef.set(status, { type: "shutdown" })
-        yield* events.offer({ id, msg: { type: "shutdown_complete" } })
+        yield* Mailboxes.offer(events, { id, msg: { type: "shutdown_complete" } })
         yield* events.end
       })
 

@@ -34,6 +34,8 @@ export {
 } from "./ForkSnapshot.js"
 export { decode, formatIssues } from "./internal/decode.js"
 export { deputyHome } from "./internal/home.js"
+/** Mailbox operations no yield can split (nothing hangs, issues 12/13). */
+export * as Mailboxes from "./Mailboxes.js"
 export {
   type ExecApprovalRequest,
   NoAnswer,

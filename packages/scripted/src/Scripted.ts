@@ -18,6 +18,7 @@ import {
   childEnvironment,
   confinePatch,
   type InvalidInput,
+  Mailboxes,
   type SpawnChild,
   SpawnFailed,
   type SpawnOptions,
@@ -307,7 +308,10 @@ const player = (config: {
       Effect.suspend(() => {
         if (isStarted) return Effect.void
         isStarted = true
-        return events.offer({ id: turnId, msg: { type: "sub_agent_started", threadId, ...named, depth: depth + 1 } })
+        return Mailboxes.offer(events, {
+          id: turnId,
+          msg: { type: "sub_agent_started", threadId, ...named, depth: depth + 1 }
+        })
       }).pipe(Effect.asVoid)
     return spawn({
       backend: backend(child.script, { ...workspace, env: env(), eventsCapacity: capacity }),
@@ -333,13 +337,13 @@ const player = (config: {
               msg: { type: "sub_agent_ended", threadId: error.threadId, ...named, status: "failed" }
             })
           }
-          return events.offerAll(failure)
+          return Mailboxes.offerAll(events, failure)
         },
         onSuccess: (outcome) => {
           if (child.name !== undefined) memory.children.set(child.name, outcome.lastAgentMessage ?? "")
           return Effect.zipRight(
             started(outcome.threadId), // in case the spawner never called onStarted
-            events.offer({
+            Mailboxes.offer(events, {
               id: turnId,
               msg: {
                 type: "sub_agent_ended",
@@ -367,7 +371,7 @@ const player = (config: {
         if (out.length === 0) return Effect.void
         const batch = out
         out = []
-        return batch.length === 1 ? events.offer(batch[0]!) : events.offerAll(batch)
+        return batch.length === 1 ? Mailboxes.offer(events, batch[0]!) : Mailboxes.offerAll(events, batch)
       })
       // Buffers deltas `from`… of `text` cut in `pieces` until the buffer is full; returns where it stopped.
       const pushDeltas = (text: string, pieces: number, from: number, type: DeltaType) => {
@@ -616,7 +620,7 @@ const driver = (config: {
   const { decisions, responses } = play.waiting
   let isDone = false
 
-  const warn = (id: string, message: string) => events.offer({ id, msg: { type: "warning", message } })
+  const warn = (id: string, message: string) => Mailboxes.offer(events, { id, msg: { type: "warning", message } })
 
   // §24: a fatal step (or a bug) kills the agent like a crashed backend: an error, no shutdown_complete.
   const die = (turnId: string, message: string) =>
@@ -624,7 +628,7 @@ const driver = (config: {
       state.closed = true
       isDone = true
       yield* SubscriptionRef.set(status, { type: "errored", message })
-      yield* events.offer({ id: turnId, msg: { type: "error", message } })
+      yield* Mailboxes.offer(events, { id: turnId, msg: { type: "error", message } })
       yield* events.end
     })
 
@@ -669,7 +673,7 @@ const driver = (config: {
   // session_configured is already there (spawn put it in the fresh mailbox).
   const start = Effect.gen(function* () {
     if (script.name !== undefined) {
-      yield* events.offer({ id: "", msg: { type: "thread_name_updated", threadId, name: script.name } })
+      yield* Mailboxes.offer(events, { id: "", msg: { type: "thread_name_updated", threadId, name: script.name } })
     }
     // §24: work the history left undone (a crash mid-turn) goes on first, pending requests asked again.
     if (play.unfinished !== undefined) yield* turns.start(play.unfinished.turnId, play.unfinished)

@@ -17,6 +17,7 @@ import {
 import { Data, Duration, Effect, ExecutionStrategy, Exit, Option, PubSub, Scope } from "effect"
 import { type Delegate, interactive } from "../Delegate.js"
 import { applyForkSnapshot } from "../ForkSnapshot.js"
+import * as Mailboxes from "../Mailboxes.js"
 import type { Parent } from "../Parent.js"
 import type { RolloutError, RolloutIoFailed, RolloutStoreService, RolloutWriter } from "../Rollout.js"
 import type { ForkOptions, ResumeOptions, StartOptions, Thread, ThreadStartError } from "../ThreadManager.js"
@@ -175,8 +176,8 @@ export const make = (deps: {
           // A backend that never says anything must not hang the start: after the bound it is "no event".
           // Most backends have said it by now: then no timer (a race forks two fibers).
           const first = yield* Option.getOrElse(agent.events.unsafeSize(), () => 0) > 0
-            ? Effect.option(agent.events.take)
-            : agent.events.take.pipe(
+            ? Effect.option(Mailboxes.take(agent.events))
+            : Mailboxes.take(agent.events).pipe(
                 Effect.option,
                 Effect.timeoutTo({ duration: deps.startTimeout, onTimeout: () => Option.none(), onSuccess: (e) => e })
               )

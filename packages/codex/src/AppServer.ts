@@ -14,6 +14,7 @@ import {
   type Backend,
   childEnvironment,
   decode,
+  Mailboxes,
   resumeWithFallback,
   SpawnFailed,
   type SpawnOptions
@@ -392,8 +393,8 @@ const spawnOn = (
       list.length === 0
         ? Effect.void
         : list.length === 1
-          ? Effect.asVoid(events.offer(list[0]!))
-          : Effect.asVoid(events.offerAll(list))
+          ? Effect.asVoid(Mailboxes.offer(events, list[0]!))
+          : Effect.asVoid(Mailboxes.offerAll(events, list))
     const emit = (id: string, msg: EventMsg) => emitAll([{ id, msg }])
 
     /** Every begin gets its end (reference §3.1, §9): open items of an ending turn are closed as failed. */
@@ -816,7 +817,7 @@ const spawnOn = (
     yield* Effect.forkScoped(
       Effect.gen(function* () {
         while (true) {
-          const submission = yield* inbox.take
+          const submission = yield* Mailboxes.take(inbox)
           yield* handleOp(submission)
           if (submission.op.type === "shutdown") return
         }

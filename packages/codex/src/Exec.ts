@@ -24,6 +24,7 @@ import {
   childEnvironment,
   deputyHome,
   describeExecRule,
+  Mailboxes,
   type Policy,
   type RuleDecision,
   readPointer,
@@ -355,7 +356,7 @@ interface Opened {
 
 /** The next stdout line; none at end-of-file (a read error counts as the end, with a warning). */
 const nextLine = (child: ExecProcess): Effect.Effect<Option.Option<string>> =>
-  child.lines.take.pipe(
+  Mailboxes.take(child.lines).pipe(
     Effect.map(Option.some),
     Effect.catchAll((error) =>
       error._tag === "NoSuchElementException"
@@ -424,7 +425,7 @@ const runTurn = (
   Effect.scoped(
     Effect.gen(function* () {
       const { events, state } = config
-      const emit = (msg: EventMsg) => Effect.asVoid(events.offer({ id: turnId, msg }))
+      const emit = (msg: EventMsg) => Effect.asVoid(Mailboxes.offer(events, { id: turnId, msg }))
       const { prompt, images, skipped } = inputOf(items)
       if (skipped > 0) yield* emit({ type: "warning", message: `codex exec takes no image URLs; ${skipped} skipped` })
       const run = (what: string, head: ReadonlyArray<string>) =>
@@ -490,7 +491,7 @@ const runTurn = (
       return { type: "turn_aborted", turnId, reason: "backend_exited" } satisfies EventMsg
     }).pipe(
       Effect.catchTag("ExecFailed", (error) =>
-        Effect.as(config.events.offer({ id: turnId, msg: { type: "error", message: error.reason } }), {
+        Effect.as(Mailboxes.offer(config.events, { id: turnId, msg: { type: "error", message: error.reason } }), {
           type: "turn_aborted",
           turnId,
           reason: "backend_exited"
@@ -641,7 +642,7 @@ const driver = (options: {
     const { events, state } = config
     let isDone = false
 
-    const warn = (id: string, message: string) => events.offer({ id, msg: { type: "warning", message } })
+    const warn = (id: string, message: string) => Mailboxes.offer(events, { id, msg: { type: "warning", message } })
 
     const handle = (message: Inbox): Effect.Effect<void, never, Requirements> => {
       if (message._tag === "TurnDone") {
@@ -683,7 +684,7 @@ const driver = (options: {
     }
 
     while (!isDone) {
-      const [messages] = yield* inbox.takeAll
+      const [messages] = yield* Mailboxes.takeAll(inbox)
       for (const message of messages) {
         yield* handle(message)
         if (isDone) return

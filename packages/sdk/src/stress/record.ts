@@ -3,7 +3,7 @@
  * requests and the work it emits, and the nested sub-agents that start under it, each in order with a
  * time. A recording belongs to one agent's run and is let go once that agent is checked.
  */
-import type { Agent, SpawnOptions } from "@deputy/core"
+import { type Agent, Mailboxes, type SpawnOptions } from "@deputy/core"
 import type { Event, Op } from "@deputy/protocol"
 import { Effect, Mailbox } from "effect"
 
@@ -44,7 +44,7 @@ export const recording = (agent: Agent, record: Recording) =>
     const events = yield* Mailbox.make<Event>({ capacity: 64 })
     const pump = Effect.gen(function* () {
       while (true) {
-        const [chunk, done] = yield* agent.events.takeAll
+        const [chunk, done] = yield* Mailboxes.takeAll(agent.events)
         const at = performance.now()
         for (const event of chunk) {
           const msg = event.msg
@@ -64,7 +64,7 @@ export const recording = (agent: Agent, record: Recording) =>
             record.ran.push({ key: `patch:${msg.callId}`, at, opsBefore: record.ops.length })
           }
         }
-        yield* events.offerAll(chunk)
+        yield* Mailboxes.offerAll(events, chunk)
         if (done) return yield* events.end
       }
     })

@@ -46,6 +46,28 @@ layer(NodeContext.layer, { excludeTestServices: true })("§37 fair scheduling", 
     }).pipe(Effect.provide(Parent.layerCallbacks({})))
   )
 
+  it.scoped("a turn the caller submits from its own fiber (Effect's default scheduler) runs on the fair one too", () =>
+    Effect.gen(function* () {
+      // The agent's driver and turn run where the agent was made (the delegate puts it on the fair
+      // scheduler), whatever scheduler the fiber that submits is on.
+      const ticks: Array<number> = []
+      const interval = setInterval(() => ticks.push(performance.now()), 1)
+      yield* Effect.addFinalizer(() => Effect.sync(() => clearInterval(interval)))
+      const start = performance.now()
+      const delegate = yield* Delegate.interactive(Scripted.spawn(flood))
+      yield* delegate.submit(userInput)
+      const seen = yield* delegate.events.pipe(
+        Stream.takeUntil((event) => event.msg.type === "turn_complete"),
+        Stream.runCount
+      )
+      const elapsed = performance.now() - start
+      assert.strictEqual(seen, 1000 + 2)
+      const gaps = ticks.map((at, i) => at - (i === 0 ? start : ticks[i - 1]!))
+      assert.isAtLeast(ticks.length * 5, elapsed, `${ticks.length} ticks in ${elapsed.toFixed(0)} ms`)
+      assert.isBelow(Math.max(...gaps, elapsed - (ticks.at(-1) ?? start)), 50)
+    }).pipe(Effect.provide(Parent.layerCallbacks({})))
+  )
+
   it.scoped("a drain bound fires while another delegate streams", () =>
     Effect.gen(function* () {
       const streaming = yield* Delegate.oneShot(Scripted.spawn(flood), userInput)

@@ -44,6 +44,7 @@ import { resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import { Data, Duration, Effect } from "effect"
 import { z } from "zod"
+import { splitBoundedLines } from "./internal/boundedLines.js"
 
 /** The supervisor script: `DEPUTY_SUPERVISOR` if set, else `src/internal/supervisor.mjs` of this package. */
 export const scriptPath: string =
@@ -322,6 +323,8 @@ interface Connection {
 
 let connection: Connection | undefined
 let requests = 0
+/** Why the last supervisor could not start, for the runs that find none. */
+let startFailure = "unknown"
 
 /** The longest reply line that is not a `result` (`started`, `ended`). */
 const CONTROL_BOUND = 64 * 1024
@@ -371,7 +374,7 @@ const connect = (): Connection | undefined => {
   }
   stdout.on(
     "data",
-    lines(
+    splitBoundedLines(
       (prefix) => {
         const id = /^result (\d+) /.exec(prefix)?.[1]
         return id === undefined ? CONTROL_BOUND : (current.runs.get(id)?.replyBound ?? CONTROL_BOUND)
@@ -415,58 +418,6 @@ const connect = (): Connection | undefined => {
 }
 
 /** Why the supervisor could not start, the last time it could not. */
-let startFailure = "unknown"
-
-/**
- * A `data` listener splitting a stream into lines (newline bytes) of at most `boundFor(first bytes)`
- * bytes; a longer line is dropped (`overLong` is told) and reading goes on after its newline.
- */
-const lines = (
-  boundFor: (prefix: string) => number,
-  onLine: (line: string) => void,
-  overLong: (prefix: string, bound: number) => void
-) => {
-  let parts: Array<Buffer> = []
-  let size = 0
-  let bound = CONTROL_BOUND
-  let skipping = false
-  const prefixOf = (more: Buffer) => Buffer.concat([...parts, more.subarray(0, 64)]).toString("latin1", 0, 64)
-  return (chunk: Buffer) => {
-    let from = 0
-    for (let newline = chunk.indexOf(10); newline !== -1; newline = chunk.indexOf(10, from)) {
-      const piece = chunk.subarray(from, newline)
-      from = newline + 1
-      if (skipping) {
-        skipping = false
-        continue
-      }
-      if (parts.length === 0) {
-        bound = boundFor(piece.toString("latin1", 0, 64))
-        if (piece.length > bound) overLong(piece.toString("latin1", 0, 64), bound)
-        else onLine(piece.toString("utf8"))
-        continue
-      }
-      if (size + piece.length > bound) overLong(prefixOf(piece), bound)
-      else onLine(Buffer.concat([...parts, piece]).toString("utf8"))
-      parts = []
-      size = 0
-    }
-    if (from === chunk.length || skipping) return
-    const rest = chunk.subarray(from)
-    if (parts.length === 0) bound = boundFor(rest.toString("latin1", 0, 64))
-    else if (size < 64) bound = boundFor(prefixOf(rest))
-    if (size + rest.length > bound) {
-      overLong(prefixOf(rest), bound)
-      parts = []
-      size = 0
-      skipping = true
-    } else {
-      parts.push(rest)
-      size += rest.length
-    }
-  }
-}
-
 const ResultLine = z.union([
   z.object({
     exit: z.number().int().nullable(),

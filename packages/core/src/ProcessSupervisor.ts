@@ -127,8 +127,12 @@ export type RunResult = Data.TaggedEnum<{
   readonly Lost: { readonly reason: string }
 }>
 
-/** Constructors and matchers of RunResult. */
-export const RunResult = Data.taggedEnum<RunResult>()
+const runResult = Data.taggedEnum<RunResult>()
+
+/** The constructors of RunResult, one per case (match on `_tag`). */
+export const RunResult: {
+  readonly [Tag in RunResult["_tag"]]: Data.Case.Constructor<Extract<RunResult, { readonly _tag: Tag }>, "_tag">
+} = runResult
 
 /** How `run` runs a command. */
 export interface RunOptions {

@@ -46,14 +46,14 @@ export const runCommand = (
   maxOutput: number = MAX_OUTPUT
 ): Effect.Effect<CommandResult> =>
   ProcessSupervisor.run(argv, { cwd, env, maxOutput, grace: KILL_GRACE }).pipe(
-    Effect.map(
-      ProcessSupervisor.RunResult.$match({
-        Exited: ({ exitCode, stdout, stderr }) => ({ exitCode, stdout, stderr }),
-        NotStarted: ({ reason }) => failed(`cannot start ${argv[0]} in ${cwd}: ${reason}`),
-        OutputTooLong: ({ stream, limit }) => failed(new OutputTooLong({ stream, limit }).message),
-        Lost: ({ reason }) => failed(`the result of ${argv[0]} in ${cwd} is lost: ${reason}`)
-      })
-    )
+    Effect.map((result): CommandResult => {
+      if (result._tag === "Exited") return { exitCode: result.exitCode, stdout: result.stdout, stderr: result.stderr }
+      if (result._tag === "NotStarted") return failed(`cannot start ${argv[0]} in ${cwd}: ${result.reason}`)
+      if (result._tag === "OutputTooLong") {
+        return failed(new OutputTooLong({ stream: result.stream, limit: result.limit }).message)
+      }
+      return failed(`the result of ${argv[0]} in ${cwd} is lost: ${result.reason}`)
+    })
   )
 
 const failed = (stderr: string): CommandResult => ({ exitCode: null, stdout: "", stderr })

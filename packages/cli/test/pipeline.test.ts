@@ -166,7 +166,7 @@ describe("deputy pipeline: the live view on a terminal (tmux)", () => {
   })
 
   it("mid-run: one line per step with its state and the approval it waits for; `y` typed; at the end: the steps and the summary", async () => {
-    const command = `cd ${box.dir} && DEPUTY_HOME=${box.env.DEPUTY_HOME} ${process.execPath} ${join(repoRoot, "packages/cli/bin/deputy.js")} pipeline live.yaml; echo EXIT=$?; sleep 60`
+    const command = `cd ${box.dir} && DEPUTY_HOME=${box.env.DEPUTY_HOME} ${process.execPath} ${join(repoRoot, "packages/cli/bin/deputy.cjs")} pipeline live.yaml; echo EXIT=$?; sleep 60`
     tmux("new-session", "-d", "-x", "100", "-y", "30", command)
     const screen = () => tmux("capture-pane", "-p").trimEnd()
     const until = async (ok: (text: string) => boolean) => {

@@ -1,5 +1,5 @@
 /**
- * Runs the BUILT `deputy` (packages/cli/bin/deputy.js over dist) as a child process, the way a user
+ * Runs the BUILT `deputy` (packages/cli/bin/deputy.cjs over dist) as a child process, the way a user
  * does: `build()` in a beforeAll, then `deputy(args)` or `spawnDeputy(args)`; `inPty` runs it inside a
  * pseudo-terminal made by util-linux `script`.
  */
@@ -15,7 +15,7 @@ const execFileAsync = promisify(execFile)
 /** The repository's root folder. */
 export const repoRoot = fileURLToPath(new URL("../../..", import.meta.url))
 /** The built bin. */
-export const bin = join(repoRoot, "packages/cli/bin/deputy.js")
+export const bin = join(repoRoot, "packages/cli/bin/deputy.cjs")
 
 /** Builds the CLI and what it needs (`tsc -b`; quick when nothing changed). */
 export const build = async () => {

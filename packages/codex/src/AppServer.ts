@@ -17,7 +17,8 @@ import {
   Mailboxes,
   resumeWithFallback,
   SpawnFailed,
-  type SpawnOptions
+  type SpawnOptions,
+  StatusCell
 } from "@deputy/core"
 import {
   type AgentStatus,
@@ -31,7 +32,7 @@ import {
   type ThreadId,
   type UserInputItem
 } from "@deputy/protocol"
-import { Deferred, Duration, Effect, Mailbox, type Scope, SubscriptionRef } from "effect"
+import { Deferred, Duration, Effect, Mailbox, type Scope } from "effect"
 import { BackendExited, type JsonRpcError } from "./errors.js"
 import * as Wire from "./internal/appServerWire.js"
 import { type Child, spawnChild } from "./internal/childProcess.js"
@@ -333,7 +334,7 @@ const spawnOn = (
     const events = yield* Mailbox.make<Event>({
       capacity: Math.max(1, options.eventsCapacity ?? DEFAULT_EVENTS_CAPACITY)
     })
-    const status = yield* SubscriptionRef.make<AgentStatus>({ type: "pending_init" })
+    const status = yield* StatusCell.make<AgentStatus>({ type: "pending_init" })
 
     const overrides = {
       cwd,
@@ -425,7 +426,7 @@ const spawnOn = (
         st.activeCodexTurn = undefined
         st.lastMessage = undefined
         st.errorReported.delete(turnId)
-        if (!st.closed) yield* SubscriptionRef.set(status, { type: "idle" })
+        if (!st.closed) yield* status.set({ type: "idle" })
         yield* emitAll([...closing, ...last.map((msg) => ({ id: turnId, msg }))])
         yield* Deferred.succeed(turnEnded.signal, undefined)
         turnEnded.signal = yield* Deferred.make<void>()
@@ -511,7 +512,7 @@ const spawnOn = (
             if (p._tag === "None") return
             const turnId = deputyTurn(p.value.turn.id)
             st.activeCodexTurn = p.value.turn.id
-            yield* SubscriptionRef.set(status, { type: "running", turnId })
+            yield* status.set({ type: "running", turnId })
             return yield* emit(turnId, { type: "turn_started", turnId })
           }
           case "turn/completed": {
@@ -700,7 +701,7 @@ const spawnOn = (
         if (st.ended) return
         st.closed = true
         forgetRequests()
-        yield* SubscriptionRef.set(status, final)
+        yield* status.set(final)
         yield* emitAll(last)
         st.ended = true
         yield* proc.unroute(codexThreadId)
@@ -848,7 +849,7 @@ const spawnOn = (
     if (spawnOptions.backendThreadId?.trim() && !outcome.resumed) {
       yield* emit("", { type: "warning", message: `resume failed, started fresh: ${outcome.fallbackReason}` })
     }
-    yield* SubscriptionRef.set(status, { type: "idle" })
+    yield* status.set({ type: "idle" })
     yield* proc.route(codexThreadId, { notify: onNotification, request: onRequest, exited: onExited })
 
     return {

@@ -31,6 +31,7 @@ import {
   resumeWithFallback,
   SpawnFailed,
   type SpawnOptions,
+  StatusCell,
   TurnRunner,
   writePointer
 } from "@deputy/core"
@@ -46,7 +47,7 @@ import {
   type UserInputItem
 } from "@deputy/protocol"
 import { type CommandExecutor, FileSystem, Path } from "@effect/platform"
-import { Cause, Data, Duration, Effect, Exit, Mailbox, Option, type Scope, SubscriptionRef } from "effect"
+import { Cause, Data, Duration, Effect, Exit, Mailbox, Option, type Scope } from "effect"
 import { resolveCodexCommand } from "./internal/codexBinary.js"
 import { type Decoded, decodeExecLine, type ExecItem } from "./internal/execJsonl.js"
 import { type ExecProcess, startExecProcess } from "./internal/execProcess.js"
@@ -235,12 +236,12 @@ export const spawn = (options: Options & SpawnOptions): Effect.Effect<Agent, Spa
     const capacity = Math.max(1, Math.floor(options.eventsCapacity ?? DEFAULT_CAPACITY))
     const events = yield* Mailbox.make<Event>({ capacity })
     const inbox = yield* Mailbox.make<Inbox>()
-    const status = yield* SubscriptionRef.make<AgentStatus>({ type: "pending_init" })
+    const status = yield* StatusCell.make<AgentStatus>({ type: "pending_init" })
     const state: AgentState = { closed: false, codexThreadId: priorId }
     yield* Effect.addFinalizer(() =>
       Effect.gen(function* () {
         state.closed = true
-        yield* SubscriptionRef.set(status, { type: "shutdown" })
+        yield* status.set({ type: "shutdown" })
         yield* events.end
       })
     )
@@ -271,7 +272,7 @@ export const spawn = (options: Options & SpawnOptions): Effect.Effect<Agent, Spa
       ...(priorId === undefined ? {} : { backendThreadId: priorId })
     }
     yield* events.offerAll([configured, ...startup].map((msg) => ({ id: "", msg })))
-    yield* SubscriptionRef.set(status, { type: "idle" })
+    yield* status.set({ type: "idle" })
     const turns = yield* TurnRunner.make({
       events,
       status,

@@ -9,8 +9,9 @@
  * messages wait, so an idle agent holds no fiber (issue 12: memory per idle thread).
  */
 import type { AgentStatus, Event, EventMsg } from "@deputy/protocol"
-import { Effect, Exit, Fiber, type Mailbox, Runtime, Scope, SubscriptionRef } from "effect"
+import { Effect, Exit, Fiber, type Mailbox, Runtime, Scope } from "effect"
 import * as Mailboxes from "./Mailboxes.js"
+import type * as StatusCell from "./StatusCell.js"
 
 /** What a turn fiber posts to the driver's inbox when it ends by itself. */
 export interface TurnDone<A> {
@@ -39,7 +40,7 @@ export interface TurnRunner<I, A, R> {
 /** A runner whose turns `run` plays, each in its own fiber, emitting last events on `events`. */
 export const make = <I, A, R>(options: {
   readonly events: Mailbox.Mailbox<Event>
-  readonly status: SubscriptionRef.SubscriptionRef<AgentStatus>
+  readonly status: StatusCell.StatusCell<AgentStatus>
   readonly inbox: Pick<Mailbox.Mailbox<TurnDone<A>>, "offer">
   /** Plays turn `turnId`; called as it starts. Interrupting it must end whatever it owns. */
   readonly run: (turnId: string, input: I) => Effect.Effect<A, never, R>
@@ -79,7 +80,7 @@ export const make = <I, A, R>(options: {
       Effect.gen(function* () {
         const seq = nextSeq++
         const turn = run(turnId, input)
-        yield* SubscriptionRef.set(status, { type: "running", turnId })
+        yield* status.set({ type: "running", turnId })
         if (options.announce) yield* Mailboxes.offer(events, { id: turnId, msg: { type: "turn_started", turnId } })
         const fiber = yield* Effect.forkDaemon(
           turnFiber(
@@ -102,7 +103,7 @@ export const make = <I, A, R>(options: {
     const end = (turnId: string, last: EventMsg) =>
       Effect.gen(function* () {
         current = undefined
-        yield* SubscriptionRef.set(status, { type: "idle" })
+        yield* status.set({ type: "idle" })
         yield* Mailboxes.offer(events, { id: turnId, msg: last })
         const next = queued.shift()
         if (next !== undefined) yield* begin(next.turnId, next.input)
@@ -131,7 +132,7 @@ export const make = <I, A, R>(options: {
       Effect.gen(function* () {
         queued.length = 0
         yield* interrupt
-        yield* SubscriptionRef.set(status, { type: "shutdown" })
+        yield* status.set({ type: "shutdown" })
         yield* Mailboxes.offer(events, { id, msg: { type: "shutdown_complete" } })
         yield* events.end
       })

@@ -103,6 +103,8 @@ export {
   shellParser,
   type Word
 } from "./ShellScript.js"
+/** An agent's status: the value now and its changes, without a lock (issue 12). */
+export * as StatusCell from "./StatusCell.js"
 export {
   type CancelReport,
   CapDeadlock,

@@ -22,6 +22,7 @@ import {
   type SpawnChild,
   SpawnFailed,
   type SpawnOptions,
+  StatusCell,
   TurnRunner,
   type Workspace
 } from "@deputy/core"
@@ -42,7 +43,7 @@ import {
   type UserInputResponse
 } from "@deputy/protocol"
 import type { FileSystem } from "@effect/platform"
-import { Cause, Deferred, Effect, Either, Exit, Mailbox, Scope, SubscriptionRef } from "effect"
+import { Cause, Deferred, Effect, Either, Exit, Mailbox, Scope } from "effect"
 import { runCommand } from "./internal/exec.js"
 import { applyChanges } from "./internal/patch.js"
 import { callIdOf, NO_SPAWN_CHILD, type Progress, progressOf, unfinishedOf } from "./internal/resume.js"
@@ -127,17 +128,14 @@ const spawnValid = (
     }
     const capacity = Math.max(1, Math.floor(options.eventsCapacity ?? defaultEventsCapacity))
     const events = yield* Mailbox.make<Event>({ capacity })
-    const status = yield* SubscriptionRef.make<AgentStatus>({ type: "pending_init" })
+    const status = yield* StatusCell.make<AgentStatus>({ type: "pending_init" })
     const state: AgentState = { closed: false }
 
     yield* Scope.addFinalizer(
       yield* Effect.scope,
       Effect.gen(function* () {
         state.closed = true
-        yield* SubscriptionRef.update(
-          status,
-          (now): AgentStatus => (now.type === "errored" ? now : { type: "shutdown" })
-        )
+        yield* status.update((now): AgentStatus => (now.type === "errored" ? now : { type: "shutdown" }))
         yield* events.end
       })
     )
@@ -169,7 +167,7 @@ const spawnValid = (
     inbox = ops
     // §10's first event, before spawn returns, so the launch finds it without waiting on a timer. A
     // fresh mailbox has room for one event, whatever its capacity. Whoever sees it sees the agent idle.
-    yield* SubscriptionRef.set(status, { type: "idle" })
+    yield* status.set({ type: "idle" })
     events.unsafeOffer({
       id: "",
       msg: {
@@ -611,7 +609,7 @@ const driver = (config: {
   readonly threadId: ThreadId
   readonly cwd: string
   readonly events: Mailbox.Mailbox<Event>
-  readonly status: SubscriptionRef.SubscriptionRef<AgentStatus>
+  readonly status: StatusCell.StatusCell<AgentStatus>
   readonly state: AgentState
   readonly turns: TurnRunner.TurnRunner<Unfinished | undefined, Outcome, Requirements>
   readonly play: Player
@@ -627,7 +625,7 @@ const driver = (config: {
     Effect.gen(function* () {
       state.closed = true
       isDone = true
-      yield* SubscriptionRef.set(status, { type: "errored", message })
+      yield* status.set({ type: "errored", message })
       yield* Mailboxes.offer(events, { id: turnId, msg: { type: "error", message } })
       yield* events.end
     })

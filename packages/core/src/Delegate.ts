@@ -238,14 +238,36 @@ const startOnCurrentScheduler = <E, R>(
       )
     const send = (submission: Submission) => Effect.asVoid(trySend(submission))
 
+    const isLastWord = (event: Event) => isTurnEnd(event.msg) || event.msg.type === "shutdown_complete"
     /** Reads the agent's events until its turn ends or it shuts down; says which, "ended" if the events end first. */
     const drain = Effect.gen(function* () {
       while (true) {
         const event = yield* Mailboxes.take(agent.events)
         if (observeEvents) yield* observeEvents([event])
-        if (isTurnEnd(event.msg) || event.msg.type === "shutdown_complete") return event.msg.type
+        if (isLastWord(event)) return event.msg.type
       }
     }).pipe(Effect.orElseSucceed(() => "ended" as const))
+    /**
+     * The drain within its bound. An idle agent has handled the interrupt and the shutdown by the time
+     * this fiber comes round again: what it said is then read without a timer (a race forks two fibers,
+     * issue 12). What follows its last word is left unread, as `drain` leaves it.
+     */
+    const drainInTime = Effect.zipRight(
+      Effect.yieldNow(),
+      Effect.suspend(() => {
+        const buffered = Option.getOrElse(agent.events.unsafeSize(), () => 0)
+        const timed = Effect.interruptible(drain).pipe(Effect.timeoutOption(drainTimeout))
+        if (buffered === 0) return timed
+        return Effect.flatMap(Mailboxes.takeAll(agent.events), ([chunk, done]) => {
+          const events = Chunk.toReadonlyArray(chunk)
+          const last = events.findIndex(isLastWord)
+          const read = last === -1 ? events : events.slice(0, last + 1)
+          const seen = observeEvents === undefined ? Effect.void : observeEvents(read)
+          if (last !== -1) return Effect.as(seen, Option.some(events[last]!.msg.type))
+          return Effect.zipRight(seen, done ? Effect.succeed(Option.some("ended" as const)) : timed)
+        })
+      })
+    )
 
     // §8: Interrupt, Shutdown, then drain until the turn ends or the bound passes. Never fails, never hangs.
     const shutdownAgent = Effect.gen(function* () {
@@ -255,7 +277,7 @@ const startOnCurrentScheduler = <E, R>(
       if (ops !== undefined) yield* ops.shutdown
       const interrupted = yield* trySend({ id: "interrupt", op: { type: "interrupt" } })
       const shutDown = yield* trySend({ id: "shutdown", op: { type: "shutdown" } })
-      const ended = yield* Effect.interruptible(drain).pipe(Effect.timeoutOption(drainTimeout))
+      const ended = yield* drainInTime
       const outcome: ShutdownOutcome = Option.match(ended, {
         onNone: () => (interrupted && shutDown ? "drain_timeout" : "submit_failed"),
         onSome: (last) => (last === "turn_aborted" ? "aborted" : "completed")

@@ -5,8 +5,9 @@
  * to answer through the registry, in any order. Lives as long as its layer.
  */
 import type { ReviewDecision, ThreadId, UserInputResponse } from "@deputy/protocol"
-import { Clock, Context, Data, Deferred, Effect, Layer, type Stream, SubscriptionRef } from "effect"
+import { Clock, Context, Data, Deferred, Effect, Layer, type Stream } from "effect"
 import { Parent, type ParentError, ParentFailed, type ParentRequest, type ParentService } from "./Parent.js"
+import * as StatusCell from "./StatusCell.js"
 
 /** A request waiting for an answer. */
 export interface PendingRequest {
@@ -85,14 +86,9 @@ export class ApprovalRegistry extends Context.Tag("@deputy/core/ApprovalRegistry
 const make = (inner: ParentService) =>
   Effect.gen(function* () {
     const slots = new Map<string, Slot>()
-    const list = yield* SubscriptionRef.make<ReadonlyArray<PendingRequest>>([])
+    const list = yield* StatusCell.make<ReadonlyArray<PendingRequest>>([])
     // Suspended: the list is read when it runs, not when this line is.
-    const publish = Effect.suspend(() =>
-      SubscriptionRef.set(
-        list,
-        [...slots.values()].map((slot) => slot.entry)
-      )
-    )
+    const publish = Effect.suspend(() => list.set([...slots.values()].map((slot) => slot.entry)))
 
     const remove = (requestId: string) => Effect.suspend(() => (slots.delete(requestId) ? publish : Effect.void))
 
@@ -152,7 +148,7 @@ const make = (inner: ParentService) =>
       withdraw: (requestId) => Effect.zipRight(remove(requestId), inner.withdraw(requestId))
     }
     const registry: ApprovalRegistryService = {
-      pending: SubscriptionRef.get(list),
+      pending: list.get,
       changes: list.changes,
       decide: (requestId, d) => answer(requestId, { type: "decision", decision: d }),
       respond: (requestId, r) => answer(requestId, { type: "response", response: r })

@@ -1,13 +1,13 @@
 /**
- * An agent's status (issue 12: the cost of a thread): what a `SubscriptionRef` gives a backend — the
- * value now, and a stream of it then of every later change — without its semaphore and PubSub, which
- * made each status change some forty Effect steps and each agent a PubSub. Only the agent's driver
- * sets it, so nothing needs a lock: a set and what every follower receives are one step.
+ * A status — an agent's, the approval registry's pending list (issue 12: the cost of a thread): what a
+ * `SubscriptionRef` gives — the value now, and a stream of it then of every later change — without its
+ * semaphore and PubSub, which made each change some forty Effect steps and each agent a PubSub. A set
+ * and what every follower receives are one synchronous step, so any fiber may set it without a lock.
  */
 import { Effect, Mailbox, Stream, Subscribable } from "effect"
 import * as Mailboxes from "./Mailboxes.js"
 
-/** A value one writer sets and anyone reads or follows. */
+/** A value any fiber sets, and anyone reads or follows. */
 export interface StatusCell<A> extends Subscribable.Subscribable<A> {
   /** Sets the value, and hands it to every follower. */
   readonly set: (value: A) => Effect.Effect<void>

@@ -31,7 +31,7 @@ import {
   Either,
   ExecutionStrategy,
   Exit,
-  FiberSet,
+  Fiber,
   Mailbox,
   Option,
   type Scheduler,
@@ -221,7 +221,11 @@ const startOnCurrentScheduler = <E, R>(
     // the ops mailbox at the first submit, the fibers asking the parent at the first request.
     let ops: Mailbox.Mailbox<Submission> | undefined
     let opsShut = false
-    let approvals: { readonly fibers: FiberSet.FiberSet; readonly scope: Scope.CloseableScope } | undefined
+    // The fibers asking the parent, one per pending request: a plain set (a FiberSet and its scope cost
+    // some hundred Effect steps a delegate, issue 12). Each adds itself in its first step, so one forked
+    // just before the shutdown either is interrupted by it or never asks.
+    let asking: Set<Fiber.RuntimeFiber<void>> | undefined
+    let askingClosed = false
 
     const observeSubmission = options.onSubmission
     const observeEvents = options.onEvents
@@ -272,7 +276,8 @@ const startOnCurrentScheduler = <E, R>(
     // §8: Interrupt, Shutdown, then drain until the turn ends or the bound passes. Never fails, never hangs.
     const shutdownAgent = Effect.gen(function* () {
       // §4: pending requests are withdrawn and answered `abort` first, once the forwarders have stopped.
-      if (approvals !== undefined) yield* FiberSet.clear(approvals.fibers)
+      askingClosed = true
+      if (asking !== undefined) yield* Fiber.interruptAll([...asking])
       opsShut = true
       if (ops !== undefined) yield* ops.shutdown
       const interrupted = yield* trySend({ id: "interrupt", op: { type: "interrupt" } })
@@ -284,7 +289,6 @@ const startOnCurrentScheduler = <E, R>(
       })
       yield* events.end
       yield* Deferred.succeed(isShutDown, { outcome, withdrawn: [...withdrawn] })
-      if (approvals !== undefined) yield* Scope.close(approvals.scope, Exit.void)
     })
     // The scope runs its finalizers once; `cancel` and `awaitShutdown` wait on isShutDown.
     yield* Scope.addFinalizer(scope, Effect.uninterruptible(shutdownAgent))
@@ -315,12 +319,19 @@ const startOnCurrentScheduler = <E, R>(
             } else {
               pendingAnswers.add(key)
               const forget = Effect.sync(() => pendingAnswers.delete(key))
-              if (approvals === undefined) {
-                // Its own scope, closed by the shutdown: the delegate's would close it before the forwarders stop.
-                const approvalsScope = yield* Scope.make()
-                approvals = { fibers: yield* FiberSet.make().pipe(Scope.extend(approvalsScope)), scope: approvalsScope }
-              }
-              yield* FiberSet.run(approvals.fibers, Effect.ensuring(handleApproval(event.id, event.msg), forget))
+              asking ??= new Set()
+              const fibers = asking
+              const ask = Effect.ensuring(handleApproval(event.id, event.msg), forget)
+              yield* Effect.forkDaemon(
+                Effect.withFiberRuntime<void>((self) => {
+                  if (askingClosed) return forget
+                  fibers.add(self)
+                  return Effect.ensuring(
+                    ask,
+                    Effect.sync(() => fibers.delete(self))
+                  )
+                })
+              )
             }
           } else if (forward(event.msg)) {
             out.push(event)

@@ -7,7 +7,7 @@
 import { isAbsolute, relative, resolve, sep } from "node:path"
 import type { FileChanges } from "@deputy/protocol"
 import { Data, Effect } from "effect"
-import { realTarget } from "./internal/realTarget.js"
+import { realTarget, realTargets } from "./internal/realTarget.js"
 
 /** Where an agent may write: its cwd, and further roots the caller adds. */
 export interface Workspace {
@@ -67,11 +67,15 @@ const confineIn = (
   path: string
 ): Effect.Effect<ConfinedPath, OutsideWorkspace> =>
   Effect.gen(function* () {
-    const real = yield* Effect.promise(() => realTarget(cwd, path).catch(() => undefined))
-    if (real === undefined) {
+    // Every reading of the path must land inside: the writer's is not known here (realTarget.ts).
+    const reals = yield* Effect.promise(() => realTargets(cwd, path).catch(() => [undefined]))
+    if (reals.includes(undefined)) {
       return yield* new OutsideWorkspace({ path, resolved: "(a dangling or unreadable symlink)", roots })
     }
-    if (!roots.some((root) => isInside(root, real))) return yield* new OutsideWorkspace({ path, resolved: real, roots })
+    const landings = reals as ReadonlyArray<string>
+    const out = landings.find((real) => !roots.some((root) => isInside(root, real)))
+    if (out !== undefined) return yield* new OutsideWorkspace({ path, resolved: out, roots })
+    const real = landings[0]!
     const realCwd = roots[0]!
     return { path, real, relative: isInside(realCwd, real) ? relative(realCwd, real) : real }
   })

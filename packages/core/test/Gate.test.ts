@@ -154,7 +154,13 @@ describe("§28 patches are confined to the workspace", () => {
     ["a movePath outside", { "docs/notes.md": update(join(outside, "bashrc")) }],
     ["a relative movePath climbing out", { "docs/notes.md": update("docs/../../outside/x") }],
     ["a dangling symlink", { dangling: add() }],
-    ["the cwd itself", { [cwd]: add() }]
+    ["the cwd itself", { [cwd]: add() }],
+    // A `..` after a symlink: the kernel climbs from where the link points, a normalising writer from
+    // the link's folder. Denied when either reading lands outside, whichever way the path is written.
+    ["a `..` after a link out (the kernel lands outside)", { "deep-out/../evil.md": add() }],
+    ["the same, absolute", { [`${cwd}/deep-out/../evil.md`]: add() }],
+    ["a `..` after a link deeper in (a normalising writer lands outside)", { [`${cwd}/deep-in/../../evil.md`]: add() }],
+    ["the same, relative", { "deep-in/../../evil.md": add() }]
   ]
 
   it.scoped("every path that lands outside is denied before the parent is asked, naming the path", () =>
@@ -162,6 +168,10 @@ describe("§28 patches are confined to the workspace", () => {
       const { cwd, outside } = yield* sandbox
       symlinkSync(outside, join(cwd, "escape"))
       symlinkSync(join(outside, "not-yet"), join(cwd, "dangling"))
+      mkdirSync(join(outside, "deep"))
+      symlinkSync(join(outside, "deep"), join(cwd, "deep-out"))
+      mkdirSync(join(cwd, "a", "b"), { recursive: true })
+      symlinkSync(join(cwd, "a", "b"), join(cwd, "deep-in"))
       for (const [name, changes] of outsideCases(cwd, outside)) {
         const { answer, seen, asked } = yield* Effect.scoped(attempt(cwd, changes))
         assert.deepStrictEqual(answer, { type: "patch_approval", id: "p1", decision: "denied" }, name)

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os"
 import { isAbsolute, join } from "node:path"
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import { FastCheck as fc } from "effect"
-import { realTarget, realTargetByStep } from "../src/internal/realTarget.js"
+import { realTarget, realTargetByStep, realTargets } from "../src/internal/realTarget.js"
 
 const root = realpathSync(mkdtempSync(join(tmpdir(), "deputy-realtarget-")))
 const cwd = join(root, "work")
@@ -48,7 +48,8 @@ describe("§28 realTarget", () => {
     await fc.assert(
       fc.asyncProperty(path, async ({ absolute, parts }) => {
         const given = absolute ? `${cwd}/${parts.join("/")}` : parts.join("/")
-        const whole = isAbsolute(given) ? given : join(cwd, given)
+        // As the kernel reads it: not `join`, which would apply a `..` to the link before it.
+        const whole = isAbsolute(given) ? given : `${cwd}/${given}`
         expect(await realTarget(cwd, given)).toBe(await realTargetByStep(whole))
       }),
       { numRuns: 300, seed: 28 }
@@ -61,5 +62,14 @@ describe("§28 realTarget", () => {
     expect(await realTarget(cwd, "chain/new.md")).toBe(join(cwd, "a", "b", "new.md"))
     expect(await realTarget(cwd, "a/linkfile")).toBe(join(outside, "secret"))
     expect(await realTarget(cwd, "missing/deeper/x")).toBe(join(cwd, "missing", "deeper", "x"))
+  })
+
+  it("gives both readings of a `..` after a link: the kernel's, then a normalising writer's", async () => {
+    // out → outside: the kernel climbs from outside; normalised first, `out/..` is the cwd.
+    expect(await realTargets(cwd, "out/../x.md")).toEqual([join(root, "x.md"), join(cwd, "x.md")])
+    // in → a/b: the kernel climbs from a/b; normalised first, it climbs from the cwd, out of it.
+    expect(await realTargets(cwd, `${cwd}/in/../../x.md`)).toEqual([join(cwd, "x.md"), join(root, "x.md")])
+    // No `.` or `..`: one reading.
+    expect(await realTargets(cwd, "in/x.md")).toEqual([join(cwd, "a", "b", "x.md")])
   })
 })

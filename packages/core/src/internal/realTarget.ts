@@ -2,9 +2,13 @@
  * Where a write to a path really lands (§28), for Workspace's confinement: each existing component
  * resolved with its symlinks, `..` applied to what is real so far (as the kernel does), and once a
  * component is missing the rest appended as written. A dangling symlink cannot be proved safe.
+ *
+ * A writer may also normalise the path first (`a/link/../b` read as `a/b`, as Node's `path.join` and
+ * Codex's path absolutising do) and only then let the kernel follow the links. The two readings part
+ * at a `..` after a symlink, so `realTargets` gives both, and confinement needs both inside.
  */
 import { lstat, realpath } from "node:fs/promises"
-import { dirname, isAbsolute, join } from "node:path"
+import { dirname, isAbsolute, join, normalize } from "node:path"
 
 const isMissing = (error: unknown) => {
   const code = (error as NodeJS.ErrnoException | undefined)?.code
@@ -34,7 +38,8 @@ const step = async (current: string, part: string): Promise<Step> => {
  * proved (a dangling or unreadable symlink on the way).
  */
 export const realTarget = async (cwd: string, path: string): Promise<string | undefined> => {
-  const absolute = isAbsolute(path) ? path : join(cwd, path)
+  // Not `join`: it would apply a `..` to the link before it, where the kernel applies it to the link's target.
+  const absolute = isAbsolute(path) ? path : `${cwd}/${path}`
   // The usual case, a new file in a folder that exists: the folder in one realpath (for an existing
   // path without `.` or `..` that is where the steps reach), then the last step as they take it.
   const parts = absolute.split("/")
@@ -69,4 +74,17 @@ export const realTargetByStep = async (absolute: string): Promise<string | undef
     current = next === "missing" ? join(current, part) : next.real
   }
   return current
+}
+
+/** Whether `path` has a `.` or `..` component: then a normalising writer may read it otherwise than the kernel. */
+const hasDots = (path: string) => path.split("/").some((part) => part === "." || part === "..")
+
+/**
+ * Where a write to `path` (relative to `cwd`) may land, each reading's real path or undefined: as the
+ * kernel reads it, then, when a `.` or `..` could make them part, as a writer that normalises it first.
+ */
+export const realTargets = async (cwd: string, path: string): Promise<ReadonlyArray<string | undefined>> => {
+  const written = isAbsolute(path) ? path : `${cwd}/${path}`
+  if (!hasDots(written)) return [await realTarget("/", written)]
+  return Promise.all([realTarget("/", written), realTarget("/", normalize(written))])
 }

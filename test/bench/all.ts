@@ -15,7 +15,7 @@ import { cpus, loadavg, totalmem } from "node:os"
 import { createInterface } from "node:readline"
 import { FIGURE_LINE, type Figure, table } from "./harness.js"
 
-const BENCHES = ["delegate", "rollout", "scheduler", "policy", "codex", "spawn", "longrun"] as const
+const BENCHES = ["delegate", "rollout", "scheduler", "policy", "codex", "spawn", "longrun", "stress"] as const
 const FILES: Record<(typeof BENCHES)[number], string> = {
   delegate: "delegate.bench.ts",
   rollout: "rollout.bench.ts",
@@ -23,7 +23,8 @@ const FILES: Record<(typeof BENCHES)[number], string> = {
   policy: "policy.bench.ts",
   codex: "codex.bench.ts",
   spawn: "spawn.bench.ts",
-  longrun: "manager-longrun.bench.ts"
+  longrun: "manager-longrun.bench.ts",
+  stress: "stress.bench.ts"
 }
 
 const only = process.env.BENCH_ONLY?.split(",").map((name) => name.trim())

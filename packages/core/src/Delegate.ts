@@ -208,10 +208,15 @@ const startOnCurrentScheduler = <E, R>(
   Effect.gen(function* () {
     const parent = yield* Parent
     const scope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
-    const agent = yield* spawn.pipe(
-      Scope.extend(scope),
-      Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause)))
-    )
+    // An agent spawned already (`Effect.succeed(agent)`, as the ThreadManager gives it) needs no scope
+    // around its spawn: about 40 Effect steps a thread (issue 12).
+    const spawned: Agent | undefined = Exit.isExit(spawn) && Exit.isSuccess(spawn) ? (spawn.value as Agent) : undefined
+    const agent =
+      spawned ??
+      (yield* spawn.pipe(
+        Scope.extend(scope),
+        Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause)))
+      ))
     const capacity = options.capacity ?? DEFAULT_CAPACITY
     const scheduler = options.scheduler ?? fairScheduler
     const events = yield* Mailbox.make<Event>({ capacity })

@@ -278,15 +278,32 @@ const startOnCurrentScheduler = <E, R>(
       })
     )
 
+    // The events forwarder (forked last; stopped by the shutdown, not by a finalizer of its own), and whether
+    // it is parked at its take, between two batches: then the first thing it does when it runs again is
+    // to see its interruption, so it can start no approval request and take no event after the shutdown began.
+    let forwarder: Fiber.RuntimeFiber<void> | undefined
+    let forwarderParked = false
+    let shuttingDown = false
+
     // §8: Interrupt, Shutdown, then drain until the turn ends or the bound passes. Never fails, never hangs.
     const shutdownAgent = Effect.gen(function* () {
-      // §4: pending requests are withdrawn and answered `abort` first, once the forwarders have stopped.
+      shuttingDown = true
+      // §4: the forwarder stops before pending requests are withdrawn, so no new one can start after. Parked,
+      // it is only told to stop (issue 12): waiting for it to stop is a hop through the run queue, behind
+      // every streaming fiber, and the agent would get its interrupt and shutdown only after that wait.
+      if (forwarder !== undefined) {
+        if (forwarderParked) yield* Fiber.interruptAsFork(forwarder, yield* Effect.fiberId)
+        else yield* Fiber.interrupt(forwarder)
+      }
+      // §4: pending requests are withdrawn and answered `abort` first.
       askingClosed = true
       if (asking !== undefined) yield* Fiber.interruptAll([...asking])
       opsShut = true
       if (ops !== undefined) yield* ops.shutdown
       const interrupted = yield* trySend({ id: "interrupt", op: { type: "interrupt" } })
       const shutDown = yield* trySend({ id: "shutdown", op: { type: "shutdown" } })
+      // The drain reads the agent's events alone: the forwarder has stopped by then.
+      if (forwarder !== undefined) yield* Fiber.await(forwarder)
       const ended = yield* drainInTime
       const outcome: ShutdownOutcome = Option.match(ended, {
         onNone: () => (interrupted && shutDown ? "drain_timeout" : "submit_failed"),
@@ -309,7 +326,9 @@ const startOnCurrentScheduler = <E, R>(
 
     const forwardEvents = Effect.gen(function* () {
       while (true) {
+        forwarderParked = true
         const [chunk, done] = yield* Mailboxes.takeAll(agent.events)
+        forwarderParked = false
         const out: Array<Event> = []
         let turnEnded = false
         const batch = Chunk.toReadonlyArray(chunk)
@@ -430,7 +449,17 @@ const startOnCurrentScheduler = <E, R>(
       )
     )
 
-    yield* Effect.forkIn(forwardEvents, scope)
+    // Forked and recorded in one step, so a shutdown either finds it or comes before it (and it never starts);
+    // interruptible whatever the caller's region, or the shutdown could not stop it.
+    yield* Effect.uninterruptible(
+      Effect.suspend(() =>
+        shuttingDown
+          ? Effect.void
+          : Effect.map(Effect.forkDaemon(Effect.interruptible(forwardEvents)), (fiber) => {
+              forwarder = fiber
+            })
+      )
+    )
 
     return {
       threadId: agent.threadId,

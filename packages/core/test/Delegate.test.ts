@@ -5,6 +5,7 @@ import { Chunk, Effect, Exit, Fiber, Layer, Option, Queue, Ref, Scope, Stream, S
 import { type Agent, Delegate } from "../src/index.js"
 import { Parent } from "../src/Parent.js"
 import { makeFakeAgent, THREAD, takeUntil } from "./fixtures/FakeAgent.js"
+import { HeldScheduler } from "./fixtures/HeldScheduler.js"
 import { makeManualParent } from "./fixtures/ManualParent.js"
 
 const denyAll = Parent.layerCallbacks({})
@@ -409,6 +410,32 @@ describe("Delegate.interactive", () => {
       const shutdown = yield* delegate.cancel
       assert.strictEqual(shutdown.outcome, "aborted")
     }).pipe(Effect.provide(denyAll))
+  )
+
+  it.effect("issue 12: cancelling an idle delegate reaches its agent before its forwarder gets to run again", () =>
+    Effect.gen(function* () {
+      // Under load, the forwarder's next turn waits behind every streaming fiber's batch: the agent must
+      // not wait for it to hear interrupt and shutdown (§8).
+      const fake = yield* makeFakeAgent()
+      const scheduler = new HeldScheduler()
+      const delegate = yield* Delegate.interactive(Effect.succeed(fake.agent), { scheduler }).pipe(
+        Effect.provide(denyAll)
+      )
+      // One event there and back: the forwarder is parked at its next take once its fibers settle.
+      yield* fake.emit("e", { type: "agent_message", message: "hi" })
+      assert.strictEqual((yield* delegate.take).id, "e")
+      while (scheduler.pending > 0) yield* Effect.yieldNow()
+      scheduler.hold()
+      const cancelling = yield* Effect.fork(delegate.cancel)
+      while ((yield* Fiber.status(cancelling))._tag !== "Suspended") yield* Effect.yieldNow()
+      const received = opTypes(Chunk.toArray(yield* Queue.takeAll(fake.submissions)))
+      scheduler.release()
+      const shutdown = yield* Fiber.join(cancelling)
+      assert.deepStrictEqual(received, ["interrupt", "shutdown"])
+      // The forwarder stopped before the drain: the agent's turn_aborted reached the drain, not the caller.
+      assert.deepStrictEqual(shutdown, { outcome: "aborted", withdrawn: [] })
+      assert.isTrue(Option.isNone(yield* Effect.option(delegate.take)))
+    }).pipe(Effect.scoped)
   )
 })
 

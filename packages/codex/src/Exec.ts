@@ -49,7 +49,7 @@ import { type CommandExecutor, FileSystem, Path } from "@effect/platform"
 import { Cause, Data, Duration, Effect, Exit, Mailbox, Option, type Scope, SubscriptionRef } from "effect"
 import { resolveCodexCommand } from "./internal/codexBinary.js"
 import { type Decoded, decodeExecLine, type ExecItem } from "./internal/execJsonl.js"
-import { type ExecProcess, startExecProcess } from "./internal/execProcess.js"
+import { backgroundSweeps, type ExecProcess, startExecProcess } from "./internal/execProcess.js"
 import { shellWords } from "./internal/shellWords.js"
 
 /** The backend's name, in `session_configured` and rollouts. */
@@ -244,6 +244,8 @@ export const spawn = (options: Options & SpawnOptions): Effect.Effect<Agent, Spa
         yield* events.end
       })
     )
+    // Closed after the turns' fibers (finalizers run in reverse): a sweep a last turn started is waited for.
+    const sweepLater = yield* backgroundSweeps
     const codex = resolveCodexCommand(options.binary)
     const config: TurnConfig = {
       threadId,
@@ -260,7 +262,8 @@ export const spawn = (options: Options & SpawnOptions): Effect.Effect<Agent, Spa
       }),
       killGrace: options.killGrace ?? DEFAULT_KILL_GRACE,
       ...(options.maxLineLength === undefined ? {} : { maxLineLength: options.maxLineLength }),
-      exitGrace: options.exitGrace ?? DEFAULT_EXIT_GRACE
+      exitGrace: options.exitGrace ?? DEFAULT_EXIT_GRACE,
+      sweepLater
     }
     const configured: EventMsg = {
       type: "session_configured",
@@ -338,6 +341,8 @@ interface TurnConfig {
   readonly killGrace: Duration.DurationInput
   readonly maxLineLength?: number
   readonly exitGrace: Duration.DurationInput
+  /** Runs the sweep after a child that exited by itself behind its turn, awaited when the agent closes. */
+  readonly sweepLater: (sweep: Effect.Effect<void>) => Effect.Effect<void>
 }
 
 /** A child that exited (or could not start) before saying which Codex thread it runs. */
@@ -383,6 +388,7 @@ const open = (config: TurnConfig, what: string, args: ReadonlyArray<string>, pro
       env: config.env,
       stdin: prompt,
       killGrace: config.killGrace,
+      sweepLater: config.sweepLater,
       ...(config.maxLineLength === undefined ? {} : { maxLineLength: config.maxLineLength })
     }).pipe(Effect.mapError((error) => new ExecFailed({ reason: `${what} could not start: ${error.message}` })))
     const before: Array<string> = []

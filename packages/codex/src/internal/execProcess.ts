@@ -7,12 +7,16 @@
  *
  * No orphans: the child runs under core's supervisor (`ProcessSupervisor.supervise`): after the group is
  * killed, whatever Codex started outside it goes too (§33), and if this process dies, even by
- * SIGKILL, the supervisor ends it all.
+ * SIGKILL, the supervisor ends it all. That sweep (a request to the supervisor and a scan of /proc,
+ * 5–11 ms a turn on 2 busy cores) and the wait for stderr's end follow a child that exited by itself
+ * without holding its scope's close when the owner gives `sweepLater` (see `backgroundSweeps`): the
+ * group is SIGKILLed first, at the close, so only what left the group is still to end, and the
+ * owner's close waits for that.
  */
 import { ProcessSupervisor } from "@deputy/core"
 import { Command, type CommandExecutor } from "@effect/platform"
 import { BadArgument, type PlatformError } from "@effect/platform/Error"
-import { Duration, Effect, Fiber, Mailbox, Option, type Scope, Stream } from "effect"
+import { Duration, Effect, Fiber, Mailbox, Option, Scope, Stream } from "effect"
 import { type LineTooLong, splitLinesBounded } from "./lines.js"
 
 /** What starting a child needs. */
@@ -28,6 +32,12 @@ export interface ExecProcessConfig {
   readonly killGrace: Duration.DurationInput
   /** The longest stdout line, in characters (§36). Default 64 MiB. */
   readonly maxLineLength?: number
+  /**
+   * Runs the supervisor's sweep after a child that exited by itself (its group already SIGKILLed), so
+   * the scope's close need not wait for it (`backgroundSweeps`). Without it, and after a kill, the
+   * close waits for the sweep.
+   */
+  readonly sweepLater?: (sweep: Effect.Effect<void>) => Effect.Effect<void>
 }
 
 /** A running child, as its turn reads it. */
@@ -97,15 +107,22 @@ export const startExecProcess = (
         return Effect.logDebug(`codex stderr: ${line}`)
       }),
       Effect.ignore,
-      Effect.forkScoped
+      Effect.forkDaemon // ended by the finalizer, which may leave it running behind the close
     )
-    // Killed first (and what it left outside its group), then its last stderr lines logged (the pipe
-    // ends with the group), bounded.
+    // Killed first (its group: SIGKILLed even after an exit, so whatever stayed in it goes now); then
+    // what it left outside its group (the supervisor's sweep) and its last stderr lines logged (the
+    // pipe ends once all that is gone), bounded: behind the close after an exit by itself, when the
+    // owner allows, else before the close ends.
     yield* Effect.addFinalizer(() =>
-      kill.pipe(
-        Effect.zipRight(supervision.end),
-        Effect.zipRight(Fiber.await(stderr).pipe(Effect.interruptible, Effect.timeoutOption(STDERR_WAIT)))
-      )
+      Effect.gen(function* () {
+        const exited = !(yield* child.isRunning.pipe(Effect.orElseSucceed(() => true)))
+        yield* kill
+        const rest = supervision.end.pipe(
+          Effect.zipRight(Fiber.await(stderr).pipe(Effect.interruptible, Effect.timeoutOption(STDERR_WAIT))),
+          Effect.zipRight(Fiber.interrupt(stderr))
+        )
+        yield* exited && config.sweepLater !== undefined ? config.sweepLater(rest) : rest
+      })
     )
     // §36: a line past the bound (default 64 MiB) fails the stream with LineTooLong and kills the child.
     const lines = yield* Mailbox.fromStream(
@@ -135,4 +152,33 @@ export const startExecProcess = (
       stderrTail,
       kill
     }
+  })
+
+/**
+ * Where `sweepLater` sweeps run: each on a fiber of its own, so a turn reports as soon as its child
+ * exited (as @openai/codex-sdk does); closing the scope this runs in waits for every sweep still under
+ * way (each bounded by its grace plus a few seconds), and sweeps asked for after that run inline.
+ */
+export const backgroundSweeps: Effect.Effect<(sweep: Effect.Effect<void>) => Effect.Effect<void>, never, Scope.Scope> =
+  Effect.gen(function* () {
+    // Made at the first sweep: an agent that never ran a turn holds no set.
+    let live: Set<Fiber.RuntimeFiber<void>> | undefined
+    let closed = false
+    yield* Scope.addFinalizer(
+      yield* Effect.scope,
+      Effect.suspend(() => {
+        closed = true
+        return live === undefined ? Effect.void : Effect.asVoid(Fiber.awaitAll(live))
+      })
+    )
+    return (sweep) =>
+      Effect.suspend(() => {
+        if (closed) return sweep
+        return Effect.map(Effect.forkDaemon(sweep), (fiber) => {
+          live ??= new Set()
+          const set = live
+          set.add(fiber)
+          fiber.addObserver(() => set.delete(fiber))
+        })
+      })
   })

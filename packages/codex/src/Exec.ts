@@ -45,7 +45,7 @@ import {
   type ThreadId,
   type UserInputItem
 } from "@deputy/protocol"
-import { type CommandExecutor, FileSystem, Path } from "@effect/platform"
+import { FileSystem, Path } from "@effect/platform"
 import { Cause, Data, Duration, Effect, Exit, Mailbox, Option, type Scope, SubscriptionRef } from "effect"
 import { resolveCodexCommand } from "./internal/codexBinary.js"
 import { type Decoded, decodeExecLine, type ExecItem } from "./internal/execJsonl.js"
@@ -55,8 +55,8 @@ import { shellWords } from "./internal/shellWords.js"
 /** The backend's name, in `session_configured` and rollouts. */
 export const name = "codex-exec"
 
-/** What a codex-exec agent needs: child processes, and files for the pointer. */
-export type Requirements = CommandExecutor.CommandExecutor | FileSystem.FileSystem | Path.Path
+/** What a codex-exec agent needs: files for the pointer (its child processes are node's own). */
+export type Requirements = FileSystem.FileSystem | Path.Path
 
 /** Codex's sandbox for model-run commands (`sandbox_mode`). */
 export type SandboxMode = "read-only" | "workspace-write" | "danger-full-access"

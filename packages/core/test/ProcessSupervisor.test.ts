@@ -151,6 +151,23 @@ describe.skipIf(process.platform !== "linux")("ProcessSupervisor", () => {
         })
     )
 
+    it.effect(
+      "endKilled, after this process SIGKILLed the group, still ends a descendant that left it (setsid, SIGTERM ignored)",
+      () =>
+        Effect.gen(function* () {
+          const { started, pids } = yield* startPrinting(
+            "setsid sh -c 'trap \"\" TERM; echo $$; exec sleep 30' & exec sleep 30"
+          )
+          process.kill(-started.child.pid!, "SIGKILL")
+          assert.strictEqual((yield* exitOf(started.child)).signal, "SIGKILL")
+          assert.deepStrictEqual(pids.filter(isRunning), pids) // it left the group: the group's SIGKILL missed it
+          const begun = Date.now()
+          yield* started.endKilled
+          assert.isAtLeast(Date.now() - begun, 400) // the 500 ms grace, give or take a timer
+          assert.deepStrictEqual(yield* untilGone(pids, 0), [])
+        })
+    )
+
     it.effect("end of a running command ends its whole group, grandchildren included", () =>
       Effect.gen(function* () {
         const { started, pids } = yield* startPrinting("sleep 30 & echo $$ $!; wait")

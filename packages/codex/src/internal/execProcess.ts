@@ -16,7 +16,7 @@
  * No orphans: the child runs under core's supervisor (`ProcessSupervisor.spawn`): after the group is
  * killed, whatever Codex started outside it goes too (§33), and if this process dies, even by
  * SIGKILL, the supervisor ends it all. That sweep (a request to the supervisor and a scan of /proc,
- * 5–11 ms a turn on 2 busy cores) and the wait for stderr's end follow a child that exited by itself
+ * 5–11 ms of a turn on 2 busy cores) and the wait for stderr's end follow a child that exited by itself
  * without holding its scope's close when the owner gives `sweepLater` (see `backgroundSweeps`): the
  * group is SIGKILLed first, at the close, so only what left the group is still to end, and the
  * owner's close waits for that.
@@ -103,7 +103,7 @@ interface Spawned {
   readonly stderr: NodeJS.ReadableStream & { destroy: () => void }
   /** Its exit code, null when a signal ended it. */
   readonly exited: Deferred.Deferred<number | null>
-  /** The supervisor's sweep of what is left of it (`ProcessSupervisor.spawn`). */
+  /** The supervisor's sweep of what it left outside its group, once the group was SIGKILLed here (`endKilled`). */
   readonly end: Effect.Effect<void>
 }
 
@@ -128,7 +128,7 @@ const spawnChild = (config: ExecProcessConfig): Effect.Effect<Spawned, ExecStart
         resume(Effect.fail(new ExecStartFailed({ reason: describe(cause), cause })))
         return
       }
-      const { child, end } = spawned
+      const { child, endKilled: end } = spawned
       let started = false
       child.once("exit", (code) => Deferred.unsafeDone(exited, Effect.succeed(code)))
       child.on("error", (cause) => {

@@ -6,7 +6,9 @@
  *
  * An agent lives in the scope it was spawned in and owns there: a driver fiber taking ops one at a
  * time, at most one turn fiber (which owns that turn's child process, in its own process group),
- * and the bounded events mailbox. Closing the scope kills the child and ends the events. The Codex
+ * and the bounded events mailbox. A turn ends once its child has exited (its group SIGKILLed then);
+ * the supervisor's sweep of what the child left outside its group runs behind the turn (§33), and
+ * closing the scope waits for it. Closing the scope kills the child and ends the events. The Codex
  * thread id is kept in an atomically written pointer file (§22), by default
  * `<deputy home>/codex-exec/<deputy thread id>`, so a later process can resume the thread; resuming
  * falls back to a fresh Codex thread, with a `warning`, when `exec resume` fails (§23).

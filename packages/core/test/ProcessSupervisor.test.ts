@@ -119,6 +119,12 @@ describe.skipIf(process.platform !== "linux")("ProcessSupervisor", () => {
     it.effect("a command runs with exactly the given environment plus this process's marker, in its own group", () =>
       Effect.gen(function* () {
         const { started, pids } = yield* startPrinting("echo $$; exec sleep 30")
+        // Its environ is the one `exec sleep` got (sh exports PWD then); read before that, it is sh's own.
+        yield* Effect.promise(async () => {
+          const deadline = Date.now() + 10_000
+          while (readFileSync(`/proc/${pids[0]}/comm`, "utf8").trim() !== "sleep" && Date.now() < deadline)
+            await new Promise((resolve) => setTimeout(resolve, 10))
+        })
         const env = environOf(pids[0]!)
         assert.deepStrictEqual(Object.keys(env).sort(), [ProcessSupervisor.MARKER, "PWD"].sort())
         const stat = readFileSync(`/proc/${pids[0]}/stat`, "utf8")

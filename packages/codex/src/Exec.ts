@@ -6,7 +6,9 @@
  *
  * An agent lives in the scope it was spawned in and owns there: a driver fiber taking ops one at a
  * time, at most one turn fiber (which owns that turn's child process, in its own process group),
- * and the bounded events mailbox. Closing the scope kills the child and ends the events. The Codex
+ * and the bounded events mailbox. A turn ends once its child has exited (its group SIGKILLed then);
+ * the supervisor's sweep of what the child left outside its group runs behind the turn (§33), and
+ * closing the scope waits for it. Closing the scope kills the child and ends the events. The Codex
  * thread id is kept in an atomically written pointer file (§22), by default
  * `<deputy home>/codex-exec/<deputy thread id>`, so a later process can resume the thread; resuming
  * falls back to a fresh Codex thread, with a `warning`, when `exec resume` fails (§23).
@@ -46,18 +48,18 @@ import {
   type ThreadId,
   type UserInputItem
 } from "@deputy/protocol"
-import { type CommandExecutor, FileSystem, Path } from "@effect/platform"
+import { FileSystem, Path } from "@effect/platform"
 import { Cause, Data, Duration, Effect, Exit, Mailbox, Option, type Scope } from "effect"
 import { resolveCodexCommand } from "./internal/codexBinary.js"
 import { type Decoded, decodeExecLine, type ExecItem } from "./internal/execJsonl.js"
-import { type ExecProcess, startExecProcess } from "./internal/execProcess.js"
+import { backgroundSweeps, type ExecProcess, startExecProcess } from "./internal/execProcess.js"
 import { shellWords } from "./internal/shellWords.js"
 
 /** The backend's name, in `session_configured` and rollouts. */
 export const name = "codex-exec"
 
-/** What a codex-exec agent needs: child processes, and files for the pointer. */
-export type Requirements = CommandExecutor.CommandExecutor | FileSystem.FileSystem | Path.Path
+/** What a codex-exec agent needs: files for the pointer (its child processes are node's own). */
+export type Requirements = FileSystem.FileSystem | Path.Path
 
 /** Codex's sandbox for model-run commands (`sandbox_mode`). */
 export type SandboxMode = "read-only" | "workspace-write" | "danger-full-access"
@@ -245,6 +247,8 @@ export const spawn = (options: Options & SpawnOptions): Effect.Effect<Agent, Spa
         yield* events.end
       })
     )
+    // Closed after the turns' fibers (finalizers run in reverse): a sweep a last turn started is waited for.
+    const sweepLater = yield* backgroundSweeps
     const codex = resolveCodexCommand(options.binary)
     const config: TurnConfig = {
       threadId,
@@ -261,7 +265,8 @@ export const spawn = (options: Options & SpawnOptions): Effect.Effect<Agent, Spa
       }),
       killGrace: options.killGrace ?? DEFAULT_KILL_GRACE,
       ...(options.maxLineLength === undefined ? {} : { maxLineLength: options.maxLineLength }),
-      exitGrace: options.exitGrace ?? DEFAULT_EXIT_GRACE
+      exitGrace: options.exitGrace ?? DEFAULT_EXIT_GRACE,
+      sweepLater
     }
     const configured: EventMsg = {
       type: "session_configured",
@@ -339,6 +344,8 @@ interface TurnConfig {
   readonly killGrace: Duration.DurationInput
   readonly maxLineLength?: number
   readonly exitGrace: Duration.DurationInput
+  /** Runs the sweep after a child that exited by itself behind its turn, awaited when the agent closes. */
+  readonly sweepLater: (sweep: Effect.Effect<void>) => Effect.Effect<void>
 }
 
 /** A child that exited (or could not start) before saying which Codex thread it runs. */
@@ -384,6 +391,7 @@ const open = (config: TurnConfig, what: string, args: ReadonlyArray<string>, pro
       env: config.env,
       stdin: prompt,
       killGrace: config.killGrace,
+      sweepLater: config.sweepLater,
       ...(config.maxLineLength === undefined ? {} : { maxLineLength: config.maxLineLength })
     }).pipe(Effect.mapError((error) => new ExecFailed({ reason: `${what} could not start: ${error.message}` })))
     const before: Array<string> = []

@@ -122,6 +122,29 @@ const isAlive = (pid: number) => {
   }
 }
 
+/** Waits (real time, bounded) until `pid` is dead; true if it still runs at the bound. */
+const untilDead = (pid: number, bound = 10_000) =>
+  Effect.promise(async () => {
+    const deadline = Date.now() + bound
+    while (isAlive(pid) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 25))
+    return isAlive(pid)
+  })
+
+/** `pid`, SIGKILLed when the test's scope closes whatever happened (a failing test leaves nothing behind). */
+const killedAtEnd = (pid: number) =>
+  Effect.as(
+    Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        try {
+          process.kill(pid, "SIGKILL")
+        } catch {
+          // already gone
+        }
+      })
+    ),
+    pid
+  )
+
 const completed = (item: Record<string, unknown>) => ({ out: { type: "item.completed", item } })
 
 layer(NodeContext.layer, { excludeTestServices: true })("CodexExec", (it) => {
@@ -398,6 +421,43 @@ layer(NodeContext.layer, { excludeTestServices: true })("CodexExec", (it) => {
       assert.strictEqual(aborted?.msg.type, "turn_aborted")
       assert.isFalse(isAlive(child!))
     })
+  )
+
+  it.scoped.skipIf(process.platform !== "linux")(
+    "§33 a turn that ended by itself is reported at once; what its child left outside its group is ended behind it",
+    () =>
+      Effect.gen(function* () {
+        const box = yield* sandbox([
+          [{ threadStarted: CODEX_ID }, { escape: true }, { echoPrompt: true }, { out: { type: "turn.completed" } }]
+        ])
+        const agent = yield* spawnAgent({ ...box.options, killGrace: "1 second" })
+        yield* started(agent)
+        const events = yield* turn(agent, "t1", userText("one"))
+        assert.deepStrictEqual(events.at(-1), { type: "turn_complete", turnId: "t1", lastAgentMessage: "one" })
+        const escapee = yield* killedAtEnd(box.pids()[0]!)
+        // It left the group (setsid) and ignores SIGTERM: only the supervisor's sweep ends it, SIGKILL
+        // after the grace. The turn's report did not wait for that sweep (it took the grace before).
+        assert.isTrue(isAlive(escapee))
+        assert.isFalse(yield* untilDead(escapee))
+      })
+  )
+
+  it.scoped.skipIf(process.platform !== "linux")(
+    "§33 closing the agent right after such a turn waits for that sweep: nothing the child left is alive after",
+    () =>
+      Effect.gen(function* () {
+        const box = yield* sandbox([
+          [{ threadStarted: CODEX_ID }, { escape: true }, { echoPrompt: true }, { out: { type: "turn.completed" } }]
+        ])
+        const scope = yield* Scope.make()
+        const agent = yield* spawnAgent({ ...box.options, killGrace: "1 second" }).pipe(Scope.extend(scope))
+        yield* started(agent)
+        const events = yield* turn(agent, "t1", userText("one"))
+        assert.strictEqual(events.at(-1)?.type, "turn_complete")
+        const escapee = yield* killedAtEnd(box.pids()[0]!)
+        yield* Scope.close(scope, Exit.void)
+        assert.isFalse(isAlive(escapee))
+      })
   )
 
   it.scoped.skipIf(process.platform !== "linux")(

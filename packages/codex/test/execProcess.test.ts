@@ -1,8 +1,10 @@
 // §36 a `codex exec` child whose stdout line never ends: the line is bounded, the stream fails with
 // LineTooLong, and the child is killed (it would block on a full pipe), so its turn cannot hang.
+
+import { Mailboxes } from "@deputy/core"
 import { NodeContext } from "@effect/platform-node"
 import { assert, layer } from "@effect/vitest"
-import { Effect } from "effect"
+import { Chunk, Effect, Stream } from "effect"
 import { startExecProcess } from "../src/internal/execProcess.js"
 
 layer(NodeContext.layer, { excludeTestServices: true })("execProcess", (it) => {
@@ -22,6 +24,42 @@ layer(NodeContext.layer, { excludeTestServices: true })("execProcess", (it) => {
       assert.strictEqual(error._tag, "LineTooLong")
       assert.include(error.message, "codex exec stdout is longer than 10000 characters")
       assert.isNull(yield* child.exitCode) // killed, not left blocked on its pipe
+    })
+  )
+
+  it.scoped(
+    "§6 lines past the mailbox's capacity arrive whole and in order while the pipe waits, the unterminated last one too",
+    () =>
+      Effect.gen(function* () {
+        const child = yield* startExecProcess({
+          binary: "sh",
+          args: ["-c", "seq 1 20000; printf last"],
+          cwd: "/",
+          env: { PATH: process.env.PATH ?? "/usr/bin:/bin" },
+          stdin: "",
+          killGrace: "200 millis"
+        })
+        const lines = Chunk.toArray(yield* Stream.runCollect(Mailboxes.toStream(child.lines)))
+        assert.strictEqual(lines.length, 20_001)
+        assert.deepStrictEqual(lines.slice(0, 2), ["1", "2"])
+        assert.deepStrictEqual(lines.slice(-2), ["20000", "last"])
+        assert.isTrue(lines.slice(0, -1).every((line, index) => line === String(index + 1)))
+        assert.strictEqual(yield* child.exitCode, 0)
+      })
+  )
+
+  it.scoped("the prompt reaches the child's stdin, which is closed after it", () =>
+    Effect.gen(function* () {
+      const child = yield* startExecProcess({
+        binary: "sh",
+        args: ["-c", "cat; echo end"],
+        cwd: "/",
+        env: { PATH: process.env.PATH ?? "/usr/bin:/bin" },
+        stdin: "first\nsecond\n",
+        killGrace: "200 millis"
+      })
+      const lines = Chunk.toArray(yield* Stream.runCollect(Mailboxes.toStream(child.lines)))
+      assert.deepStrictEqual(lines, ["first", "second", "end"])
     })
   )
 

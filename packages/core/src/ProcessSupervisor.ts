@@ -70,6 +70,12 @@ export interface Supervision {
    * SIGKILL after the grace. Done when none is left (bounded by the grace plus a few seconds). Never fails.
    */
   readonly end: Effect.Effect<void>
+  /**
+   * `end` for a command whose group this process has just SIGKILLed (nothing in it can run any more):
+   * the supervisor looks only for what carries the command's token, without reading every process's
+   * state to learn whether the group still has members (zombies nobody reaps can keep it in being).
+   */
+  readonly endKilled: Effect.Effect<void>
 }
 
 /** Supervision for one command that will run with environment `env` (nothing inherited is added but the markers). */
@@ -86,7 +92,8 @@ export const supervise = (
       group = pid
       connect()?.send(`watch ${pid}`)
     },
-    end: Effect.suspend(() => endCommand(group, token, grace))
+    end: Effect.suspend(() => endCommand(group, token, grace)),
+    endKilled: Effect.suspend(() => endCommand(group, token, grace, true))
   }
 }
 
@@ -98,7 +105,11 @@ export const spawn = (
     readonly env?: Readonly<Record<string, string>>
     readonly grace?: Duration.DurationInput
   } = {}
-): { readonly child: ChildProcess.ChildProcess; readonly end: Effect.Effect<void> } => {
+): {
+  readonly child: ChildProcess.ChildProcess
+  readonly end: Effect.Effect<void>
+  readonly endKilled: Effect.Effect<void>
+} => {
   const { env, grace, ...spawnOptions } = options
   const supervision = supervise(env ?? {}, grace === undefined ? {} : { grace })
   const child = ChildProcess.spawn(command, [...args], {
@@ -107,7 +118,7 @@ export const spawn = (
     detached: process.platform !== "win32"
   })
   if (child.pid !== undefined) supervision.watch(child.pid)
-  return { child, end: supervision.end }
+  return { child, end: supervision.end, endKilled: supervision.endKilled }
 }
 
 /** How a command started with `run` ended. */
@@ -478,7 +489,7 @@ const reply = (current: Connection, line: string): void => {
   )
 }
 
-const endCommand = (group: number, token: string, grace: Duration.Duration): Effect.Effect<void> => {
+const endCommand = (group: number, token: string, grace: Duration.Duration, killed = false): Effect.Effect<void> => {
   if (process.platform === "win32") return Effect.void
   const supervisor = connect()
   const inProcess = endGroup(group, grace)
@@ -491,7 +502,7 @@ const endCommand = (group: number, token: string, grace: Duration.Duration): Eff
       resume(Effect.succeed(connection === supervisor))
     })
     supervisor.keep() // an `ended` line is awaited: keep deputy alive for it
-    supervisor.send(`end ${id} ${group} ${token} ${Math.round(Duration.toMillis(grace))}`)
+    supervisor.send(`end ${id} ${group} ${token} ${Math.round(Duration.toMillis(grace))}${killed ? " killed" : ""}`)
     return Effect.sync(() => supervisor.waiting.get(id)?.())
   }).pipe(
     Effect.timeoutOption(Duration.sum(grace, REPLY_MARGIN)),

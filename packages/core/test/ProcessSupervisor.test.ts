@@ -119,6 +119,12 @@ describe.skipIf(process.platform !== "linux")("ProcessSupervisor", () => {
     it.effect("a command runs with exactly the given environment plus this process's marker, in its own group", () =>
       Effect.gen(function* () {
         const { started, pids } = yield* startPrinting("echo $$; exec sleep 30")
+        // Its environ is the one `exec sleep` got (sh exports PWD then); read before that, it is sh's own.
+        yield* Effect.promise(async () => {
+          const deadline = Date.now() + 10_000
+          while (readFileSync(`/proc/${pids[0]}/comm`, "utf8").trim() !== "sleep" && Date.now() < deadline)
+            await new Promise((resolve) => setTimeout(resolve, 10))
+        })
         const env = environOf(pids[0]!)
         assert.deepStrictEqual(Object.keys(env).sort(), [ProcessSupervisor.MARKER, "PWD"].sort())
         const stat = readFileSync(`/proc/${pids[0]}/stat`, "utf8")
@@ -146,6 +152,23 @@ describe.skipIf(process.platform !== "linux")("ProcessSupervisor", () => {
           yield* exitOf(started.child)
           const begun = Date.now()
           yield* started.end
+          assert.isAtLeast(Date.now() - begun, 400) // the 500 ms grace, give or take a timer
+          assert.deepStrictEqual(yield* untilGone(pids, 0), [])
+        })
+    )
+
+    it.effect(
+      "endKilled, after this process SIGKILLed the group, still ends a descendant that left it (setsid, SIGTERM ignored)",
+      () =>
+        Effect.gen(function* () {
+          const { started, pids } = yield* startPrinting(
+            "setsid sh -c 'trap \"\" TERM; echo $$; exec sleep 30' & exec sleep 30"
+          )
+          process.kill(-started.child.pid!, "SIGKILL")
+          assert.strictEqual((yield* exitOf(started.child)).signal, "SIGKILL")
+          assert.deepStrictEqual(pids.filter(isRunning), pids) // it left the group: the group's SIGKILL missed it
+          const begun = Date.now()
+          yield* started.endKilled
           assert.isAtLeast(Date.now() - begun, 400) // the 500 ms grace, give or take a timer
           assert.deepStrictEqual(yield* untilGone(pids, 0), [])
         })

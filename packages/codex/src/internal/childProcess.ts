@@ -66,7 +66,7 @@ const start = (config: {
 }): Effect.Effect<Child, SpawnError> =>
   Effect.gen(function* () {
     const exited = yield* Deferred.make<ChildExit>()
-    const { child: proc, end } = yield* Effect.async<ReturnType<typeof ProcessSupervisor.spawn>, SpawnError>(
+    const { child: proc, endKilled } = yield* Effect.async<ReturnType<typeof ProcessSupervisor.spawn>, SpawnError>(
       (resume) => {
         let spawned: ReturnType<typeof ProcessSupervisor.spawn>
         try {
@@ -125,9 +125,10 @@ const start = (config: {
           }
         }
       }
-      // Whatever Codex started, in its group (a command it ran) or not, goes with it.
+      // Whatever Codex started, in its group (a command it ran) or not, goes with it: the group now, what
+      // left it by the supervisor's sweep (which need not look for the group's members after this SIGKILL).
       yield* signal("SIGKILL")
-      yield* end
+      yield* endKilled
     })
 
     return {

@@ -15,6 +15,10 @@
 // - `end <id> <pgid> <token> <grace ms>`: end what is left of a command: its group and every process
 //   whose marker is `<token>` get SIGTERM, whatever is still there after the grace SIGKILL; then one
 //   line `ended <id>` on stdout. The group is no longer watched.
+//   `end <id> <pgid> <token> <grace ms> killed`: the same, after deputy SIGKILLed the group itself:
+//   nothing in it can run any more, so the group is neither signalled nor scanned for (zombies that
+//   nobody reaps can keep a group in being, and finding that out reads every process's state); only
+//   the processes whose marker is `<token>` are looked for.
 // - `run <id> <json>`: json is { argv: [program, ...args], cwd, env, token, max, grace }; spawn it
 //   here, detached, with stdin on /dev/null and exactly `env` (deputy has put the markers in), and
 //   answer `started <id> <pid>` once it runs. Its stdout and stderr are gathered up to `max` bytes
@@ -35,7 +39,7 @@
 // only the group is reached, tested with `kill(-pgid, 0)`. Never writes anything but the reply lines
 // above, gathered per turn of the event loop into one write.
 import { spawn } from "node:child_process"
-import { readdirSync, readFileSync } from "node:fs"
+import { closeSync, openSync, readdirSync, readFileSync, readSync } from "node:fs"
 
 const options = Object.fromEntries(process.argv.slice(2).map((option) => option.replace(/^--/, "").split("=")))
 const marker = options.marker
@@ -87,13 +91,38 @@ function marked() {
     const pid = Number(name)
     if (pid === process.pid) continue
     try {
-      const token = markerValue(readFileSync(`/proc/${name}/environ`))
+      const token = markerValue(environOf(name))
       if (token !== undefined) found.push({ pid, token })
     } catch {
       // gone meanwhile, or not ours to read
     }
   }
   return found
+}
+
+// One buffer for every environ read: a scan reads one per process, every time a command ends, and
+// readFileSync's allocation, fstat and second read were a third of a scan's CPU.
+let environBuffer = Buffer.allocUnsafe(64 * 1024)
+
+/** The environ block of process `name`, in a buffer valid until the next call; throws if unreadable. */
+function environOf(name) {
+  const fd = openSync(`/proc/${name}/environ`, "r")
+  try {
+    let size = 0
+    for (;;) {
+      const read = readSync(fd, environBuffer, size, environBuffer.length - size, null)
+      if (read === 0) break
+      size += read
+      if (size === environBuffer.length) {
+        const bigger = Buffer.allocUnsafe(environBuffer.length * 2)
+        environBuffer.copy(bigger)
+        environBuffer = bigger
+      }
+    }
+    return environBuffer.subarray(0, size)
+  } finally {
+    closeSync(fd)
+  }
 }
 
 /** True while process group `pgid` has a member that runs (Linux: not only zombies). */
@@ -131,12 +160,13 @@ let ending = false
 let scheduled
 let step = 1
 
-const job = (pgid, matches, graceMs, done) => ({
+const job = (pgid, matches, graceMs, done, groupKilled = false) => ({
   pgid,
   matches,
   deadline: Date.now() + graceMs,
   termed: false,
-  done
+  done,
+  groupKilled
 })
 
 /** One pass: every pending job checks what is left of it in the same scan; SIGTERM first, SIGKILL past the grace. */
@@ -146,7 +176,7 @@ function pass() {
   const now = Date.now()
   for (const [key, work] of pending) {
     const left = processes.filter(work.matches)
-    if (left.length === 0 && !groupRuns(work.pgid)) {
+    if (left.length === 0 && (work.groupKilled || !groupRuns(work.pgid))) {
       pending.delete(key)
       watched.delete(work.pgid)
       work.done?.()
@@ -155,7 +185,7 @@ function pass() {
     const name = !work.termed ? "SIGTERM" : now >= work.deadline ? "SIGKILL" : undefined
     work.termed = true
     if (name === undefined) continue
-    if (work.pgid > 0) signal(-work.pgid, name)
+    if (work.pgid > 0 && !work.groupKilled) signal(-work.pgid, name)
     for (const p of left) signal(p.pid, name)
   }
   if (ending && pending.size === 0) process.exit(0)
@@ -176,12 +206,12 @@ function schedule(ms) {
   } else if (scheduled === undefined) scheduled = { timer: setTimeout(pass, ms) }
 }
 
-/** Ends what is left of command `token` in group `pgid` (see `end`), then calls `done`. */
-function sweep(key, pgid, token, graceMs, done) {
+/** Ends what is left of command `token` in group `pgid` (see `end`; `groupKilled`: see `end … killed`), then calls `done`. */
+function sweep(key, pgid, token, graceMs, done, groupKilled = false) {
   longestGrace = Math.max(longestGrace, graceMs)
   pending.set(
     key,
-    job(pgid, (p) => p.token === token, graceMs, done)
+    job(pgid, (p) => p.token === token, graceMs, done, groupKilled)
   )
   step = 1
   schedule(0)
@@ -335,9 +365,14 @@ function request(line) {
   const args = line.trim().split(" ").slice(1)
   if (verb === "watch" && /^\d+$/.test(args[0] ?? "")) watched.add(Number(args[0]))
   else if (verb === "stop" && /^\d+$/.test(args[0] ?? "")) stop(args[0])
-  else if (verb === "end" && args.length === 4 && /^\d+$/.test(args[1]) && /^\d+$/.test(args[3])) {
-    const [id, group, token, grace] = args
-    sweep(`end-${id}`, Number(group), token, Number(grace), () => reply(`ended ${id}`))
+  else if (
+    verb === "end" &&
+    (args.length === 4 || (args.length === 5 && args[4] === "killed")) &&
+    /^\d+$/.test(args[1]) &&
+    /^\d+$/.test(args[3])
+  ) {
+    const [id, group, token, grace, killed] = args
+    sweep(`end-${id}`, Number(group), token, Number(grace), () => reply(`ended ${id}`), killed === "killed")
   } else if (line.trim() !== "")
     process.stderr.write(`deputy-supervisor: ignored request ${JSON.stringify(line.slice(0, 200))}\n`)
 }

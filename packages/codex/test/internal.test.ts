@@ -1,6 +1,10 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { childEnvironment } from "@deputy/core"
-import { Effect, Exit } from "effect"
+import { Effect, Exit, Fiber, Option, Scope } from "effect"
 import { describe, expect, it } from "vitest"
+import { HeldScheduler } from "../../core/test/fixtures/HeldScheduler.js"
 import { spawnChild } from "../src/internal/childProcess.js"
 import { LineTooLong, lineSplitter } from "../src/internal/lines.js"
 import { shellWords } from "../src/internal/shellWords.js"
@@ -51,5 +55,48 @@ describe("codex internals", () => {
       Effect.scoped(spawnChild({ file: "true", args: [], cwd: "/", env: { BAD: "a\u0000b" }, grace: "1 second" }))
     )
     expect(Exit.isFailure(exit) && exit.cause._tag === "Fail" ? exit.cause.error.reason : exit).toContain("null bytes")
+  })
+
+  it("a child that exits before its starting fiber runs again still has its exit seen", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "deputy-exit-"))
+    const pidFile = join(dir, "pid")
+    const held = new HeldScheduler()
+    const scope = Effect.runSync(Scope.make())
+    try {
+      const starting = Effect.runFork(
+        spawnChild({
+          file: "sh",
+          args: ["-c", `echo $$ > ${pidFile}; exit 3`],
+          cwd: dir,
+          env: { PATH: process.env.PATH ?? "/usr/bin:/bin" },
+          grace: "1 second"
+        }).pipe(Scope.extend(scope), Effect.withScheduler(held)),
+        { immediate: true }
+      )
+      // The spawn ran in the fork's first steps; what follows it waits until the child is gone.
+      held.hold()
+      const until = async (done: () => boolean) => {
+        for (let i = 0; i < 1000 && !done(); i++) await new Promise((resolve) => setTimeout(resolve, 5))
+        expect(done()).toBe(true)
+      }
+      await until(() => existsSync(pidFile) && readFileSync(pidFile, "utf8").endsWith("\n"))
+      const pid = Number(readFileSync(pidFile, "utf8"))
+      // Reaped by Node (and its exit event emitted) once the pid is free.
+      await until(() => {
+        try {
+          process.kill(pid, 0)
+          return false
+        } catch {
+          return true
+        }
+      })
+      held.release()
+      const child = await Effect.runPromise(Fiber.join(starting))
+      const exit = await Effect.runPromise(Effect.timeoutOption(child.exit, "2 seconds"))
+      expect(Option.getOrUndefined(exit)).toEqual({ code: 3, signal: null })
+    } finally {
+      await Effect.runPromise(Scope.close(scope, Exit.void))
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 })

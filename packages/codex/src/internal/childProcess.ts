@@ -66,6 +66,7 @@ const start = (config: {
 }): Effect.Effect<Child, SpawnError> =>
   Effect.gen(function* () {
     const exited = yield* Deferred.make<ChildExit>()
+    let exit: ChildExit | undefined
     const { child: proc, endKilled } = yield* Effect.async<ReturnType<typeof ProcessSupervisor.spawn>, SpawnError>(
       (resume) => {
         let spawned: ReturnType<typeof ProcessSupervisor.spawn>
@@ -81,15 +82,15 @@ const start = (config: {
           resume(Effect.fail({ reason: cause instanceof Error ? cause.message : String(cause), cause }))
           return
         }
+        // Listened for in the tick of the spawn: the child may exit before this fiber runs again.
+        spawned.child.once("exit", (code, signal) => {
+          exit = { code, signal }
+          Deferred.unsafeDone(exited, Effect.succeed(exit))
+        })
         spawned.child.once("spawn", () => resume(Effect.succeed(spawned)))
         spawned.child.once("error", (cause) => resume(Effect.fail({ reason: cause.message, cause })))
       }
     )
-    let exit: ChildExit | undefined
-    proc.once("exit", (code, signal) => {
-      exit = { code, signal }
-      Deferred.unsafeDone(exited, Effect.succeed(exit))
-    })
     // A write after the child died raises EPIPE on stdin; the exit is reported through stdout EOF instead.
     proc.stdin?.on("error", () => {})
     let tail = ""

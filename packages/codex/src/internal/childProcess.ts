@@ -12,8 +12,8 @@
  * with it, what they left outside the group goes once Codex is gone (§33), and if this process dies
  * (even SIGKILL) the supervisor ends it all.
  */
-import { ProcessSupervisor } from "@deputy/core"
 import { Deferred, Duration, Effect, type Scope, Stream } from "effect"
+import { type NotStarted, startPiped } from "./pipedChild.js"
 
 /** How a child ended. */
 export interface ChildExit {
@@ -41,10 +41,7 @@ export interface Child {
 }
 
 /** The child could not be started (no such binary, bad cwd, …). */
-export interface SpawnError {
-  readonly reason: string
-  readonly cause: unknown
-}
+export type SpawnError = NotStarted
 
 const STDERR_TAIL = 8 * 1024
 
@@ -67,28 +64,16 @@ const start = (config: {
   Effect.gen(function* () {
     const exited = yield* Deferred.make<ChildExit>()
     let exit: ChildExit | undefined
-    const { child: proc, endKilled } = yield* Effect.async<ReturnType<typeof ProcessSupervisor.spawn>, SpawnError>(
-      (resume) => {
-        let spawned: ReturnType<typeof ProcessSupervisor.spawn>
-        try {
-          spawned = ProcessSupervisor.spawn(config.file, config.args, {
-            cwd: config.cwd,
-            env: config.env,
-            grace: config.grace,
-            stdio: ["pipe", "pipe", "pipe"]
-          })
-        } catch (cause) {
-          // Node refuses some arguments before any process exists (a NUL byte in an argument or the env).
-          resume(Effect.fail({ reason: cause instanceof Error ? cause.message : String(cause), cause }))
-          return
-        }
-        // Listened for in the tick of the spawn: the child may exit before this fiber runs again.
-        spawned.child.once("exit", (code, signal) => {
+    // Listened for in the tick of the spawn: the child may exit before this fiber runs again.
+    const { child: proc, endKilled } = yield* startPiped(
+      config.file,
+      config.args,
+      { cwd: config.cwd, env: config.env, grace: config.grace },
+      ({ child }) => {
+        child.once("exit", (code, signal) => {
           exit = { code, signal }
           Deferred.unsafeDone(exited, Effect.succeed(exit))
         })
-        spawned.child.once("spawn", () => resume(Effect.succeed(spawned)))
-        spawned.child.once("error", (cause) => resume(Effect.fail({ reason: cause.message, cause })))
       }
     )
     // A write after the child died raises EPIPE on stdin; the exit is reported through stdout EOF instead.

@@ -21,7 +21,7 @@
  * group is SIGKILLed first, at the close, so only what left the group is still to end, and the
  * owner's close waits for that.
  */
-import { Mailboxes, ProcessSupervisor } from "@deputy/core"
+import { Mailboxes } from "@deputy/core"
 import {
   Data,
   Deferred,
@@ -38,6 +38,7 @@ import {
   Scope
 } from "effect"
 import { LineTooLong, lineSplitter } from "./lines.js"
+import { startPiped } from "./pipedChild.js"
 
 /** What starting a child needs. */
 export interface ExecProcessConfig {
@@ -114,38 +115,25 @@ interface Spawned {
  */
 const spawnChild = (config: ExecProcessConfig): Effect.Effect<Spawned, ExecStartFailed> =>
   Effect.flatMap(Deferred.make<number | null>(), (exited) =>
-    Effect.async<Spawned, ExecStartFailed>((resume) => {
-      let spawned: ReturnType<typeof ProcessSupervisor.spawn>
-      try {
-        spawned = ProcessSupervisor.spawn(config.binary, config.args, {
-          cwd: config.cwd,
-          env: config.env,
-          grace: config.killGrace,
-          stdio: ["pipe", "pipe", "pipe"]
-        })
-      } catch (cause) {
-        // Node refuses some strings before any process exists (a NUL byte in an argument or the env).
-        resume(Effect.fail(new ExecStartFailed({ reason: describe(cause), cause })))
-        return
+    startPiped(
+      config.binary,
+      config.args,
+      { cwd: config.cwd, env: config.env, grace: config.killGrace },
+      ({ child }) => {
+        child.once("exit", (code) => Deferred.unsafeDone(exited, Effect.succeed(code)))
+        child.stdin?.on("error", () => {}) // EPIPE when it exits without reading; its exit says the rest
+        child.stdin?.end(config.stdin)
+        child.stdout?.setEncoding("utf8")
+        child.stderr?.setEncoding("utf8")
       }
-      const { child, endKilled: end } = spawned
-      let started = false
-      child.once("exit", (code) => Deferred.unsafeDone(exited, Effect.succeed(code)))
-      child.on("error", (cause) => {
-        // Before `spawn`: it never ran (no such program or cwd: ENOENT). After: a failed kill, which changes nothing.
-        if (!started) resume(Effect.fail(new ExecStartFailed({ reason: cause.message, cause })))
+    ).pipe(
+      Effect.mapError((failed) => new ExecStartFailed(failed)),
+      Effect.flatMap(({ child, endKilled }) => {
+        const { stdout, stderr } = child
+        if (stdout === null || stderr === null) return Effect.die("codex exec started without stdio pipes")
+        return Effect.succeed({ pid: child.pid ?? 0, stdout, stderr, exited, end: endKilled })
       })
-      const { stdin, stdout, stderr } = child
-      if (stdin === null || stdout === null || stderr === null) return // not with stdio "pipe"
-      stdin.on("error", () => {}) // EPIPE when it exits without reading; its exit says the rest
-      stdin.end(config.stdin)
-      stdout.setEncoding("utf8")
-      stderr.setEncoding("utf8")
-      child.once("spawn", () => {
-        started = true
-        resume(Effect.succeed({ pid: child.pid ?? 0, stdout, stderr, exited, end }))
-      })
-    })
+    )
   )
 
 /**

@@ -21,19 +21,48 @@ const MAX_OPS_BEFORE_YIELD = 2048
 /** A scheduler with one run queue and a global time slice, after which it yields to the event loop. */
 export class FairScheduler implements Scheduler.Scheduler {
   private sliceStart = performance.now()
+  /** Whether the event loop has turned since the run queue last went empty (`watch`). */
+  private loopTurned = true
+  private watching = false
+  /** Whether the drain under way asked for another (so the run queue is not empty). */
+  private again = false
   private readonly runner = new Scheduler.SchedulerRunner((depth, drain) => {
+    this.again = true
+    // Timers and I/O have had their turn since the queue went empty: this work starts a new slice,
+    // with no setImmediate hop before it (a fiber woken by a child's exit, a pipe, a file callback).
+    if (this.loopTurned) {
+      this.loopTurned = false
+      this.sliceStart = performance.now()
+    }
     if (performance.now() - this.sliceStart < this.sliceMillis) {
-      queueMicrotask(() => drain(depth + 1))
+      queueMicrotask(() => this.run(drain, depth + 1))
       return
     }
     // The slice is spent: let timers, I/O and other macrotasks run first.
     setImmediate(() => {
       this.sliceStart = performance.now()
-      drain(0)
+      this.run(drain, 0)
     })
   })
 
   constructor(readonly sliceMillis: number = DEFAULT_SLICE_MILLIS) {}
+
+  private run(drain: (depth: number) => void, depth: number): void {
+    this.again = false
+    drain(depth)
+    if (!this.again) this.watch()
+  }
+
+  // The run queue is empty. Work that resumes from a microtask (a promise) has not let the loop run, so
+  // only an immediate that ran proves it did. One at a time, unref'd: it never keeps the process alive.
+  private watch(): void {
+    if (this.watching) return
+    this.watching = true
+    setImmediate(() => {
+      this.watching = false
+      this.loopTurned = true
+    }).unref()
+  }
 
   /** Yields a fiber after its op budget, like Effect's default; the time slice is checked per batch. */
   shouldYield(fiber: Fiber.RuntimeFiber<unknown, unknown>): number | false {

@@ -2,8 +2,9 @@
  * The fair scheduler's cost and benefit (§37, issue 12): the same delegate turn of 500,000 events
  * (1,000 messages of 499 deltas each; the deltas are filtered out) run on Effect's default scheduler and
  * on deputy's fair scheduler, in paired rounds with the order rotated. Prints per variant the median
- * time and the ticks of a 1 ms `setInterval` during the turn, and the median of per-round time ratios
- * fair / default (target ≤ 1.10).
+ * time and the ticks of a 1 ms `setInterval` per 100 ms of the turn (target ≥ 20: a tick every 5 ms, as
+ * the §37 test asserts; a count per turn would depend on how fast the turn runs), and the median of
+ * per-round time ratios fair / default (target ≤ 1.10).
  *
  *   node --conditions=@deputy/source --import tsx test/bench/scheduler.bench.ts
  */
@@ -41,7 +42,7 @@ const figures = async (): Promise<ReadonlyArray<Figure>> => {
   const ticks = { default: [] as Array<number>, fair: [] as Array<number> }
   const measure = (name: "default" | "fair", scheduler: Scheduler.Scheduler) => async () => {
     const result = await Effect.runPromise(runOnce(scheduler).pipe(Effect.provide(layer)))
-    ticks[name].push(result.ticks)
+    ticks[name].push((result.ticks * 100) / result.ms)
     return result.ms
   }
   const times = await paired(
@@ -61,14 +62,14 @@ const figures = async (): Promise<ReadonlyArray<Figure>> => {
     ),
     compare(
       "scheduler",
-      "1 ms setInterval ticks during that turn, fair",
+      "1 ms setInterval ticks per 100 ms of that turn, fair",
       "ticks",
       counted,
       {
         name: "default",
         samples: ticks.default.slice(-ROUNDS)
       },
-      { text: "≥ 100", met: (_, m) => m >= 100 }
+      { text: "≥ 20", met: (_, m) => m >= 20 }
     )
   ]
 }

@@ -55,6 +55,18 @@ export interface WriterDeps {
   readonly processMarker?: ProcessMarker
 }
 
+// The time of a line, one string per millisecond: a burst of lines, from every writer, shares it
+// (formatting a Date was ~1 % of a 10,000-agent stress run).
+let lastMillis = Number.NaN
+let lastIso = ""
+const isoAt = (millis: number): string => {
+  if (millis !== lastMillis) {
+    lastMillis = millis
+    lastIso = new Date(millis).toISOString()
+  }
+  return lastIso
+}
+
 /** A node:fs failure on `file` as RolloutIoFailed. */
 const failedOn =
   (file: string, operation: RolloutIoFailed["operation"]) =>
@@ -132,7 +144,7 @@ class FileWriter implements RolloutWriter {
   ) {}
 
   private now(): string {
-    return new Date(this.clock.unsafeCurrentTimeMillis()).toISOString()
+    return isoAt(this.clock.unsafeCurrentTimeMillis())
   }
 
   private append(lines: string): void {

@@ -4,7 +4,8 @@
  * a Mailbox) never fall back to a macrotask: while events stream, no timer, I/O callback or child-process
  * output runs in the process. This scheduler has one run queue for every fiber on it and a global time
  * slice: once a slice is used up, the next batch of fiber work waits for a macrotask (`setImmediate`),
- * after due timers and I/O. It lives for the process (one per process, like Effect's default).
+ * after due timers and I/O. Work woken once the event loop has turned (a timer, a pipe, a child's exit)
+ * starts a new slice at once. It lives for the process (one per process, like Effect's default).
  *
  * Effect 4 moved to a global budget (effect-smol PR #2360); this is the same idea for Effect 3.
  * Every delegate runs its agent and forwarders on it without the caller doing anything; `layer`

@@ -373,13 +373,20 @@ const nextLine = (child: ExecProcess): Effect.Effect<Option.Option<string>> =>
     )
   )
 
-/** Why a child ended: its code and the last meaningful stderr line (Codex prints `Error: …` there). */
-const exitReason = (what: string, code: number | null, tail: ReadonlyArray<string>) => {
-  const lines = tail.map((line) => line.trim()).filter((line) => line !== "")
-  const last = lines.filter((line) => line.startsWith("Error")).at(-1) ?? lines.at(-1)
-  const how = code === null ? "was killed by a signal" : `exited with code ${code}`
-  return `${what} ${how}${last === undefined ? "" : `: ${last}`}`
-}
+/**
+ * Why a child ended: why its stdout stopped being read, if it did (then it was killed for it), else its
+ * code and the last meaningful stderr line (Codex prints `Error: …` there).
+ */
+const exitReason = (what: string, child: ExecProcess) =>
+  Effect.gen(function* () {
+    const code = yield* child.exitCode
+    const readFailure = child.readFailure()
+    if (readFailure !== undefined) return `${what} was stopped: ${readFailure}`
+    const lines = (yield* child.stderrTail).map((line) => line.trim()).filter((line) => line !== "")
+    const last = lines.filter((line) => line.startsWith("Error")).at(-1) ?? lines.at(-1)
+    const how = code === null ? "was killed by a signal" : `exited with code ${code}`
+    return `${what} ${how}${last === undefined ? "" : `: ${last}`}`
+  })
 
 /** Starts a child with `args` and reads until its `thread.started`; fails with ExecFailed if it ends first. */
 const open = (config: TurnConfig, what: string, args: ReadonlyArray<string>, prompt: string) =>
@@ -397,10 +404,7 @@ const open = (config: TurnConfig, what: string, args: ReadonlyArray<string>, pro
     const before: Array<string> = []
     while (true) {
       const line = yield* nextLine(child)
-      if (Option.isNone(line)) {
-        const code = yield* child.exitCode
-        return yield* new ExecFailed({ reason: exitReason(what, code, yield* child.stderrTail) })
-      }
+      if (Option.isNone(line)) return yield* new ExecFailed({ reason: yield* exitReason(what, child) })
       const decoded = decodeExecLine(line.value)
       if (decoded._tag === "Line" && decoded.line.type === "thread.started") {
         return { child, codexThreadId: decoded.line.thread_id, before } satisfies Opened
@@ -492,11 +496,7 @@ const runTurn = (
         if (Option.isNone(exited)) yield* child.kill
         return ended
       }
-      const code = yield* child.exitCode
-      yield* emit({
-        type: "error",
-        message: `${exitReason("codex exec", code, yield* child.stderrTail)} before the turn ended`
-      })
+      yield* emit({ type: "error", message: `${yield* exitReason("codex exec", child)} before the turn ended` })
       return { type: "turn_aborted", turnId, reason: "backend_exited" } satisfies EventMsg
     }).pipe(
       Effect.catchTag("ExecFailed", (error) =>

@@ -368,6 +368,23 @@ layer(NodeContext.layer, { excludeTestServices: true })("CodexExec", (it) => {
     })
   )
 
+  it.scoped("§36 a stdout line past the bound ends the turn with an error naming the bound, not a bare signal", () =>
+    Effect.gen(function* () {
+      // The child goes (nobody reads the rest of its pipe); its turn says why, not only a log line.
+      const box = yield* sandbox([[{ threadStarted: CODEX_ID }, { out: "x".repeat(5_000) }, { sleep: 60_000 }]])
+      const agent = yield* spawnAgent({ ...box.options, maxLineLength: 1_000 })
+      yield* started(agent)
+      const msgs = yield* turn(agent, "t1")
+      assert.deepStrictEqual(msgs.at(-1), { type: "turn_aborted", turnId: "t1", reason: "backend_exited" })
+      const error = msgs.at(-2)
+      assert.strictEqual(error?.type, "error")
+      assert.match(
+        error?.type === "error" ? error.message : "",
+        /^codex exec was stopped: a line of codex exec stdout is longer than 1000 characters/
+      )
+    })
+  )
+
   it.scoped("§26 a missing binary ends the turn with an error, not a hang", () =>
     Effect.gen(function* () {
       const box = yield* sandbox([[]])

@@ -23,6 +23,7 @@
  */
 import { Mailboxes } from "@deputy/core"
 import {
+  Cause,
   Data,
   Deferred,
   Duration,
@@ -87,6 +88,8 @@ export interface ExecProcess {
   readonly exitCode: Effect.Effect<number | null>
   /** The last stderr lines, once stderr has ended (or after a short wait). */
   readonly stderrTail: Effect.Effect<ReadonlyArray<string>>
+  /** Why reading stdout stopped before its end (a line past the bound, a broken pipe), if it did. */
+  readonly readFailure: () => string | undefined
   /** Kills the process group: SIGTERM, SIGKILL after the grace. Never fails; done when the child is gone. */
   readonly kill: Effect.Effect<void>
 }
@@ -146,7 +149,7 @@ const feedLines = (
   readable: Spawned["stdout"],
   mailbox: Mailbox.Mailbox<string, ExecReadFailed | LineTooLong>,
   run: <A>(effect: Effect.Effect<A>) => Fiber.RuntimeFiber<A>,
-  options: { readonly maxLength?: number; readonly onTooLong: () => void }
+  options: { readonly maxLength?: number; readonly onTooLong: () => void; readonly onFailure: (reason: string) => void }
 ) => {
   const splitter = lineSplitter({
     ...(options.maxLength === undefined ? {} : { maxLength: options.maxLength }),
@@ -160,6 +163,8 @@ const feedLines = (
     readable.removeListener("data", onData)
     mailbox.unsafeDone(exit)
     if (Exit.isFailure(exit)) {
+      const failure = Cause.failureOption(exit.cause)
+      if (Option.isSome(failure)) options.onFailure(failure.value.message)
       readable.destroy() // nobody reads the rest
       if (splitter.failure() !== undefined) options.onTooLong()
     }
@@ -245,6 +250,7 @@ export const startExecProcess = (config: ExecProcessConfig): Effect.Effect<ExecP
       : undefined
     const lines = yield* Mailbox.make<string, ExecReadFailed | LineTooLong>({ capacity: STDOUT_CAPACITY })
     const tail: Array<string> = []
+    let readFailure: string | undefined
     const stderrEnded = yield* Deferred.make<void>()
     const { child, kill } = yield* Effect.acquireRelease(
       Effect.map(spawnChild(config), (child) => {
@@ -274,7 +280,10 @@ export const startExecProcess = (config: ExecProcessConfig): Effect.Effect<ExecP
         // goes (nobody reads the rest: it would block on a full pipe), so its turn ends.
         feedLines(child.stdout, lines, run, {
           ...(config.maxLineLength === undefined ? {} : { maxLength: config.maxLineLength }),
-          onTooLong: () => void run(kill)
+          onTooLong: () => void run(kill),
+          onFailure: (reason) => {
+            readFailure = reason
+          }
         })
         return { child, kill }
       }),
@@ -302,7 +311,8 @@ export const startExecProcess = (config: ExecProcessConfig): Effect.Effect<ExecP
         Effect.timeoutOption(STDERR_WAIT),
         Effect.map(() => [...tail])
       ),
-      kill
+      kill,
+      readFailure: () => readFailure
     }
   })
 /**

@@ -6,9 +6,11 @@
  *
  * An agent lives in the scope it was spawned in and owns there: a driver fiber taking ops one at a
  * time, at most one turn fiber (which owns that turn's child process, in its own process group),
- * and the bounded events mailbox. A turn ends once its child has exited (its group SIGKILLed then);
- * the supervisor's sweep of what the child left outside its group runs behind the turn (§33), and
- * closing the scope waits for it. Closing the scope kills the child and ends the events. The Codex
+ * and the bounded events mailbox. A turn ends when Codex says it ended (`turn.completed`, `turn.failed`),
+ * as soon as the line arrives; the child's exit (killed past `exitGrace`), its group's SIGKILL and the
+ * supervisor's sweep of what it left outside its group (§33) follow behind the turn, the next turn's
+ * child starts once it has exited (a Codex thread has one writer), and closing the scope waits for
+ * all of it. Closing the scope kills a running turn's child and ends the events. The Codex
  * thread id is kept in an atomically written pointer file (§22), by default
  * `<deputy home>/codex-exec/<deputy thread id>`, so a later process can resume the thread; resuming
  * falls back to a fresh Codex thread, with a `warning`, when `exec resume` fails (§23).
@@ -49,10 +51,10 @@ import {
   type UserInputItem
 } from "@deputy/protocol"
 import { FileSystem, Path } from "@effect/platform"
-import { Cause, Data, Duration, Effect, Exit, Mailbox, Option, type Scope } from "effect"
+import { Cause, Data, Duration, Effect, Exit, Fiber, Mailbox, Option, Scope } from "effect"
 import { resolveCodexCommand } from "./internal/codexBinary.js"
 import { type Decoded, decodeExecLine, type ExecItem } from "./internal/execJsonl.js"
-import { backgroundSweeps, type ExecProcess, startExecProcess } from "./internal/execProcess.js"
+import { behindTurns, type ExecProcess, startExecProcess } from "./internal/execProcess.js"
 import { shellWords } from "./internal/shellWords.js"
 
 /** The backend's name, in `session_configured` and rollouts. */
@@ -239,7 +241,7 @@ export const spawn = (options: Options & SpawnOptions): Effect.Effect<Agent, Spa
     const events = yield* Mailbox.make<Event>({ capacity })
     const inbox = yield* Mailbox.make<Inbox>()
     const status = yield* StatusCell.make<AgentStatus>({ type: "pending_init" })
-    const state: AgentState = { closed: false, codexThreadId: priorId }
+    const state: AgentState = { closed: false, codexThreadId: priorId, exiting: undefined }
     yield* Effect.addFinalizer(() =>
       Effect.gen(function* () {
         state.closed = true
@@ -247,8 +249,9 @@ export const spawn = (options: Options & SpawnOptions): Effect.Effect<Agent, Spa
         yield* events.end
       })
     )
-    // Closed after the turns' fibers (finalizers run in reverse): a sweep a last turn started is waited for.
-    const sweepLater = yield* backgroundSweeps
+    // Closed after the turns' fibers (finalizers run in reverse): what a last turn left running
+    // behind it (its child's exit, the sweep after it) is waited for.
+    const later = yield* behindTurns
     const codex = resolveCodexCommand(options.binary)
     const config: TurnConfig = {
       threadId,
@@ -266,7 +269,8 @@ export const spawn = (options: Options & SpawnOptions): Effect.Effect<Agent, Spa
       killGrace: options.killGrace ?? DEFAULT_KILL_GRACE,
       ...(options.maxLineLength === undefined ? {} : { maxLineLength: options.maxLineLength }),
       exitGrace: options.exitGrace ?? DEFAULT_EXIT_GRACE,
-      sweepLater
+      later,
+      sweepLater: (sweep) => Effect.asVoid(later(sweep))
     }
     const configured: EventMsg = {
       type: "session_configured",
@@ -329,6 +333,8 @@ interface AgentState {
   closed: boolean
   /** The Codex thread to resume next turn; set by every `thread.started`. */
   codexThreadId: string | undefined
+  /** The last turn's child, still exiting after its turn ended: the next child waits for it. */
+  exiting: Fiber.Fiber<void> | undefined
 }
 
 interface TurnConfig {
@@ -344,6 +350,8 @@ interface TurnConfig {
   readonly killGrace: Duration.DurationInput
   readonly maxLineLength?: number
   readonly exitGrace: Duration.DurationInput
+  /** Runs `work` behind the turn on a fiber of its own, awaited when the agent closes. */
+  readonly later: (work: Effect.Effect<void>) => Effect.Effect<Fiber.Fiber<void>>
   /** Runs the sweep after a child that exited by itself behind its turn, awaited when the agent closes. */
   readonly sweepLater: (sweep: Effect.Effect<void>) => Effect.Effect<void>
 }
@@ -428,84 +436,113 @@ const inputOf = (items: ReadonlyArray<UserInputItem>) => {
 
 /**
  * Plays one turn: resumes the Codex thread (or starts one, §23), translates the child's stdout
- * until it ends, and returns the turn's last event. Never fails; interrupting it kills the child.
+ * until Codex says the turn ended, and returns the turn's last event. The child's exit (bounded by
+ * `exitGrace`, then it is killed) goes on behind the turn, and the next turn's child starts once it
+ * is over: a Codex thread has one writer. Never fails; interrupting it kills the child.
  */
 const runTurn = (
   config: TurnConfig,
   turnId: string,
   items: ReadonlyArray<UserInputItem>
 ): Effect.Effect<EventMsg, never, Requirements> =>
-  Effect.scoped(
+  Effect.uninterruptibleMask((restore) =>
     Effect.gen(function* () {
-      const { events, state } = config
-      const emit = (msg: EventMsg) => Effect.asVoid(Mailboxes.offer(events, { id: turnId, msg }))
-      const { prompt, images, skipped } = inputOf(items)
-      if (skipped > 0) yield* emit({ type: "warning", message: `codex exec takes no image URLs; ${skipped} skipped` })
-      const run = (what: string, head: ReadonlyArray<string>) =>
-        open(config, what, [...head, ...config.flags, ...images, "-"], prompt)
+      const { state } = config
+      if (state.exiting !== undefined) yield* restore(Fiber.await(state.exiting))
+      // The child lives in this scope: closed when the turn fails or is interrupted, else behind the turn.
+      const scope = yield* Scope.make()
+      const played = yield* Effect.exit(restore(Scope.extend(playTurn(config, turnId, items), scope)))
+      if (Exit.isSuccess(played) && played.value.exiting !== undefined) {
+        const child = played.value.exiting
+        // Forked from an uninterruptible region, so made interruptible again: its bound interrupts the wait.
+        const exit = Effect.ensuring(Effect.interruptible(awaitExit(config, child)), Scope.close(scope, Exit.void))
+        state.exiting = yield* config.later(exit)
+        return played.value.last
+      }
+      yield* Scope.close(scope, played)
+      return yield* played.pipe(Effect.map((p) => p.last))
+    })
+  )
 
-      const priorId = state.codexThreadId
-      const outcome = yield* resumeWithFallback({
-        priorId,
-        resume: (id) =>
-          canonicalUuid(id) === undefined
-            ? // Codex takes a non-UUID for a thread *name* and quietly starts a new thread; say so instead.
-              Effect.fail(new ExecFailed({ reason: `${JSON.stringify(id)} is not a Codex thread id (a UUID)` }))
-            : run("codex exec resume", ["exec", "resume", id]),
-        start: run("codex exec", ["exec"])
+/** Reads what a child prints after its turn's end (it belongs to no turn) until it exits; killed past `exitGrace`. */
+const awaitExit = (config: TurnConfig, child: ExecProcess) =>
+  Effect.gen(function* () {
+    const drained = Effect.gen(function* () {
+      while (Option.isSome(yield* nextLine(child))) {
+        // lines after the turn's end belong to no turn
+      }
+      return yield* child.exitCode
+    })
+    if (Option.isNone(yield* Effect.timeoutOption(drained, config.exitGrace))) yield* child.kill
+  })
+
+/** A turn's last event, and its child when that is still to exit (the turn ended by Codex's word). */
+interface Played {
+  readonly last: EventMsg
+  readonly exiting?: ExecProcess
+}
+
+/** The turn itself, its child in the caller's scope. */
+const playTurn = (
+  config: TurnConfig,
+  turnId: string,
+  items: ReadonlyArray<UserInputItem>
+): Effect.Effect<Played, never, Requirements | Scope.Scope> =>
+  Effect.gen(function* () {
+    const { events, state } = config
+    const emit = (msg: EventMsg) => Effect.asVoid(Mailboxes.offer(events, { id: turnId, msg }))
+    const { prompt, images, skipped } = inputOf(items)
+    if (skipped > 0) yield* emit({ type: "warning", message: `codex exec takes no image URLs; ${skipped} skipped` })
+    const run = (what: string, head: ReadonlyArray<string>) =>
+      open(config, what, [...head, ...config.flags, ...images, "-"], prompt)
+
+    const priorId = state.codexThreadId
+    const outcome = yield* resumeWithFallback({
+      priorId,
+      resume: (id) =>
+        canonicalUuid(id) === undefined
+          ? // Codex takes a non-UUID for a thread *name* and quietly starts a new thread; say so instead.
+            Effect.fail(new ExecFailed({ reason: `${JSON.stringify(id)} is not a Codex thread id (a UUID)` }))
+          : run("codex exec resume", ["exec", "resume", id]),
+      start: run("codex exec", ["exec"])
+    })
+    const { child, codexThreadId } = outcome.value
+    if (priorId !== undefined && !outcome.resumed) {
+      yield* emit({
+        type: "warning",
+        message: `resuming Codex thread ${priorId} failed (${outcome.fallbackReason}); started a fresh Codex thread ${codexThreadId}`
       })
-      const { child, codexThreadId } = outcome.value
-      if (priorId !== undefined && !outcome.resumed) {
-        yield* emit({
-          type: "warning",
-          message: `resuming Codex thread ${priorId} failed (${outcome.fallbackReason}); started a fresh Codex thread ${codexThreadId}`
-        })
-      } else if (priorId !== undefined && canonicalUuid(codexThreadId) !== canonicalUuid(priorId)) {
-        yield* emit({
-          type: "warning",
-          message: `codex exec resume ${priorId} continued as Codex thread ${codexThreadId}`
-        })
-      }
-      if (codexThreadId !== state.codexThreadId || !outcome.resumed) {
-        state.codexThreadId = codexThreadId
-        // §22: the id must survive this process so a later one can resume; losing it costs only continuity.
-        yield* writePointer(config.pointer, `${codexThreadId}\n`).pipe(
-          Effect.catchAll((error) =>
-            emit({ type: "warning", message: `${error.message}; the next child cannot resume` })
-          )
-        )
-      }
-
-      const translator = translate(config, turnId, emit)
-      for (const line of outcome.value.before) yield* translator.line(line)
-      while (translator.ended === undefined) {
-        const line = yield* nextLine(child)
-        if (Option.isNone(line)) break
-        yield* translator.line(line.value)
-      }
-      const ended = translator.ended
-      if (ended !== undefined) {
-        // The turn is over; the child should exit at once. It holds the Codex thread, so the next turn waits for it.
-        const drained = Effect.gen(function* () {
-          while (Option.isSome(yield* nextLine(child))) {
-            // lines after the turn's end belong to no turn
-          }
-          return yield* child.exitCode
-        })
-        const exited = yield* Effect.timeoutOption(drained, config.exitGrace)
-        if (Option.isNone(exited)) yield* child.kill
-        return ended
-      }
-      yield* emit({ type: "error", message: `${yield* exitReason("codex exec", child)} before the turn ended` })
-      return { type: "turn_aborted", turnId, reason: "backend_exited" } satisfies EventMsg
-    }).pipe(
-      Effect.catchTag("ExecFailed", (error) =>
-        Effect.as(Mailboxes.offer(config.events, { id: turnId, msg: { type: "error", message: error.reason } }), {
-          type: "turn_aborted",
-          turnId,
-          reason: "backend_exited"
-        } satisfies EventMsg)
+    } else if (priorId !== undefined && canonicalUuid(codexThreadId) !== canonicalUuid(priorId)) {
+      yield* emit({
+        type: "warning",
+        message: `codex exec resume ${priorId} continued as Codex thread ${codexThreadId}`
+      })
+    }
+    if (codexThreadId !== state.codexThreadId || !outcome.resumed) {
+      state.codexThreadId = codexThreadId
+      // §22: the id must survive this process so a later one can resume; losing it costs only continuity.
+      yield* writePointer(config.pointer, `${codexThreadId}\n`).pipe(
+        Effect.catchAll((error) => emit({ type: "warning", message: `${error.message}; the next child cannot resume` }))
       )
+    }
+
+    const translator = translate(config, turnId, emit)
+    for (const line of outcome.value.before) yield* translator.line(line)
+    while (translator.ended === undefined) {
+      const line = yield* nextLine(child)
+      if (Option.isNone(line)) break
+      yield* translator.line(line.value)
+    }
+    const ended = translator.ended
+    // The turn is over; the child should exit at once, behind the turn.
+    if (ended !== undefined) return { last: ended, exiting: child } satisfies Played
+    yield* emit({ type: "error", message: `${yield* exitReason("codex exec", child)} before the turn ended` })
+    return { last: { type: "turn_aborted", turnId, reason: "backend_exited" } } satisfies Played
+  }).pipe(
+    Effect.catchTag("ExecFailed", (error) =>
+      Effect.as(Mailboxes.offer(config.events, { id: turnId, msg: { type: "error", message: error.reason } }), {
+        last: { type: "turn_aborted", turnId, reason: "backend_exited" }
+      } satisfies Played)
     )
   )
 

@@ -368,6 +368,64 @@ layer(NodeContext.layer, { excludeTestServices: true })("CodexExec", (it) => {
     })
   )
 
+  it.scoped(
+    "§26 a turn ends at Codex's turn.completed, its child still exiting; the next child starts once it has gone",
+    () =>
+      Effect.gen(function* () {
+        // Codex takes a while to exit after its last line; the caller has the answer meanwhile. One child
+        // per Codex thread still holds: the next turn's child waits for this one's exit.
+        const box = yield* sandbox([
+          [
+            { threadStarted: CODEX_ID },
+            completed({ id: "item_0", type: "agent_message", text: "one" }),
+            { out: { type: "turn.completed" } },
+            { sleep: 1_000 }
+          ]
+        ])
+        const life = join(box.root, "life")
+        const lifeLines = () =>
+          readFileSync(life, "utf8")
+            .split("\n")
+            .filter((line) => line !== "")
+        const agent = yield* spawnAgent({ ...box.options, env: { ...box.options.env, FAKE_CODEX_LIFE: life } })
+        yield* started(agent)
+        assert.deepStrictEqual((yield* turn(agent, "t1")).at(-1), {
+          type: "turn_complete",
+          turnId: "t1",
+          lastAgentMessage: "one"
+        })
+        const first = box.invocations()[0]!.pid
+        assert.deepStrictEqual(lifeLines(), [`start ${first}`])
+        assert.strictEqual((yield* turn(agent, "t2")).at(-1)?.type, "turn_complete")
+        const second = box.invocations()[1]!.pid
+        assert.deepStrictEqual(lifeLines().slice(0, 3), [`start ${first}`, `exit ${first}`, `start ${second}`])
+      })
+  )
+
+  it.scoped("§26 closing the agent while its last child is still exiting waits for it, killed past exitGrace", () =>
+    Effect.gen(function* () {
+      const box = yield* sandbox([
+        [{ threadStarted: CODEX_ID }, { echoPrompt: true }, { out: { type: "turn.completed" } }, { sleep: 60_000 }]
+      ])
+      const life = join(box.root, "life")
+      const scope = yield* Scope.make()
+      const options: CodexExec.Options = {
+        ...box.options,
+        exitGrace: "200 millis",
+        env: { ...box.options.env, FAKE_CODEX_LIFE: life }
+      }
+      const agent = yield* spawnAgent(options).pipe(Scope.extend(scope))
+      yield* started(agent)
+      assert.strictEqual((yield* turn(agent, "t1", userText("one"))).at(-1)?.type, "turn_complete")
+      const child = box.invocations()[0]!.pid
+      assert.isTrue(isAlive(child))
+      yield* Scope.close(scope, Exit.void)
+      assert.isFalse(isAlive(child))
+      // It never exited by itself: the bound killed it.
+      assert.deepStrictEqual(readFileSync(life, "utf8"), `start ${child}\n`)
+    })
+  )
+
   it.scoped("§36 a stdout line past the bound ends the turn with an error naming the bound, not a bare signal", () =>
     Effect.gen(function* () {
       // The child goes (nobody reads the rest of its pipe); its turn says why, not only a log line.

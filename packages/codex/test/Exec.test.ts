@@ -285,19 +285,24 @@ layer(NodeContext.layer, { excludeTestServices: true })("CodexExec", (it) => {
     })
   )
 
-  it.scoped("§26 stderr is drained into debug logs carrying the thread id", () =>
+  it.scoped("§26 stderr is drained into debug logs carrying the thread id, to the child's exit", () =>
     Effect.gen(function* () {
       const logs: Array<LogLine> = []
       const noise = Array.from({ length: 2000 }, (_, i) => ({ err: `noise ${i} ${"x".repeat(100)}` }))
       const box = yield* sandbox([
         [{ threadStarted: CODEX_ID }, { err: "WARNING: proceeding" }, ...noise, { out: { type: "turn.completed" } }]
       ])
+      // The turn ends at turn.completed; its child's exit, and the end of its stderr, follow behind it:
+      // every line is logged once the agent has closed.
       const events = yield* withLogs(
         logs,
         Effect.gen(function* () {
-          const agent = yield* spawnAgent(box.options)
+          const scope = yield* Scope.make()
+          const agent = yield* spawnAgent(box.options).pipe(Scope.extend(scope))
           yield* started(agent)
-          return yield* turn(agent, "t1")
+          const seen = yield* turn(agent, "t1")
+          yield* Scope.close(scope, Exit.void)
+          return seen
         })
       )
       assert.strictEqual(events.at(-1)?.type, "turn_complete")

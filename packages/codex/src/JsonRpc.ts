@@ -4,7 +4,8 @@
  * bad lines are logged and skipped, never fatal. When the peer's output ends, every pending request
  * (and every later one) fails with BackendExited, so nothing waits forever.
  */
-import { Cause, Deferred, Effect, Option, type Scope, Stream } from "effect"
+import { Mailboxes } from "@deputy/core"
+import { Deferred, Effect, type Mailbox, type Scope } from "effect"
 import { z } from "zod"
 import { BackendExited, JsonRpcError } from "./errors.js"
 import { LineTooLong, lineSplitter } from "./internal/lines.js"
@@ -35,7 +36,7 @@ export interface IncomingRequest {
 /** The other end: its output as text chunks, a way to write one line to it, and how it ended. */
 export interface Peer {
   /** The peer's output (stdout) in chunks of any size; ends when the peer closes it. */
-  readonly output: Stream.Stream<string, unknown>
+  readonly output: Mailbox.ReadonlyMailbox<string, unknown>
   /** Writes one line (a newline is appended). Never fails: a closed peer drops it. */
   readonly write: (line: string) => Effect.Effect<void>
   /** After `output` ended: the error pending requests fail with (waits for the exit code if need be). */
@@ -175,20 +176,23 @@ export const make = (
       source: `${backend} stdout`
     })
     const reader = Effect.gen(function* () {
-      const overflow = yield* Stream.runForEach(peer.output, (chunk) => {
-        const lines = splitter.push(chunk)
-        if (lines instanceof LineTooLong) return Effect.fail(lines)
-        // The chunk may have completed lines before the one past the bound: handle them, then stop.
-        const failed = splitter.failure()
-        const handled = Effect.forEach(lines, handleSafely, { discard: true })
-        return failed === undefined ? handled : Effect.zipRight(handled, Effect.fail(failed))
+      const overflow = yield* Effect.gen(function* () {
+        while (true) {
+          const [chunks, done] = yield* Mailboxes.takeAll(peer.output)
+          for (const chunk of chunks) {
+            const lines = splitter.push(chunk)
+            if (lines instanceof LineTooLong) return lines
+            // The chunk may have completed lines before the one past the bound: handle them, then stop.
+            for (const line of lines) yield* handleSafely(line)
+            const failed = splitter.failure()
+            if (failed !== undefined) return failed
+          }
+          if (done) return splitter.failure() // a line past the bound in the last chunk
+        }
       }).pipe(
-        Effect.map(() => splitter.failure()), // a line past the bound in the last chunk
-        Effect.catchAllCause((cause) => {
-          const failure = Cause.failureOption(cause)
-          if (Option.isSome(failure) && failure.value instanceof LineTooLong) return Effect.succeed(failure.value)
-          return Effect.as(Effect.logWarning(`${backend}: reading output failed`, cause), undefined)
-        })
+        Effect.catchAllCause((cause) =>
+          Effect.as(Effect.logWarning(`${backend}: reading output failed`, cause), undefined)
+        )
       )
       if (overflow !== undefined) {
         // §36: stop reading (the peer's pipe fills and holds it) and end everything waiting on it now.

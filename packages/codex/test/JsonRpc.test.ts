@@ -15,7 +15,7 @@ const fakePeer = (handlers: Partial<JsonRpc.Handlers> = {}, options: JsonRpc.Cli
     const logs: Array<string> = []
     const client = yield* JsonRpc.make(
       {
-        output: Mailbox.toStream(output),
+        output,
         write: (line) => Queue.offer(written, line),
         exited: Effect.succeed(new BackendExited({ backend: "fake", code: 3 }))
       },

@@ -12,7 +12,8 @@
  * with it, what they left outside the group goes once Codex is gone (§33), and if this process dies
  * (even SIGKILL) the supervisor ends it all.
  */
-import { Deferred, Duration, Effect, type Scope, Stream } from "effect"
+import { Mailboxes } from "@deputy/core"
+import { Deferred, Duration, Effect, Exit, type Fiber, Mailbox, Option, Runtime, type Scope } from "effect"
 import { type NotStarted, startPiped } from "./pipedChild.js"
 
 /** How a child ended. */
@@ -24,8 +25,8 @@ export interface ChildExit {
 /** A running child. */
 export interface Child {
   readonly pid: number
-  /** Stdout as UTF-8 text chunks; ends at EOF. Read it once. */
-  readonly output: Stream.Stream<string, unknown>
+  /** Stdout as UTF-8 text chunks; ends at EOF (fails if reading fails). Read it once. */
+  readonly output: Mailbox.ReadonlyMailbox<string, unknown>
   /** Writes one line to stdin; dropped once stdin is closed or broken. */
   readonly write: (line: string) => Effect.Effect<void>
   /** Waits for the child to exit. */
@@ -88,6 +89,11 @@ const start = (config: {
       return yield* Effect.fail<SpawnError>({ reason: "the child has no stdio pipes", cause: undefined })
     }
     stdout.setEncoding("utf8")
+    const output = readChunks(
+      stdout,
+      Runtime.runFork(yield* Effect.runtime<never>()),
+      yield* Mailbox.make<string, unknown>(16)
+    )
     const pid = proc.pid
 
     const signal = (sig: NodeJS.Signals) =>
@@ -119,7 +125,7 @@ const start = (config: {
 
     return {
       pid,
-      output: readText(stdout),
+      output,
       write: (line) =>
         Effect.sync(() => {
           if (proc.stdin?.writable === true) proc.stdin.write(`${line}\n`)
@@ -133,24 +139,22 @@ const start = (config: {
   })
 
 /**
- * A readable as an interruptible stream of text chunks. The readable is paused while a chunk waits
- * for the reader (backpressure reaches the child through the pipe). Unlike an async iterator, a read
- * pending here can be interrupted.
+ * Feeds `readable`'s chunks into `mailbox` from the pipe's own callback (no fiber per chunk); when the
+ * mailbox is full the pipe pauses (backpressure reaches the child) and one fiber offers the chunk,
+ * resuming it after. The mailbox ends at EOF, fails if reading fails; once it is shut down, the rest is
+ * dropped.
  */
-const readText = (readable: NodeJS.ReadableStream): Stream.Stream<string, unknown> =>
-  Stream.async<string, unknown>((emit) => {
-    const onData = (chunk: string) => {
-      readable.pause()
-      void emit.single(chunk).then(() => readable.resume())
-    }
-    const onEnd = () => void emit.end()
-    const onError = (error: unknown) => void emit.fail(error)
-    readable.on("data", onData)
-    readable.once("end", onEnd)
-    readable.once("error", onError)
-    return Effect.sync(() => {
-      readable.off("data", onData)
-      readable.off("end", onEnd)
-      readable.off("error", onError)
-    })
-  }, 16)
+const readChunks = (
+  readable: NodeJS.ReadableStream,
+  run: <A>(effect: Effect.Effect<A>) => Fiber.RuntimeFiber<A>,
+  mailbox: Mailbox.Mailbox<string, unknown>
+): Mailbox.ReadonlyMailbox<string, unknown> => {
+  readable.on("data", (chunk: string) => {
+    if (mailbox.unsafeOffer(chunk) || Option.isNone(mailbox.unsafeSize())) return // taken, or nobody reads on
+    readable.pause()
+    run(Mailboxes.offer(mailbox, chunk)).addObserver(() => readable.resume())
+  })
+  readable.once("end", () => void mailbox.unsafeDone(Exit.void))
+  readable.once("error", (error) => void mailbox.unsafeDone(Exit.fail(error)))
+  return mailbox
+}

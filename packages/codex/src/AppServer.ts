@@ -543,9 +543,11 @@ const spawnOn = (
           case "item/started":
           case "item/completed": {
             const p = yield* decodeOr(Wire.ItemNotification, method, params)
-            if (p._tag === "None") return
+            // An item type deputy has no event for (userMessage, plan, mcpToolCall, …) is not parsed: a
+            // failed parse builds an error with a stack, twice a turn for the user's own message.
+            if (p._tag === "None" || !Wire.THREAD_ITEM_TYPES.has(p.value.item.type)) return
             const item = Wire.ThreadItem.safeParse(p.value.item)
-            if (!item.success) return // an item type deputy has no event for (userMessage, plan, mcpToolCall, …)
+            if (!item.success) return
             const turnId = deputyTurn(p.value.turnId)
             return yield* method === "item/started"
               ? onItemStarted(turnId, item.data)

@@ -64,6 +64,10 @@ export const ThreadItem = z.discriminatedUnion("type", [
 ])
 /** An item deputy turns into events. */
 export type ThreadItem = z.output<typeof ThreadItem>
+/** The item types `ThreadItem` decodes; others (userMessage, plan, …) have no deputy event. */
+export const THREAD_ITEM_TYPES: ReadonlySet<string> = new Set(
+  ThreadItem.options.map((option) => option.shape.type.value)
+)
 /** One file of a fileChange item. */
 export type FileUpdateChange = z.output<typeof FileUpdateChange>
 

@@ -40,6 +40,16 @@ import { resolveCodexCommand } from "./internal/codexBinary.js"
 import { shellWords } from "./internal/shellWords.js"
 import * as JsonRpc from "./JsonRpc.js"
 
+/**
+ * The thread a server message is for, if its params name one. Params with no `threadId` at all (the
+ * process-wide ones, such as rate limits) are not parsed: a failed parse builds an error with a stack.
+ */
+const threadOf = (params: unknown): string | undefined => {
+  if (typeof params !== "object" || params === null || !("threadId" in params)) return undefined
+  const scoped = Wire.ThreadScoped.safeParse(params)
+  return scoped.success ? scoped.data.threadId : undefined
+}
+
 /** The backend's name, in `session_configured` and rollouts. */
 export const name = "codex"
 
@@ -160,10 +170,10 @@ export const startProcess = (options: ProcessOptions = {}): Effect.Effect<AppSer
     child = started
 
     const notify = (method: string, params: unknown): Effect.Effect<void> => {
-      const scoped = Wire.ThreadScoped.safeParse(params)
-      const sink = scoped.success ? sinks.get(scoped.data.threadId) : undefined
+      const threadId = threadOf(params)
+      const sink = threadId === undefined ? undefined : sinks.get(threadId)
       if (sink !== undefined) return sink.notify(method, params)
-      if (!scoped.success && (method === "warning" || method === "configWarning")) {
+      if (threadId === undefined && (method === "warning" || method === "configWarning")) {
         // Process-wide warnings (config, sandbox) go to every live thread, and to the log.
         return Effect.logWarning(`${PROCESS_NAME}: ${method}`, params).pipe(
           Effect.zipRight(Effect.forEach([...sinks.values()], (s) => s.notify(method, params), { discard: true }))
@@ -172,8 +182,8 @@ export const startProcess = (options: ProcessOptions = {}): Effect.Effect<AppSer
       return Effect.logDebug(`${PROCESS_NAME}: ${method} for no thread of ours`)
     }
     const request = (incoming: JsonRpc.IncomingRequest): Effect.Effect<void> => {
-      const scoped = Wire.ThreadScoped.safeParse(incoming.params)
-      const sink = scoped.success ? sinks.get(scoped.data.threadId) : undefined
+      const threadId = threadOf(incoming.params)
+      const sink = threadId === undefined ? undefined : sinks.get(threadId)
       if (sink !== undefined) return sink.request(incoming)
       // A request from a thread we do not drive (e.g. a Codex sub-agent's): fail closed, never leave it hanging.
       return Effect.logWarning(`${PROCESS_NAME}: ${incoming.method} for no thread of ours, refused`).pipe(

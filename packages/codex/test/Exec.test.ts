@@ -384,8 +384,9 @@ layer(NodeContext.layer, { excludeTestServices: true })("CodexExec", (it) => {
             { threadStarted: CODEX_ID },
             completed({ id: "item_0", type: "agent_message", text: "one" }),
             { out: { type: "turn.completed" } },
-            { sleep: 1_000 }
-          ]
+            { sleep: 2_000 }
+          ],
+          [{ threadStarted: CODEX_ID }, { out: { type: "turn.completed" } }]
         ])
         const life = join(box.root, "life")
         const lifeLines = () =>
@@ -416,7 +417,7 @@ layer(NodeContext.layer, { excludeTestServices: true })("CodexExec", (it) => {
       const scope = yield* Scope.make()
       const options: CodexExec.Options = {
         ...box.options,
-        exitGrace: "200 millis",
+        exitGrace: "2 seconds", // long enough that the child surely still runs when the turn is reported
         env: { ...box.options.env, FAKE_CODEX_LIFE: life }
       }
       const agent = yield* spawnAgent(options).pipe(Scope.extend(scope))

@@ -3,7 +3,9 @@
  * as a user runs it, in a process of its own each round. Its figures are the report's own: the run's
  * seconds, its peak RSS and the invariants it broke, with the issues' targets (1,000 agents in < 8 s,
  * 10,000 in < 60 s, < 1 GB, none broken). Target-only: no other harness plays the same run. Rounds
- * default to 1 (a 10,000-agent round is about a minute), with no warm-up round.
+ * default to 1 (a 10,000-agent round is about a minute), with no warm-up round. Before each round a
+ * fixed CPU-bound loop is timed in this process: the host's speed at the time, since this shared
+ * machine's swings (20–30 % within an hour) move an absolute time more than most changes do.
  *
  *   node --import tsx test/bench/stress.bench.ts
  */
@@ -25,8 +27,20 @@ interface StressReport {
 }
 
 const reports: Array<StressReport> = []
+const calibrations: Array<number> = []
+
+/** Milliseconds for the same CPU-bound loop every time (its result is used, so it is not optimised away). */
+const calibrate = (): number => {
+  const start = performance.now()
+  let x = 0
+  for (let i = 0; i < 200_000_000; i++) x = (x + i) % 1_000_003
+  const ms = performance.now() - start
+  if (x < 0) throw new Error("unreachable")
+  return ms
+}
 
 const once = async (): Promise<number> => {
+  calibrations.push(calibrate())
   const { stdout } = await promisify(execFile)(
     process.execPath,
     [bin, "stress", "--agents", String(AGENTS), "--seed", "1", "--json"],
@@ -40,7 +54,8 @@ const once = async (): Promise<number> => {
   reports.push(report)
   console.error(
     `stress ${AGENTS} agents: ${report.seconds} s, ${report.threads} threads, ` +
-      `${Math.round(report.peakRssBytes / 2 ** 20)} MiB, ${report.violations.length} broken`
+      `${Math.round(report.peakRssBytes / 2 ** 20)} MiB, ${report.violations.length} broken ` +
+      `(host calibration ${calibrations.at(-1)!.toFixed(0)} ms)`
   )
   return report.seconds
 }
@@ -65,6 +80,14 @@ const figures = async (): Promise<ReadonlyArray<Figure>> => {
       reports.map((r) => r.peakRssBytes),
       undefined,
       { text: "< 1 GB", met: (_, m) => m < 2 ** 30 }
+    ),
+    compare(
+      "stress",
+      "host calibration: the same CPU-bound loop before each round",
+      "ms",
+      calibrations,
+      undefined,
+      undefined
     ),
     compare(
       "stress",

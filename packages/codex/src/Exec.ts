@@ -269,8 +269,7 @@ export const spawn = (options: Options & SpawnOptions): Effect.Effect<Agent, Spa
       killGrace: options.killGrace ?? DEFAULT_KILL_GRACE,
       ...(options.maxLineLength === undefined ? {} : { maxLineLength: options.maxLineLength }),
       exitGrace: options.exitGrace ?? DEFAULT_EXIT_GRACE,
-      later,
-      sweepLater: (sweep) => Effect.asVoid(later(sweep))
+      later
     }
     const configured: EventMsg = {
       type: "session_configured",
@@ -350,10 +349,8 @@ interface TurnConfig {
   readonly killGrace: Duration.DurationInput
   readonly maxLineLength?: number
   readonly exitGrace: Duration.DurationInput
-  /** Runs `work` behind the turn on a fiber of its own, awaited when the agent closes. */
+  /** Runs `work` behind the turn on a fiber of its own (a child's exit, its sweep), awaited when the agent closes. */
   readonly later: (work: Effect.Effect<void>) => Effect.Effect<Fiber.Fiber<void>>
-  /** Runs the sweep after a child that exited by itself behind its turn, awaited when the agent closes. */
-  readonly sweepLater: (sweep: Effect.Effect<void>) => Effect.Effect<void>
 }
 
 /** A child that exited (or could not start) before saying which Codex thread it runs. */
@@ -406,7 +403,7 @@ const open = (config: TurnConfig, what: string, args: ReadonlyArray<string>, pro
       env: config.env,
       stdin: prompt,
       killGrace: config.killGrace,
-      sweepLater: config.sweepLater,
+      sweepLater: (sweep) => Effect.asVoid(config.later(sweep)),
       ...(config.maxLineLength === undefined ? {} : { maxLineLength: config.maxLineLength })
     }).pipe(Effect.mapError((error) => new ExecFailed({ reason: `${what} could not start: ${error.message}` })))
     const before: Array<string> = []

@@ -70,7 +70,7 @@ const backendFor = (run: AgentRun, record: Recording): Backend<Scripted.Requirem
           ? run.codex.backendFor(p.codex)
           : Scripted.backend(p.script, { cwd: run.workspace })
       ).spawn(noteNested(spawnOptions, record))
-      const recorded = yield* recording(agent, record)
+      const recorded = recording(agent, record)
       return run.wrapAgent ? run.wrapAgent(recorded) : recorded
     })
 })

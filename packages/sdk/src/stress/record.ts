@@ -3,9 +3,9 @@
  * requests and the work it emits, and the nested sub-agents that start under it, each in order with a
  * time. A recording belongs to one agent's run and is let go once that agent is checked.
  */
-import { type Agent, Mailboxes, type SpawnOptions } from "@deputy/core"
+import type { Agent, SpawnOptions } from "@deputy/core"
 import type { Event, Op } from "@deputy/protocol"
-import { Effect, Mailbox } from "effect"
+import { type Chunk, Effect, type Mailbox } from "effect"
 
 /** What one top-level agent received and emitted, as seen right at the agent. */
 export interface Recording {
@@ -38,47 +38,71 @@ export const isApprovingOp = (op: Op): boolean =>
     : (op.type === "exec_approval" || op.type === "patch_approval") &&
       (op.decision === "approved" || op.decision === "approved_for_session")
 
-/** Wraps an agent so that every op it receives and every request and run it emits is recorded, in order. */
-export const recording = (agent: Agent, record: Recording) =>
-  Effect.gen(function* () {
-    const events = yield* Mailbox.make<Event>({ capacity: 64 })
-    const pump = Effect.gen(function* () {
-      while (true) {
-        const [chunk, done] = yield* Mailboxes.takeAll(agent.events)
-        const at = performance.now()
-        for (const event of chunk) {
-          const msg = event.msg
-          if (msg.type === "exec_approval_request") {
-            record.asked.push({
-              key: `exec:${msg.approvalId ?? msg.callId}`,
-              at,
-              requestId: `${agent.threadId}:${msg.approvalId ?? msg.callId}`
-            })
-          } else if (msg.type === "apply_patch_approval_request") {
-            record.asked.push({ key: `patch:${msg.callId}`, at, requestId: `${agent.threadId}:${msg.callId}` })
-          } else if (msg.type === "request_user_input") {
-            record.asked.push({ key: `input:${event.id}`, at, requestId: `${agent.threadId}:${msg.callId}` })
-          } else if (msg.type === "exec_command_begin") {
-            record.ran.push({ key: `exec:${msg.callId}`, at, opsBefore: record.ops.length })
-          } else if (msg.type === "patch_apply_begin") {
-            record.ran.push({ key: `patch:${msg.callId}`, at, opsBefore: record.ops.length })
-          }
-        }
-        yield* Mailboxes.offerAll(events, chunk)
-        if (done) return yield* events.end
-      }
-    })
-    yield* Effect.forkScoped(pump)
-    return {
-      ...agent,
-      events,
-      submit: (submission) =>
-        Effect.suspend(() => {
-          record.ops.push({ op: submission.op, id: submission.id, at: performance.now() })
-          return agent.submit(submission)
-        })
-    } satisfies Agent
+/** Notes in `record` the requests and the work among `events`, as seen at `at`. */
+const noteEvents = (record: Recording, threadId: string, events: Iterable<Event>, at: number): void => {
+  for (const event of events) {
+    const msg = event.msg
+    if (msg.type === "exec_approval_request") {
+      const id = msg.approvalId ?? msg.callId
+      record.asked.push({ key: `exec:${id}`, at, requestId: `${threadId}:${id}` })
+    } else if (msg.type === "apply_patch_approval_request") {
+      record.asked.push({ key: `patch:${msg.callId}`, at, requestId: `${threadId}:${msg.callId}` })
+    } else if (msg.type === "request_user_input") {
+      record.asked.push({ key: `input:${event.id}`, at, requestId: `${threadId}:${msg.callId}` })
+    } else if (msg.type === "exec_command_begin") {
+      record.ran.push({ key: `exec:${msg.callId}`, at, opsBefore: record.ops.length })
+    } else if (msg.type === "patch_apply_begin") {
+      record.ran.push({ key: `patch:${msg.callId}`, at, opsBefore: record.ops.length })
+    }
+  }
+}
+
+/**
+ * The agent's own events mailbox, its takes noted in `record` as they leave it. A view, not a copy:
+ * a pump into a second mailbox cost every top-level agent a fiber and every event a hop, about a
+ * tenth of the main thread's CPU in a run. An event is noted when its reader (the delegate) takes
+ * it, which is when a pump would have: both stop taking while the reader's side is full.
+ */
+const notedEvents = (
+  events: Mailbox.ReadonlyMailbox<Event>,
+  record: Recording,
+  threadId: string
+): Mailbox.ReadonlyMailbox<Event> => {
+  const note = (taken: readonly [Chunk.Chunk<Event>, boolean]) =>
+    Effect.sync(() => noteEvents(record, threadId, taken[0], performance.now()))
+  const takeAll = Effect.tap(events.takeAll, note)
+  const noted: Record<PropertyKey, unknown> = {
+    take: Effect.tap(events.take, (event) =>
+      Effect.sync(() => noteEvents(record, threadId, [event], performance.now()))
+    ),
+    takeAll,
+    takeN: (n: number) => Effect.tap(events.takeN(n), note),
+    clear: Effect.tap(events.clear, (chunk) =>
+      Effect.sync(() => noteEvents(record, threadId, chunk, performance.now()))
+    ),
+    // The mailbox as an Effect (`yield* events`) is its takeAll.
+    commit: () => takeAll,
+    [Symbol.iterator]: () => takeAll[Symbol.iterator]()
+  }
+  return new Proxy(events, {
+    get: (target, property) => {
+      if (Object.hasOwn(noted, property)) return noted[property]
+      const value: unknown = Reflect.get(target, property, target)
+      return typeof value === "function" ? value.bind(target) : value
+    }
   })
+}
+
+/** Wraps an agent so that every op it receives and every request and run it emits is recorded, in order. */
+export const recording = (agent: Agent, record: Recording): Agent => ({
+  ...agent,
+  events: notedEvents(agent.events, record, agent.threadId),
+  submit: (submission) =>
+    Effect.suspend(() => {
+      record.ops.push({ op: submission.op, id: submission.id, at: performance.now() })
+      return agent.submit(submission)
+    })
+})
 
 /** Spawn options whose nested sub-agents, at any depth, are noted in `record` as they start. */
 export const noteNested = (spawnOptions: SpawnOptions, record: Recording): SpawnOptions => {

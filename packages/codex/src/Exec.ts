@@ -52,9 +52,10 @@ import {
 } from "@deputy/protocol"
 import { FileSystem, Path } from "@effect/platform"
 import { Cause, Data, Duration, Effect, Exit, Fiber, Mailbox, Option, Scope } from "effect"
+import { behindTurns } from "./internal/behindTurns.js"
 import { resolveCodexCommand } from "./internal/codexBinary.js"
 import { type Decoded, decodeExecLine, type ExecItem } from "./internal/execJsonl.js"
-import { behindTurns, type ExecProcess, startExecProcess } from "./internal/execProcess.js"
+import { type ExecProcess, startExecProcess } from "./internal/execProcess.js"
 import { shellWords } from "./internal/shellWords.js"
 
 /** The backend's name, in `session_configured` and rollouts. */

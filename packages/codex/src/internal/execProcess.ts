@@ -17,7 +17,7 @@
  * killed, whatever Codex started outside it goes too (§33), and if this process dies, even by
  * SIGKILL, the supervisor ends it all. That sweep (a request to the supervisor and a scan of /proc,
  * 5–11 ms of a turn on 2 busy cores) and the wait for stderr's end follow a child that exited by itself
- * without holding its scope's close when the owner gives `sweepLater` (see `behindTurns`): the
+ * without holding its scope's close when the owner gives `sweepLater` (`internal/behindTurns.ts`): the
  * group is SIGKILLed first, at the close, so only what left the group is still to end, and the
  * owner's close waits for that.
  */
@@ -29,14 +29,14 @@ import {
   Duration,
   Effect,
   Exit,
-  Fiber,
+  type Fiber,
   FiberRef,
   FiberRefs,
   LogLevel,
   Mailbox,
   Option,
   Runtime,
-  Scope
+  type Scope
 } from "effect"
 import { LineTooLong, lineSplitter } from "./lines.js"
 import { startPiped } from "./pipedChild.js"
@@ -56,7 +56,7 @@ export interface ExecProcessConfig {
   readonly maxLineLength?: number
   /**
    * Runs the supervisor's sweep after a child that exited by itself (its group already SIGKILLed), so
-   * the scope's close need not wait for it (`behindTurns`). Without it, and after a kill, the
+   * the scope's close need not wait for it (`internal/behindTurns.ts`). Without it, and after a kill, the
    * close waits for the sweep.
    */
   readonly sweepLater?: (sweep: Effect.Effect<void>) => Effect.Effect<void>
@@ -315,37 +315,3 @@ export const startExecProcess = (config: ExecProcessConfig): Effect.Effect<ExecP
       readFailure: () => readFailure
     }
   })
-
-/**
- * Where work behind a turn runs (its child's exit, the supervisor's sweep after it): each piece on a
- * fiber of its own, so a turn reports as soon as Codex says it ended; closing the scope this runs in
- * waits for all of it (each piece bounded by its grace plus a few seconds), and work asked for after
- * that runs inline.
- */
-export const behindTurns: Effect.Effect<
-  (work: Effect.Effect<void>) => Effect.Effect<Fiber.Fiber<void>>,
-  never,
-  Scope.Scope
-> = Effect.gen(function* () {
-  // Made at the first piece: an agent that never ran a turn holds no set.
-  let live: Set<Fiber.RuntimeFiber<void>> | undefined
-  let closed = false
-  yield* Scope.addFinalizer(
-    yield* Effect.scope,
-    Effect.suspend(() => {
-      closed = true
-      return live === undefined ? Effect.void : Effect.asVoid(Fiber.awaitAll(live))
-    })
-  )
-  return (work) =>
-    Effect.suspend(() => {
-      if (closed) return Effect.map(Effect.exit(work), Fiber.done)
-      return Effect.map(Effect.forkDaemon(work), (fiber) => {
-        live ??= new Set()
-        const set = live
-        set.add(fiber)
-        fiber.addObserver(() => set.delete(fiber))
-        return fiber
-      })
-    })
-})

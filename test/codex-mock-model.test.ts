@@ -4,7 +4,7 @@
  */
 import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process"
 import { existsSync } from "node:fs"
-import { readFile } from "node:fs/promises"
+import { readdir, readFile } from "node:fs/promises"
 import { createRequire } from "node:module"
 import { dirname, join } from "node:path"
 import { createInterface } from "node:readline"
@@ -145,6 +145,24 @@ const startThread = async (
 }
 
 const textInput = (text: string) => [{ type: "text", text, text_elements: [] }]
+
+/** Linux's syscall number of `read` on this architecture. */
+const READ_SYSCALL: Readonly<Record<string, number>> = { x64: 0, arm64: 63 }
+
+/** Resolves once a thread of `pid` is blocked reading its stdin (Linux: /proc/<pid>/task/<tid>/syscall); bounded. */
+const untilReadingStdin = async (pid: number, bound = 30_000) => {
+  const reading = `${READ_SYSCALL[process.arch]} 0x0 `
+  const deadline = Date.now() + bound
+  while (Date.now() < deadline) {
+    const tasks = await readdir(`/proc/${pid}/task`).catch(() => [])
+    for (const task of tasks) {
+      const syscall = await readFile(`/proc/${pid}/task/${task}/syscall`, "utf8").catch(() => "")
+      if (syscall.startsWith(reading)) return
+    }
+    await new Promise((resolve) => setTimeout(resolve, 5))
+  }
+  throw new Error(`process ${pid} did not read its stdin within ${bound} ms`)
+}
 
 describe("real Codex CLI against @deputy/mock-model", () => {
   it("codex exec --json: one turn answered with an assistant message", { timeout: 60_000 }, async () => {
@@ -385,6 +403,47 @@ describe("real Codex CLI against @deputy/mock-model", () => {
       expect(box.model.requests().map((r) => r.response)).toEqual(["ask", "answered"])
       const warnings = rpc.notifications.filter((n) => n.method === "configWarning")
       expect(warnings.filter((n) => !String(n.params.summary).includes("bubblewrap"))).toEqual([])
+    }
+  )
+
+  it.skipIf(process.platform !== "linux" || READ_SYSCALL[process.arch] === undefined)(
+    "codex exec reads its prompt before it opens a thread: `exec resume` held at its stdin sees a turn that ended meanwhile",
+    { timeout: 90_000 },
+    async () => {
+      // What lets @deputy/codex start a turn's child before the last one has exited (one writer per thread).
+      const answer = (question: string, text: string) => ({
+        name: question,
+        match: { lastUserMessageContains: question },
+        steps: [{ type: "message" as const, text }]
+      })
+      const box = await sandbox({
+        responses: [
+          answer("first question", "first answer"),
+          answer("second question", "second answer"),
+          answer("third question", "third answer")
+        ]
+      })
+      const flags = ["--json", "--skip-git-repo-check"]
+      const first = spawnCodex(box, ["exec", ...flags, "first question"])
+      first.stdin.end()
+      const firstOut = collect(first.stdout)
+      expect(await exitOf(first)).toBe(0)
+      const threadId = (JSON.parse(firstOut().split("\n")[0] ?? "") as Json).thread_id as string
+
+      const held = spawnCodex(box, ["exec", "resume", threadId, ...flags, "-"])
+      const heldErr = collect(held.stderr)
+      await untilReadingStdin(held.pid ?? 0)
+      const second = spawnCodex(box, ["exec", "resume", threadId, ...flags, "second question"])
+      second.stdin.end()
+      expect(await exitOf(second)).toBe(0)
+      held.stdin.end("third question")
+      expect(await exitOf(held), heldErr()).toBe(0)
+
+      const requests = box.model.requests()
+      expect(requests.map((r) => r.response)).toEqual(["first question", "second question", "third question"])
+      const history = JSON.stringify((requests[2]?.body as { input: unknown }).input)
+      expect(history).toContain("first answer")
+      expect(history).toContain("second answer")
     }
   )
 })

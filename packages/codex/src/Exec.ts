@@ -8,9 +8,11 @@
  * time, at most one turn fiber (which owns that turn's child process, in its own process group),
  * and the bounded events mailbox. A turn ends when Codex says it ended (`turn.completed`, `turn.failed`),
  * as soon as the line arrives; the child's exit (killed past `exitGrace`), its group's SIGKILL and the
- * supervisor's sweep of what it left outside its group (§33) follow behind the turn, the next turn's
- * child starts once it has exited (a Codex thread has one writer), and closing the scope waits for
- * all of it. Closing the scope kills a running turn's child and ends the events. The Codex
+ * supervisor's sweep of what it left outside its group (§33) follow behind the turn, and closing the
+ * scope waits for all of it. The next turn's child starts at once but is given its prompt only once
+ * the last one has exited: a Codex thread has one writer, and `codex exec` reads its prompt before it
+ * opens any thread (test/codex-exec.test.ts checks that against the real CLI), so its start-up
+ * overlaps the last child's exit. Closing the scope kills a running turn's child and ends the events. The Codex
  * thread id is kept in an atomically written pointer file (§22), by default
  * `<deputy home>/codex-exec/<deputy thread id>`, so a later process can resume the thread; resuming
  * falls back to a fresh Codex thread, with a `warning`, when `exec resume` fails (§23).
@@ -333,7 +335,7 @@ interface AgentState {
   closed: boolean
   /** The Codex thread to resume next turn; set by every `thread.started`. */
   codexThreadId: string | undefined
-  /** The last turn's child, still exiting after its turn ended: the next child waits for it. */
+  /** The last turn's child, still exiting after its turn ended: the next child's prompt waits for it. */
   exiting: Fiber.Fiber<void> | undefined
 }
 
@@ -394,8 +396,17 @@ const exitReason = (what: string, child: ExecProcess) =>
     return `${what} ${how}${last === undefined ? "" : `: ${last}`}`
   })
 
-/** Starts a child with `args` and reads until its `thread.started`; fails with ExecFailed if it ends first. */
-const open = (config: TurnConfig, what: string, args: ReadonlyArray<string>, prompt: string) =>
+/**
+ * Starts a child with `args`, its prompt held back until `after` is done, and reads until its
+ * `thread.started`; fails with ExecFailed if it ends first.
+ */
+const open = (
+  config: TurnConfig,
+  what: string,
+  args: ReadonlyArray<string>,
+  prompt: string,
+  after: Effect.Effect<void> | undefined
+) =>
   Effect.gen(function* () {
     const child = yield* startExecProcess({
       binary: config.binary,
@@ -403,6 +414,7 @@ const open = (config: TurnConfig, what: string, args: ReadonlyArray<string>, pro
       cwd: config.cwd,
       env: config.env,
       stdin: prompt,
+      ...(after === undefined ? {} : { stdinAfter: after }),
       killGrace: config.killGrace,
       sweepLater: (sweep) => Effect.asVoid(config.later(sweep)),
       ...(config.maxLineLength === undefined ? {} : { maxLineLength: config.maxLineLength })
@@ -435,8 +447,9 @@ const inputOf = (items: ReadonlyArray<UserInputItem>) => {
 /**
  * Plays one turn: resumes the Codex thread (or starts one, §23), translates the child's stdout
  * until Codex says the turn ended, and returns the turn's last event. The child's exit (bounded by
- * `exitGrace`, then it is killed) goes on behind the turn, and the next turn's child starts once it
- * is over: a Codex thread has one writer. Never fails; interrupting it kills the child.
+ * `exitGrace`, then it is killed) goes on behind the turn; the next turn's child starts at once, its
+ * prompt held until that is over: a Codex thread has one writer. Never fails; interrupting it kills
+ * the child.
  */
 const runTurn = (
   config: TurnConfig,
@@ -446,10 +459,11 @@ const runTurn = (
   Effect.uninterruptibleMask((restore) =>
     Effect.gen(function* () {
       const { state } = config
-      if (state.exiting !== undefined) yield* restore(Fiber.await(state.exiting))
+      const previous = state.exiting
+      const after = previous === undefined ? undefined : Effect.asVoid(Fiber.await(previous))
       // The child lives in this scope: closed when the turn fails or is interrupted, else behind the turn.
       const scope = yield* Scope.make()
-      const played = yield* Effect.exit(restore(Scope.extend(playTurn(config, turnId, items), scope)))
+      const played = yield* Effect.exit(restore(Scope.extend(playTurn(config, turnId, items, after), scope)))
       if (Exit.isSuccess(played) && played.value.exiting !== undefined) {
         const child = played.value.exiting
         // Forked from an uninterruptible region, so made interruptible again: its bound interrupts the wait.
@@ -480,11 +494,12 @@ interface Played {
   readonly exiting?: ExecProcess
 }
 
-/** The turn itself, its child in the caller's scope. */
+/** The turn itself, its child in the caller's scope, its prompt held until `after` is done. */
 const playTurn = (
   config: TurnConfig,
   turnId: string,
-  items: ReadonlyArray<UserInputItem>
+  items: ReadonlyArray<UserInputItem>,
+  after: Effect.Effect<void> | undefined
 ): Effect.Effect<Played, never, Requirements | Scope.Scope> =>
   Effect.gen(function* () {
     const { events, state } = config
@@ -492,7 +507,7 @@ const playTurn = (
     const { prompt, images, skipped } = inputOf(items)
     if (skipped > 0) yield* emit({ type: "warning", message: `codex exec takes no image URLs; ${skipped} skipped` })
     const run = (what: string, head: ReadonlyArray<string>) =>
-      open(config, what, [...head, ...config.flags, ...images, "-"], prompt)
+      open(config, what, [...head, ...config.flags, ...images, "-"], prompt, after)
 
     const priorId = state.codexThreadId
     const outcome = yield* resumeWithFallback({

@@ -374,11 +374,12 @@ layer(NodeContext.layer, { excludeTestServices: true })("CodexExec", (it) => {
   )
 
   it.scoped(
-    "§26 a turn ends at Codex's turn.completed, its child still exiting; the next child starts once it has gone",
+    "§26 a turn ends at Codex's turn.completed, its child still exiting; the next child starts at once and gets its prompt once that one has gone",
     () =>
       Effect.gen(function* () {
-        // Codex takes a while to exit after its last line; the caller has the answer meanwhile. One child
-        // per Codex thread still holds: the next turn's child waits for this one's exit.
+        // Codex takes a while to exit after its last line; the caller has the answer meanwhile. One writer
+        // per Codex thread still holds: the next turn's child starts (Codex loads its config before it
+        // reads its prompt) but is given its prompt only after this one's exit.
         const box = yield* sandbox([
           [
             { threadStarted: CODEX_ID },
@@ -386,7 +387,7 @@ layer(NodeContext.layer, { excludeTestServices: true })("CodexExec", (it) => {
             { out: { type: "turn.completed" } },
             { sleep: 2_000 }
           ],
-          [{ threadStarted: CODEX_ID }, { out: { type: "turn.completed" } }]
+          [{ threadStarted: CODEX_ID }, { echoPrompt: true }, { out: { type: "turn.completed" } }]
         ])
         const life = join(box.root, "life")
         const lifeLines = () =>
@@ -401,10 +402,66 @@ layer(NodeContext.layer, { excludeTestServices: true })("CodexExec", (it) => {
           lastAgentMessage: "one"
         })
         const first = box.invocations()[0]!.pid
-        assert.deepStrictEqual(lifeLines(), [`start ${first}`])
-        assert.strictEqual((yield* turn(agent, "t2")).at(-1)?.type, "turn_complete")
+        assert.deepStrictEqual(lifeLines(), [`spawn ${first}`, `start ${first}`])
+        assert.deepStrictEqual((yield* turn(agent, "t2", userText("two"))).at(-1), {
+          type: "turn_complete",
+          turnId: "t2",
+          lastAgentMessage: "two"
+        })
         const second = box.invocations()[1]!.pid
-        assert.deepStrictEqual(lifeLines().slice(0, 3), [`start ${first}`, `exit ${first}`, `start ${second}`])
+        assert.deepStrictEqual(lifeLines().slice(0, 5), [
+          `spawn ${first}`,
+          `start ${first}`,
+          `spawn ${second}`,
+          `exit ${first}`,
+          `start ${second}`
+        ])
+      })
+  )
+
+  it.scoped(
+    "§26 interrupting a turn whose child waits for the last one's exit kills it before it has its prompt; the next turn still waits",
+    () =>
+      Effect.gen(function* () {
+        const box = yield* sandbox([
+          [{ threadStarted: CODEX_ID }, { out: { type: "turn.completed" } }, { sleep: 2_000 }],
+          [{ threadStarted: CODEX_ID }, { echoPrompt: true }, { out: { type: "turn.completed" } }]
+        ])
+        const life = join(box.root, "life")
+        const lifeLines = () =>
+          readFileSync(life, "utf8")
+            .split("\n")
+            .filter((line) => line !== "")
+        const agent = yield* spawnAgent({ ...box.options, env: { ...box.options.env, FAKE_CODEX_LIFE: life } })
+        yield* started(agent)
+        assert.strictEqual((yield* turn(agent, "t1")).at(-1)?.type, "turn_complete")
+        const first = box.invocations()[0]!.pid
+        yield* agent.submit({ id: "t2", op: userText("two") })
+        // Interrupted once its child runs, waiting for its prompt.
+        const held = yield* Effect.promise(async () => {
+          while (lifeLines().length < 3) await new Promise((resolve) => setTimeout(resolve, 10))
+          return Number(lifeLines()[2]!.split(" ")[1])
+        })
+        yield* agent.submit({ id: "i1", op: { type: "interrupt" } })
+        const aborted = (yield* takeUntil(agent, (event) => isTurnEnd(event.msg))).at(-1)
+        assert.deepStrictEqual(aborted?.msg, { type: "turn_aborted", turnId: "t2", reason: "interrupted" })
+        assert.isFalse(isAlive(held))
+        assert.isTrue(isAlive(first))
+        assert.deepStrictEqual((yield* turn(agent, "t3", userText("three"))).at(-1), {
+          type: "turn_complete",
+          turnId: "t3",
+          lastAgentMessage: "three"
+        })
+        const third = box.invocations()[1]!.pid
+        assert.deepStrictEqual(lifeLines(), [
+          `spawn ${first}`,
+          `start ${first}`,
+          `spawn ${held}`,
+          `spawn ${third}`,
+          `exit ${first}`,
+          `start ${third}`,
+          `exit ${third}`
+        ])
       })
   )
 
@@ -428,7 +485,7 @@ layer(NodeContext.layer, { excludeTestServices: true })("CodexExec", (it) => {
       yield* Scope.close(scope, Exit.void)
       assert.isFalse(isAlive(child))
       // It never exited by itself: the bound killed it.
-      assert.deepStrictEqual(readFileSync(life, "utf8"), `start ${child}\n`)
+      assert.deepStrictEqual(readFileSync(life, "utf8"), `spawn ${child}\nstart ${child}\n`)
     })
   )
 

@@ -10,7 +10,7 @@
  * thread pool before every spawn and writes stdin from a fiber of its own, and every chunk of stdout
  * and stderr went through several stream stages; that was most of the CPU deputy spent on a turn
  * beyond the SDK's, and a few milliseconds of its wall time on 2 busy cores. Here the prompt is
- * written and stdin closed as the child starts (as the SDK does), a chunk's lines go into the
+ * written and stdin closed as the child starts (as the SDK does) or once `stdinAfter` is done, a chunk's lines go into the
  * mailbox from the pipe's own callback, and a fiber runs only when the mailbox is full.
  *
  * No orphans: the child runs under core's supervisor (`ProcessSupervisor.spawn`): after the group is
@@ -50,6 +50,11 @@ export interface ExecProcessConfig {
   readonly env: Readonly<Record<string, string>>
   /** Written to the child's stdin, which is then closed. */
   readonly stdin: string
+  /**
+   * When given, stdin is written only once this is done; the child starts meanwhile (Codex loads its
+   * config before it reads its prompt). Interrupted, with the child killed, if the scope closes first.
+   */
+  readonly stdinAfter?: Effect.Effect<void>
   /** How long SIGTERM may take before SIGKILL. */
   readonly killGrace: Duration.DurationInput
   /** The longest stdout line, in characters (§36). Default 64 MiB. */
@@ -103,6 +108,7 @@ const describe = (cause: unknown) => (cause instanceof Error ? cause.message : S
 /** The pipes and process of a started child. */
 interface Spawned {
   readonly pid: number
+  readonly stdin: NodeJS.WritableStream
   readonly stdout: NodeJS.ReadableStream & { destroy: () => void }
   readonly stderr: NodeJS.ReadableStream & { destroy: () => void }
   /** Its exit code, null when a signal ended it. */
@@ -112,9 +118,9 @@ interface Spawned {
 }
 
 /**
- * Spawns the child detached (it leads a process group of its own) under supervision, writes the
- * prompt and closes stdin at once. Its exit is listened for in the tick of the spawn, so an exit
- * right away is never missed.
+ * Spawns the child detached (it leads a process group of its own) under supervision, and writes the
+ * prompt and closes stdin at once unless told to wait (`stdinAfter`). Its exit is listened for in the
+ * tick of the spawn, so an exit right away is never missed.
  */
 const spawnChild = (config: ExecProcessConfig): Effect.Effect<Spawned, ExecStartFailed> =>
   Effect.flatMap(Deferred.make<number | null>(), (exited) =>
@@ -125,16 +131,18 @@ const spawnChild = (config: ExecProcessConfig): Effect.Effect<Spawned, ExecStart
       ({ child }) => {
         child.once("exit", (code) => Deferred.unsafeDone(exited, Effect.succeed(code)))
         child.stdin?.on("error", () => {}) // EPIPE when it exits without reading; its exit says the rest
-        child.stdin?.end(config.stdin)
+        if (config.stdinAfter === undefined) child.stdin?.end(config.stdin)
         child.stdout?.setEncoding("utf8")
         child.stderr?.setEncoding("utf8")
       }
     ).pipe(
       Effect.mapError((failed) => new ExecStartFailed(failed)),
       Effect.flatMap(({ child, endKilled }) => {
-        const { stdout, stderr } = child
-        if (stdout === null || stderr === null) return Effect.die("codex exec started without stdio pipes")
-        return Effect.succeed({ pid: child.pid ?? 0, stdout, stderr, exited, end: endKilled })
+        const { stdin, stdout, stderr } = child
+        if (stdin === null || stdout === null || stderr === null) {
+          return Effect.die("codex exec started without stdio pipes")
+        }
+        return Effect.succeed({ pid: child.pid ?? 0, stdin, stdout, stderr, exited, end: endKilled })
       })
     )
   )
@@ -303,6 +311,14 @@ export const startExecProcess = (config: ExecProcessConfig): Effect.Effect<ExecP
           yield* exited && config.sweepLater !== undefined ? config.sweepLater(rest) : rest
         })
     )
+    if (config.stdinAfter !== undefined) {
+      yield* Effect.forkScoped(
+        Effect.zipRight(
+          config.stdinAfter,
+          Effect.sync(() => child.stdin.end(config.stdin))
+        )
+      )
+    }
     return {
       pid: child.pid,
       lines,

@@ -406,6 +406,26 @@ describe("real Codex CLI against @deputy/mock-model", () => {
     }
   )
 
+  it(
+    "the mock's config keeps Codex off the network: no curated-plugin sync from github.com",
+    { timeout: 60_000 },
+    async () => {
+      // At start-up Codex syncs its curated plugins (`/usr/bin/git ls-remote https://github.com/openai/plugins`:
+      // a DNS query and a connection out), holding `<CODEX_HOME>/.tmp/plugins.sync.lock` meanwhile. With
+      // plugins turned back on, the lock shows the sync ran (so its absence means something).
+      const syncs = async (args: ReadonlyArray<string>) => {
+        const box = await sandbox({ responses: [{ steps: [{ type: "message", text: "ok" }] }] })
+        const child = spawnCodex(box, ["exec", "--json", "--skip-git-repo-check", ...args, "say hello"])
+        child.stdin.end()
+        const stderr = collect(child.stderr)
+        expect(await exitOf(child), stderr()).toBe(0)
+        return existsSync(join(box.home, ".tmp", "plugins.sync.lock"))
+      }
+      expect(await syncs(["-c", "features.plugins=true"])).toBe(true)
+      expect(await syncs([])).toBe(false)
+    }
+  )
+
   it.skipIf(process.platform !== "linux" || READ_SYSCALL[process.arch] === undefined)(
     "codex exec reads its prompt before it opens a thread: `exec resume` held at its stdin sees a turn that ended meanwhile",
     { timeout: 90_000 },

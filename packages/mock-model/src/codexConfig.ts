@@ -66,7 +66,11 @@ export const codexConfigToml = (baseUrl: string, options: CodexConfigOptions = {
     "[feedback]",
     "enabled = false",
     "",
-    ...(options.requestUserInput === true ? ["[features]", "default_mode_request_user_input = true", ""] : []),
+    "[features]",
+    // Codex syncs its curated plugins from github.com at every start (git ls-remote: DNS, HTTPS).
+    "plugins = false",
+    ...(options.requestUserInput === true ? ["default_mode_request_user_input = true"] : []),
+    "",
     `[model_providers.${providerId}]`,
     'name = "deputy mock model"',
     `base_url = ${str(baseUrl)}`,

@@ -336,6 +336,7 @@ describe("MockModel", () => {
       expect(toml).toContain('web_search = "disabled"')
       expect(toml).toContain("check_for_update_on_startup = false")
       expect(toml).toContain("[analytics]\nenabled = false")
+      expect(toml).toContain("[features]\nplugins = false")
       expect(toml).toContain(
         [
           "[model_providers.deputy_mock]",

@@ -116,7 +116,10 @@ export interface AppServerProcess {
   readonly unroute: (codexThreadId: string) => Effect.Effect<void>
 }
 
-/** Known notifications deputy has no event for; anything not handled nor listed here is logged at debug. */
+/**
+ * Known notifications deputy has no event for, which `initialize` asks Codex not to send; anything
+ * not handled nor listed here is logged at debug.
+ */
 const IGNORED_NOTIFICATIONS = new Set([
   "thread/started",
   "thread/status/changed",
@@ -215,8 +218,9 @@ export const startProcess = (options: ProcessOptions = {}): Effect.Effect<AppSer
     yield* rpc
       .request("initialize", {
         clientInfo: { name: "deputy", title: "deputy", version: CLIENT_VERSION },
-        // request_user_input and availableDecisions need the experimental API (reference §2.1).
-        capabilities: { experimentalApi: true }
+        // request_user_input and availableDecisions need the experimental API (reference §2.1). What
+        // deputy ignores, Codex need not send: 4 of a plain turn's 14 messages (issue 12).
+        capabilities: { experimentalApi: true, optOutNotificationMethods: [...IGNORED_NOTIFICATIONS] }
       })
       .pipe(
         Effect.timeoutFail({

@@ -66,6 +66,41 @@ describe("CodexAppServer", () => {
       }).pipe(Effect.scoped)
   )
 
+  it.live("initialize asks Codex not to send the notifications deputy ignores, and no others", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      const initialize = join(dir, "initialize.json")
+      yield* CodexAppServer.process({
+        codexPath: FAKE_APP_SERVER,
+        cwd: dir,
+        env: { FAKE_APP_SERVER_INITIALIZE: initialize }
+      })
+      const params = JSON.parse(readFileSync(initialize, "utf8")) as {
+        capabilities: { experimentalApi: boolean; optOutNotificationMethods: Array<string> }
+      }
+      assert.isTrue(params.capabilities.experimentalApi)
+      const optedOut = params.capabilities.optOutNotificationMethods
+      // Per turn, a real Codex sends these three beside what deputy turns into events.
+      for (const method of ["thread/status/changed", "thread/readState/changed", "account/rateLimits/updated"]) {
+        assert.include(optedOut, method)
+      }
+      for (const method of [
+        "turn/started",
+        "turn/completed",
+        "item/started",
+        "item/completed",
+        "item/agentMessage/delta",
+        "item/reasoning/textDelta",
+        "thread/tokenUsage/updated",
+        "error",
+        "warning",
+        "configWarning"
+      ]) {
+        assert.notInclude(optedOut, method)
+      }
+    }).pipe(Effect.scoped)
+  )
+
   it.live.skipIf(process.platform !== "linux")(
     "no orphans: a SIGKILLed deputy process takes its codex app-server's whole group with it",
     () =>

@@ -203,7 +203,14 @@ const sdkSequential = sdk(async (box, turns, answered, signal) => {
 
 /** The baseline of the app-server backend: a raw hand-written JSON-RPC client of the same app-server. */
 const rawSequential = sdk(async (box, turns, answered, signal) => {
-  const thread = await startRawThread(BINARY, CWD, box.sdkEnv, { approvalPolicy: "never", sandbox: "read-only" })
+  const thread = await startRawThread(
+    BINARY,
+    CWD,
+    box.sdkEnv,
+    { approvalPolicy: "never", sandbox: "read-only" },
+    // What the backend asks for: the same notifications reach both.
+    { experimentalApi: true, optOutNotificationMethods: CodexAppServer.optedOutNotifications }
+  )
   const abort = () => void thread.close()
   signal.addEventListener("abort", abort)
   try {

@@ -3,6 +3,7 @@
  * app-server backend): one child process spawned directly, newline-delimited JSON on stdio,
  * `initialize` / `initialized`, `thread/start`, then per turn `turn/start` and a wait for that thread's
  * `turn/completed`. No validation, no routing table, no watchdog: the least work a client can do.
+ * `initialize` asks for what the backend asks for (`capabilities`), so both read the same messages.
  */
 import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process"
 import { createInterface } from "node:readline"
@@ -15,12 +16,13 @@ export interface RawThread {
   readonly close: () => Promise<void>
 }
 
-/** Starts `binary app-server` in `cwd` with exactly `env`, initializes it and starts one thread. */
+/** Starts `binary app-server` in `cwd` with exactly `env`, initializes it (with `capabilities`) and starts one thread. */
 export const startRawThread = async (
   binary: string,
   cwd: string,
   env: Record<string, string>,
-  thread: Record<string, unknown>
+  thread: Record<string, unknown>,
+  capabilities: Record<string, unknown> = {}
 ): Promise<RawThread> => {
   const child: ChildProcessWithoutNullStreams = spawn(binary, ["app-server"], { cwd, env, stdio: "pipe" })
   child.stderr.resume()
@@ -52,7 +54,7 @@ export const startRawThread = async (
       pending.set(id, { resolve, reject })
       child.stdin.write(`${JSON.stringify({ id, method, params })}\n`)
     })
-  await request("initialize", { clientInfo: { name: "raw", title: "raw", version: "0.0.0" }, capabilities: {} })
+  await request("initialize", { clientInfo: { name: "raw", title: "raw", version: "0.0.0" }, capabilities })
   child.stdin.write(`${JSON.stringify({ method: "initialized" })}\n`)
   const started = (await request("thread/start", { cwd, ...thread })) as { thread: { id: string } }
   const threadId = started.thread.id

@@ -894,7 +894,7 @@ const commandWords = (command: string): Array<string> => {
   return words.length > 0 ? words : ["(empty command)"]
 }
 
-/** The app-server backend: processes, backends and the backend's name. */
+/** The app-server backend: processes, backends, the backend's name and the notifications it opts out of. */
 export const CodexAppServer = {
   /** The backend's name, `codex`. */
   name,
@@ -903,5 +903,7 @@ export const CodexAppServer = {
   /** A backend giving each agent its own process. */
   backend,
   /** A backend whose agents share one process. */
-  backendOn
+  backendOn,
+  /** The notifications `initialize` asks Codex not to send: deputy has no event for them. */
+  optedOutNotifications: [...IGNORED_NOTIFICATIONS] as ReadonlyArray<string>
 } as const

@@ -3,7 +3,7 @@
 export {
   /** One running `codex app-server`, shareable by several agents. */
   type AppServerProcess,
-  /** The app-server backend: `process`, `backend`, `backendOn`, `name`. */
+  /** The app-server backend: `process`, `backend`, `backendOn`, `name`, `optedOutNotifications`. */
   CodexAppServer,
   /** How to run the app-server process: binary, args, env additions, cwd, shutdown grace. */
   type ProcessOptions,

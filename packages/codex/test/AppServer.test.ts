@@ -80,6 +80,7 @@ describe("CodexAppServer", () => {
       }
       assert.isTrue(params.capabilities.experimentalApi)
       const optedOut = params.capabilities.optOutNotificationMethods
+      assert.deepStrictEqual(optedOut, CodexAppServer.optedOutNotifications)
       // Per turn, a real Codex sends these three beside what deputy turns into events.
       for (const method of ["thread/status/changed", "thread/readState/changed", "account/rateLimits/updated"]) {
         assert.include(optedOut, method)

@@ -145,6 +145,18 @@ const killedAtEnd = (pid: number) =>
     pid
   )
 
+/** An agent whose fake Codex children note their life in a file ($FAKE_CODEX_LIFE), and those notes so far. */
+const spawnNotingLife = (box: { readonly root: string; readonly options: CodexExec.Options }) =>
+  Effect.gen(function* () {
+    const life = join(box.root, "life")
+    const agent = yield* spawnAgent({ ...box.options, env: { ...box.options.env, FAKE_CODEX_LIFE: life } })
+    const lifeLines = () =>
+      readFileSync(life, "utf8")
+        .split("\n")
+        .filter((line) => line !== "")
+    return { agent, lifeLines }
+  })
+
 const completed = (item: Record<string, unknown>) => ({ out: { type: "item.completed", item } })
 
 layer(NodeContext.layer, { excludeTestServices: true })("CodexExec", (it) => {
@@ -389,12 +401,7 @@ layer(NodeContext.layer, { excludeTestServices: true })("CodexExec", (it) => {
           ],
           [{ threadStarted: CODEX_ID }, { echoPrompt: true }, { out: { type: "turn.completed" } }]
         ])
-        const life = join(box.root, "life")
-        const lifeLines = () =>
-          readFileSync(life, "utf8")
-            .split("\n")
-            .filter((line) => line !== "")
-        const agent = yield* spawnAgent({ ...box.options, env: { ...box.options.env, FAKE_CODEX_LIFE: life } })
+        const { agent, lifeLines } = yield* spawnNotingLife(box)
         yield* started(agent)
         assert.deepStrictEqual((yield* turn(agent, "t1")).at(-1), {
           type: "turn_complete",
@@ -427,12 +434,7 @@ layer(NodeContext.layer, { excludeTestServices: true })("CodexExec", (it) => {
           [{ threadStarted: CODEX_ID }, { out: { type: "turn.completed" } }, { sleep: 2_000 }],
           [{ threadStarted: CODEX_ID }, { echoPrompt: true }, { out: { type: "turn.completed" } }]
         ])
-        const life = join(box.root, "life")
-        const lifeLines = () =>
-          readFileSync(life, "utf8")
-            .split("\n")
-            .filter((line) => line !== "")
-        const agent = yield* spawnAgent({ ...box.options, env: { ...box.options.env, FAKE_CODEX_LIFE: life } })
+        const { agent, lifeLines } = yield* spawnNotingLife(box)
         yield* started(agent)
         assert.strictEqual((yield* turn(agent, "t1")).at(-1)?.type, "turn_complete")
         const first = box.invocations()[0]!.pid

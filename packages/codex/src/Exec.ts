@@ -12,8 +12,8 @@
  * scope waits for all of it. The next turn's child starts at once but is given its prompt only once
  * the last one has exited: a Codex thread has one writer, and `codex exec` reads its prompt before it
  * opens any thread (test/codex-mock-model.test.ts checks that of the real CLI), so its start-up
- * overlaps the last child's exit. Closing the scope kills a running turn's child and ends the events. The Codex
- * thread id is kept in an atomically written pointer file (§22), by default
+ * overlaps the last child's exit. Closing the scope kills a running turn's child and ends the events.
+ * The Codex thread id is kept in an atomically written pointer file (§22), by default
  * `<deputy home>/codex-exec/<deputy thread id>`, so a later process can resume the thread; resuming
  * falls back to a fresh Codex thread, with a `warning`, when `exec resume` fails (§23).
  *

@@ -10,8 +10,9 @@
  * thread pool before every spawn and writes stdin from a fiber of its own, and every chunk of stdout
  * and stderr went through several stream stages; that was most of the CPU deputy spent on a turn
  * beyond the SDK's, and a few milliseconds of its wall time on 2 busy cores. Here the prompt is
- * written and stdin closed as the child starts (as the SDK does) or once `stdinAfter` is done, a chunk's lines go into the
- * mailbox from the pipe's own callback, and a fiber runs only when the mailbox is full.
+ * written and stdin closed as the child starts (as the SDK does) or once `stdinAfter` is done, a
+ * chunk's lines go into the mailbox from the pipe's own callback, and a fiber runs only when the
+ * mailbox is full.
  *
  * No orphans: the child runs under core's supervisor (`ProcessSupervisor.spawn`): after the group is
  * killed, whatever Codex started outside it goes too (§33), and if this process dies, even by

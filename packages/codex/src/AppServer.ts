@@ -116,6 +116,9 @@ export interface AppServerProcess {
   readonly unroute: (codexThreadId: string) => Effect.Effect<void>
 }
 
+/** How many Codex turns of a thread stay mapped to their deputy turn ids (the active one and the last ended). */
+const RECENT_TURNS = 16
+
 /**
  * Known notifications deputy has no event for, which `initialize` asks Codex not to send; anything
  * not handled nor listed here is logged at debug.
@@ -380,7 +383,7 @@ const spawnOn = (
       shuttingDown: false,
       activeCodexTurn: undefined as string | undefined,
       lastMessage: undefined as string | undefined,
-      turnIds: new Map<string, string>(), // Codex turn id → deputy turn id
+      turnIds: new Map<string, string>(), // Codex turn id → deputy turn id, the last RECENT_TURNS (`bindTurn`)
       waitingTurnIds: [] as Array<string>, // deputy turn ids whose turn/start has not named its Codex turn yet
       endedTurns: new Set<string>(), // Codex turns that ended while a turn/start was still unanswered
       startsInFlight: 0, // turn/start requests not answered yet
@@ -394,12 +397,20 @@ const spawnOn = (
     }
     const turnEnded = { signal: yield* Deferred.make<void>() }
 
+    /**
+     * Binds a Codex turn to a deputy turn id. Only the last RECENT_TURNS stay known (a late message of a
+     * recent turn still finds its id): a long thread keeps nothing per ended turn.
+     */
+    const bindTurn = (codexTurnId: string, deputyTurnId: string) => {
+      st.turnIds.set(codexTurnId, deputyTurnId)
+      if (st.turnIds.size > RECENT_TURNS) st.turnIds.delete(st.turnIds.keys().next().value!)
+    }
     /** The deputy turn id of a Codex turn: bound once, to the oldest `user_input` still waiting for one. */
     const deputyTurn = (codexTurnId: string): string => {
       const known = st.turnIds.get(codexTurnId)
       if (known !== undefined) return known
       const bound = st.waitingTurnIds.shift() ?? codexTurnId
-      st.turnIds.set(codexTurnId, bound)
+      bindTurn(codexTurnId, bound)
       return bound
     }
     const currentTurn = () => (st.activeCodexTurn === undefined ? "" : deputyTurn(st.activeCodexTurn))
@@ -797,7 +808,7 @@ const spawnOn = (
             if (st.startsInFlight === 0) st.endedTurns.clear() // nothing left to compare with
             if (started._tag === "Right") {
               const codexTurnId = started.right.turn.id
-              if (!st.turnIds.has(codexTurnId)) st.turnIds.set(codexTurnId, id)
+              if (!st.turnIds.has(codexTurnId)) bindTurn(codexTurnId, id)
               if (waiting !== -1) st.waitingTurnIds.splice(waiting, 1)
               // A turn already running took this input (reference §2.3); its id keeps naming the turn.
               // A turn that already ended (its turn/completed came first) is not made active again.

@@ -2,6 +2,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
+import { setFlagsFromString } from "node:v8"
+import { runInNewContext } from "node:vm"
 import { Delegate, Parent, policy } from "@deputy/core"
 import { type Event, newThreadId, userText } from "@deputy/protocol"
 import { assert, describe, it } from "@effect/vitest"
@@ -10,6 +12,10 @@ import { CodexAppServer } from "../src/index.js"
 import { groupMembers, startCrashDeputy, untilGroupGone } from "./crashDeputy.js"
 
 const FAST_TURN_APP_SERVER = fileURLToPath(new URL("./fixtures/fake-app-server-fast-turn.mjs", import.meta.url))
+// A full GC on demand, for the heap test (vitest runs without --expose-gc).
+setFlagsFromString("--expose-gc")
+const gc = runInNewContext("gc") as () => void
+
 const FAKE_APP_SERVER = fileURLToPath(new URL("./fixtures/fake-app-server.mjs", import.meta.url))
 
 /** A temp folder (cwd and CODEX_HOME), removed with the scope. */
@@ -100,6 +106,42 @@ describe("CodexAppServer", () => {
         assert.notInclude(optedOut, method)
       }
     }).pipe(Effect.scoped)
+  )
+
+  it.live(
+    "a long thread keeps nothing per ended turn: 1,000 more turns leave the heap where it was",
+    () =>
+      Effect.gen(function* () {
+        const dir = yield* tempDir
+        // Turn ids of 4,000 characters: kept per turn, 1,000 turns would hold 4 MB (8 in UTF-16).
+        const agent = yield* CodexAppServer.backend({
+          codexPath: FAKE_APP_SERVER,
+          cwd: dir,
+          env: { FAKE_APP_SERVER_TURN_ID_LENGTH: "4000" }
+        }).spawn({})
+        const turns = (count: number, from: number) =>
+          Effect.gen(function* () {
+            for (let i = from; i < from + count; i++) {
+              const id = `t${i}`
+              yield* agent.submit({ id, op: userText("go") })
+              while (true) {
+                const event = yield* agent.events.take
+                if (event.id === id && event.msg.type === "turn_complete") break
+              }
+            }
+          })
+        const heapAfterGc = () => {
+          gc()
+          return process.memoryUsage().heapUsed
+        }
+        yield* turns(200, 0) // code warmed up
+        const before = heapAfterGc()
+        yield* turns(1_000, 200)
+        const grown = heapAfterGc() - before
+        // What stays is compiled code (a few hundred KB at most); not the turns.
+        assert.isBelow(grown, 1_500_000, `the heap grew by ${grown} bytes over 1,000 turns`)
+      }).pipe(Effect.scoped),
+    60_000
   )
 
   it.live.skipIf(process.platform !== "linux")(
